@@ -1,0 +1,76 @@
+/**
+ * The typed Kubernetes API as the rest of the program sees it. Implemented over HTTP by
+ * `client.ts`; every failure is a `KubeApiError` (see `errors.ts`).
+ */
+import type { KubeList, KubeObject, WatchEvent } from "./objects.ts";
+import type { Resource } from "./resources.ts";
+
+export type PatchType = "merge" | "strategic" | "json";
+
+export interface CallOptions {
+  signal?: AbortSignal;
+}
+
+export interface ListOptions extends CallOptions {
+  namespace?: string;
+  labelSelector?: string;
+  fieldSelector?: string;
+  limit?: number;
+  continue?: string;
+  resourceVersion?: string;
+  resourceVersionMatch?: "Exact" | "NotOlderThan";
+}
+
+export interface WatchOptions extends CallOptions {
+  namespace?: string;
+  labelSelector?: string;
+  fieldSelector?: string;
+  resourceVersion?: string;
+  allowWatchBookmarks?: boolean;
+  timeoutSeconds?: number;
+}
+
+export interface DeleteOptions extends CallOptions {
+  /** Precondition: delete only the object with this UID. */
+  uid?: string;
+  /** Precondition: delete only at this resourceVersion. */
+  resourceVersion?: string;
+  propagationPolicy?: "Orphan" | "Background" | "Foreground";
+}
+
+export interface WriteOptions extends CallOptions {
+  /** Server-side dry run. */
+  dryRun?: boolean;
+  fieldManager?: string;
+}
+
+/**
+ * A watch stream: async-iterates decoded events; ends when the server closes the stream or the
+ * signal aborts. Transport failures surface as a thrown `KubeApiError`.
+ */
+export type WatchStream<T extends KubeObject> = AsyncIterable<WatchEvent<T>>;
+
+export interface ResourceClient<T extends KubeObject> {
+  readonly resource: Resource<T>;
+  get(name: string, namespace?: string, opts?: CallOptions): Promise<T>;
+  list(opts?: ListOptions): Promise<KubeList<T>>;
+  watch(opts?: WatchOptions): Promise<WatchStream<T>>;
+  create(obj: T, opts?: WriteOptions): Promise<T>;
+  /** PUT of the whole object; 409 Conflict when its resourceVersion is stale. */
+  update(obj: T, opts?: WriteOptions): Promise<T>;
+  /** PUT to the status subresource. */
+  updateStatus(obj: T, opts?: WriteOptions): Promise<T>;
+  patch(
+    name: string,
+    type: PatchType,
+    patch: unknown,
+    namespace?: string,
+    opts?: WriteOptions & { subresource?: string },
+  ): Promise<T>;
+  delete(name: string, namespace?: string, opts?: DeleteOptions): Promise<void>;
+}
+
+/** Factory of typed clients, one per resource. */
+export interface KubeApi {
+  resource<T extends KubeObject>(r: Resource<T>): ResourceClient<T>;
+}

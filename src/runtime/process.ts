@@ -1,0 +1,94 @@
+/**
+ * The process as a dependency: arguments, environment, standard streams, signals and exit.
+ * Everything here goes through `node:*` modules, which Bun, Deno and Node all provide.
+ */
+import { existsSync, readFileSync, writeFileSync } from "node:fs";
+import { hostname as osHostname } from "node:os";
+import process from "node:process";
+
+export type RuntimeName = "bun" | "deno" | "node";
+
+/** Which JavaScript runtime runs this process. */
+export function runtimeName(): RuntimeName {
+  const g = globalThis as { Bun?: unknown; Deno?: unknown };
+  if (g.Bun !== undefined) return "bun";
+  if (g.Deno !== undefined) return "deno";
+  return "node";
+}
+
+/** Runtime name and version, e.g. `bun 1.4.5`. */
+export function runtimeVersion(): string {
+  const name = runtimeName();
+  const versions = process.versions as Record<string, string | undefined>;
+  return `${name} ${versions[name] ?? process.version}`;
+}
+
+/** Command-line arguments after the program (and script) name. */
+export function argv(): string[] {
+  return process.argv.slice(2);
+}
+
+/** A read-only snapshot of the environment. */
+export function env(): Readonly<Record<string, string | undefined>> {
+  return { ...process.env };
+}
+
+export function writeStdout(text: string): void {
+  process.stdout.write(text);
+}
+
+export function writeStderr(text: string): void {
+  process.stderr.write(text);
+}
+
+/** Sets the exit code and ends the process once stdout and stderr have drained. */
+export function exit(code: number): never {
+  process.exitCode = code;
+  process.exit(code);
+}
+
+export function hostname(): string {
+  return osHostname();
+}
+
+/**
+ * Calls `handler` on SIGTERM or SIGINT. Returns a function that removes the handlers.
+ * A second signal while the first drains exits at once with status 1.
+ */
+export function onTerminationSignal(handler: (signal: "SIGTERM" | "SIGINT") => void): () => void {
+  let seen = false;
+  const make = (sig: "SIGTERM" | "SIGINT") => () => {
+    if (seen) exit(1);
+    seen = true;
+    handler(sig);
+  };
+  const term = make("SIGTERM");
+  const int = make("SIGINT");
+  process.on("SIGTERM", term);
+  process.on("SIGINT", int);
+  return () => {
+    process.off("SIGTERM", term);
+    process.off("SIGINT", int);
+  };
+}
+
+export function readTextFile(path: string): string {
+  return readFileSync(path, "utf8");
+}
+
+export function fileExists(path: string): boolean {
+  return existsSync(path);
+}
+
+/**
+ * Writes `message` to Kubernetes' termination-message file when it is writable, so that
+ * `kubectl describe pod` shows why the container ended. Failure to write is ignored.
+ */
+export function writeTerminationMessage(message: string, path = "/dev/termination-log"): boolean {
+  try {
+    writeFileSync(path, message);
+    return true;
+  } catch {
+    return false;
+  }
+}
