@@ -1,0 +1,81 @@
+#!/usr/bin/env bash
+# The project's test command (`npm test`). Runs the unit and component suites on Node 24,
+# Bun and Deno, then the end-to-end suite against a real control plane (built and cached by
+# scripts/e2e/build.sh), and ends with one line "N passed, N failed".
+#
+# Environment:
+#   TEST_RUNTIMES   runtimes for the unit/component suites (default "node bun deno")
+#   E2E             "0" skips the end-to-end suite (default: run it)
+#   E2E_BIN_DIR     prebuilt control-plane binaries (default: build or reuse the cache)
+set -uo pipefail
+cd "$(dirname "$0")/.."
+BIN="$PWD/node_modules/.bin"
+export PATH="$BIN:$PATH"
+RUNTIMES="${TEST_RUNTIMES:-node bun deno}"
+passed=0
+failed=0
+status=0
+logdir="$(mktemp -d)"
+trap 'rm -rf "$logdir"' EXIT
+
+# Unit and component tests: everything under test/ except the end-to-end suite.
+mapfile -t files < <(find test -name '*.test.ts' -not -path 'test/e2e/*' | sort)
+
+count() { # $1 = log file, $2 = runtime
+  local p f
+  case "$2" in
+    node) p=$(grep -E '^# pass [0-9]+' "$1" | tail -1 | awk '{print $3}')
+          f=$(grep -E '^# fail [0-9]+' "$1" | tail -1 | awk '{print $3}') ;;
+    bun)  p=$(grep -E '^ *[0-9]+ pass$' "$1" | tail -1 | awk '{print $1}')
+          f=$(grep -E '^ *[0-9]+ fail$' "$1" | tail -1 | awk '{print $1}') ;;
+    deno) # "ok | 3 passed (41 steps) | 0 failed": count the steps (it() blocks) when there are any.
+          local line
+          line=$(sed 's/\x1b\[[0-9;]*m//g' "$1" | grep -E '^(ok|FAILED) \| [0-9]+ passed' | tail -1)
+          p=$(echo "$line" | sed -nE 's/.*\| ([0-9]+) passed( \(([0-9]+) steps?\))?.*/\1 \3/p' | awk '{print ($2 != "" ? $2 : $1)}')
+          f=$(echo "$line" | sed -nE 's/.*\| ([0-9]+) failed( \(([0-9]+) steps?\))?.*/\1 \3/p' | awk '{print ($2 != "" ? $2 : $1)}') ;;
+  esac
+  passed=$((passed + ${p:-0}))
+  failed=$((failed + ${f:-0}))
+  if [ -z "$p" ] && [ -z "$f" ]; then failed=$((failed + 1)); fi
+}
+
+run_suite() { # $1 = runtime
+  local log="$logdir/$1.log" rc
+  echo "=== unit and component tests on $1 (${#files[@]} files)"
+  case "$1" in
+    node) node --test --test-reporter=tap --test-concurrency=2 --test-timeout=120000 "${files[@]}" >"$log" 2>&1 ;;
+    bun)  bun test --timeout 120000 "${files[@]/#/./}" >"$log" 2>&1 ;;
+    deno) NO_COLOR=1 deno test -A --quiet "${files[@]}" >"$log" 2>&1 ;;
+  esac
+  rc=$?
+  if [ $rc -ne 0 ]; then
+    status=1
+    echo "--- $1 failed (exit $rc); its output:"
+    cat "$log"
+  else
+    tail -n 12 "$log"
+  fi
+  count "$log" "$1"
+}
+
+for rt in $RUNTIMES; do run_suite "$rt"; done
+
+if [ "${E2E:-1}" != "0" ] && [ -d test/e2e ]; then
+  if [ -z "${E2E_BIN_DIR:-}" ]; then
+    E2E_BIN_DIR="$(bash scripts/e2e/build.sh | tail -n 1)" || { echo "e2e build failed"; status=1; }
+  fi
+  export E2E_BIN_DIR
+  if [ -n "${E2E_BIN_DIR:-}" ]; then
+    log="$logdir/e2e.log"
+    echo "=== end-to-end tests (binaries in $E2E_BIN_DIR)"
+    node --test --test-reporter=tap --test-concurrency=1 --test-timeout=1800000 test/e2e/*.test.ts >"$log" 2>&1
+    rc=$?
+    cat "$log"
+    [ $rc -ne 0 ] && status=1
+    count "$log" node
+  fi
+fi
+
+echo "${passed} passed, ${failed} failed"
+[ "$failed" -eq 0 ] || status=1
+exit $status

@@ -1,0 +1,185 @@
+/**
+ * Records core/v1 Events the way client-go's recorder does, so `kubectl describe` shows the
+ * same lines as with upstream: name `<object>.<hex nanoseconds>`, the object's namespace (or
+ * `default` for cluster-scoped objects), `source.component`, and `count` bumped by a PATCH when
+ * the same event repeats within ten minutes instead of a new object.
+ *
+ * Recording never blocks the caller: events go through a bounded in-memory queue written by a
+ * background loop; a failed write is logged and dropped (events are best effort, as upstream).
+ */
+import type { ResourceClient } from "../kube/api.ts";
+import type { CoreEvent, KubeObject, ObjectReference } from "../kube/objects.ts";
+import type { Clock } from "../util/clock.ts";
+import type { Logger } from "../util/log.ts";
+
+export type EventType = "Normal" | "Warning";
+
+export interface EventRecorder {
+  /** Queues an event about `obj`. */
+  event(obj: EventSubject, type: EventType, reason: string, message: string): void;
+  /** Resolves when every queued event has been written (or dropped). */
+  flush(): Promise<void>;
+}
+
+/** What an event is about: enough to build its `involvedObject`. */
+export interface EventSubject {
+  apiVersion: string;
+  kind: string;
+  metadata: { name?: string; namespace?: string; uid?: string; resourceVersion?: string };
+}
+
+export interface EventRecorderOptions {
+  events: ResourceClient<CoreEvent>;
+  clock: Clock;
+  logger: Logger;
+  /** `source.component`, e.g. `external-provisioner`. */
+  component: string;
+  /** `source.host`; empty for none. */
+  host?: string;
+  /** Queue bound; further events are dropped with a log line. Default 1000. */
+  maxQueued?: number;
+  /** Repeats of the same event within this window bump `count`. Default 10 minutes. */
+  aggregateWindowMs?: number;
+}
+
+interface Sent {
+  name: string;
+  namespace: string;
+  count: number;
+  firstTimestamp: string;
+  lastSeen: number;
+}
+
+/** Builds the involvedObject reference of `obj`. */
+export function referenceOf(obj: EventSubject): ObjectReference {
+  const ref: ObjectReference = {
+    apiVersion: obj.apiVersion,
+    kind: obj.kind,
+    name: obj.metadata.name,
+    uid: obj.metadata.uid,
+    resourceVersion: obj.metadata.resourceVersion,
+  };
+  if (obj.metadata.namespace) ref.namespace = obj.metadata.namespace;
+  return ref;
+}
+
+/** Makes a subject from an object typed with kind and apiVersion. */
+export function subject(obj: KubeObject, apiVersion: string, kind: string): EventSubject {
+  return { apiVersion, kind, metadata: obj.metadata };
+}
+
+function rfc3339(ms: number): string {
+  return new Date(ms).toISOString().replace(/\.\d{3}Z$/, "Z");
+}
+
+export function createEventRecorder(opts: EventRecorderOptions): EventRecorder {
+  const maxQueued = opts.maxQueued ?? 1000;
+  const window = opts.aggregateWindowMs ?? 10 * 60_000;
+  const queue: {
+    obj: EventSubject;
+    type: EventType;
+    reason: string;
+    message: string;
+    at: number;
+  }[] = [];
+  const sent = new Map<string, Sent>();
+  let running: Promise<void> | undefined;
+  let lastNanos = 0n;
+
+  const uniqueNanos = (ms: number): bigint => {
+    let n = BigInt(ms) * 1_000_000n;
+    if (n <= lastNanos) n = lastNanos + 1n;
+    lastNanos = n;
+    return n;
+  };
+
+  const write = async (item: (typeof queue)[number]) => {
+    const ref = referenceOf(item.obj);
+    const namespace = item.obj.metadata.namespace || "default";
+    const key = [
+      ref.uid,
+      ref.kind,
+      ref.namespace,
+      ref.name,
+      item.type,
+      item.reason,
+      item.message,
+    ].join("\u0000");
+    const now = rfc3339(item.at);
+    const prev = sent.get(key);
+    if (prev && item.at - prev.lastSeen <= window) {
+      try {
+        await opts.events.patch(
+          prev.name,
+          "strategic",
+          { count: prev.count + 1, lastTimestamp: now, message: item.message },
+          prev.namespace,
+        );
+        prev.count++;
+        prev.lastSeen = item.at;
+        return;
+      } catch (err) {
+        opts.logger.v(4).info("Could not update event; creating a new one", { err });
+      }
+    }
+    const name = `${ref.name ?? "unknown"}.${uniqueNanos(item.at).toString(16)}`;
+    const ev: CoreEvent = {
+      apiVersion: "v1",
+      kind: "Event",
+      metadata: { name, namespace },
+      involvedObject: ref,
+      reason: item.reason,
+      message: item.message,
+      type: item.type,
+      source: opts.host
+        ? { component: opts.component, host: opts.host }
+        : { component: opts.component },
+      count: 1,
+      firstTimestamp: now,
+      lastTimestamp: now,
+      reportingComponent: opts.component,
+      reportingInstance: opts.host ?? "",
+    };
+    await opts.events.create(ev);
+    sent.set(key, { name, namespace, count: 1, firstTimestamp: now, lastSeen: item.at });
+    if (sent.size > 4096) {
+      for (const [k, v] of sent) if (item.at - v.lastSeen > window) sent.delete(k);
+    }
+  };
+
+  const drain = async () => {
+    for (;;) {
+      const item = queue.shift();
+      if (!item) return;
+      try {
+        await write(item);
+      } catch (err) {
+        opts.logger.warn("Could not record event", {
+          object: `${item.obj.metadata.namespace ? `${item.obj.metadata.namespace}/` : ""}${item.obj.metadata.name}`,
+          reason: item.reason,
+          err,
+        });
+      }
+    }
+  };
+
+  return {
+    event(obj, type, reason, message) {
+      const name = `${obj.metadata.namespace ? `${obj.metadata.namespace}/` : ""}${obj.metadata.name}`;
+      opts.logger.info("Event", { object: name, kind: obj.kind, type, reason, message });
+      if (queue.length >= maxQueued) {
+        opts.logger.warn("Event queue full; dropping event", { object: name, reason });
+        return;
+      }
+      queue.push({ obj, type, reason, message, at: opts.clock.now() });
+      if (!running) {
+        running = drain().finally(() => {
+          running = undefined;
+        });
+      }
+    },
+    async flush() {
+      while (running) await running;
+    },
+  };
+}

@@ -1,0 +1,84 @@
+#!/usr/bin/env -S bun
+/**
+ * Composition root: parse the command line, build the dependencies, run the command, and turn
+ * its outcome into an exit code. The only module that knows about the real process.
+ */
+import { resolveCommand } from "./cli/main-args.ts";
+import { runProbe } from "./cli/probe.ts";
+import {
+  argv,
+  env,
+  exit,
+  onTerminationSignal,
+  runtimeVersion,
+  writeStderr,
+  writeStdout,
+} from "./runtime/process.ts";
+import { systemClock } from "./util/clock.ts";
+import { createLogger } from "./util/log.ts";
+import { versionLine } from "./version.ts";
+
+async function main(): Promise<number> {
+  const resolved = resolveCommand(argv(), env());
+  switch (resolved.kind) {
+    case "help":
+      writeStdout(resolved.text.endsWith("\n") ? resolved.text : `${resolved.text}\n`);
+      return 0;
+    case "version":
+      writeStdout(`${versionLine(runtimeVersion())}\n`);
+      return 0;
+    case "error":
+      writeStderr(`${resolved.message}\n`);
+      return resolved.exitCode;
+  }
+  const { config } = resolved;
+  const logger = createLogger({
+    write: (line) => writeStderr(`${line}\n`),
+    clock: systemClock,
+    verbosity: config.verbosity,
+    format: config.loggingFormat,
+  });
+  for (const w of resolved.warnings) logger.warn(w);
+  const stop = new AbortController();
+  const removeSignals = onTerminationSignal((sig) => {
+    logger.info("Received signal; shutting down", { signal: sig });
+    stop.abort(new Error(`received ${sig}`));
+  });
+  try {
+    switch (resolved.kind) {
+      case "probe":
+        return await runProbe({
+          config: {
+            csiAddress: config.csiAddress,
+            timeoutMs: config.timeoutMs,
+            output: config.output,
+          },
+          deps: {
+            clock: systemClock,
+            logger,
+            write: writeStdout,
+            writeError: writeStderr,
+            signal: stop.signal,
+          },
+        });
+      case "run":
+      case "dev": {
+        const { runCommand } = await import("./cli/run.ts");
+        return await runCommand(resolved.kind, config, { logger, signal: stop.signal });
+      }
+    }
+  } finally {
+    removeSignals();
+  }
+  return 0;
+}
+
+main().then(
+  (code) => exit(code),
+  (err: unknown) => {
+    writeStderr(
+      `csi-provisioner: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`,
+    );
+    exit(1);
+  },
+);
