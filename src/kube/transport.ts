@@ -1,0 +1,441 @@
+/**
+ * JSON over HTTP(S) to the API server: builds the URL, sets `User-Agent: csi-provisioner/<v>`,
+ * `Accept: application/json`, `Accept-Encoding: gzip` and the credentials, waits for the rate
+ * limiter, retries what client-go retries, and turns every failure into a {@link KubeApiError}
+ * (here and nowhere else).
+ *
+ * Retries (each attempt takes a new rate-limiter token):
+ * - 429, or 5xx with a `Retry-After` header: wait that long (1 s when a 429 has none) and retry,
+ *   up to `maxRetries` times (client-go's default is 10), for any method.
+ * - A GET (not a watch) that got a 5xx without `Retry-After`, or no answer: up to
+ *   `idempotentRetries` more tries with jittered exponential back-off.
+ * - 401: the credentials are invalidated (a rotated token file is re-read, an exec plugin run
+ *   again) and the request is sent once more.
+ *
+ * {@link KubeTransport.stream} reads a newline-delimited JSON stream (a watch). A line may span
+ * chunks; a line that is not JSON (or fails the caller's shape check) is logged, counted in
+ * `malformedLines` and passed to `onMalformedLine`, and the stream goes on.
+ */
+import { type HttpResponse, httpRequest, type TlsConfig } from "../runtime/https.ts";
+import type { Clock, Random } from "../util/clock.ts";
+import { type Logger, nullLogger } from "../util/log.ts";
+import type { Credentials } from "./auth.ts";
+import type { KubeConnection } from "./config.ts";
+import { KubeApiError, parseRetryAfter } from "./errors.ts";
+import { type RateLimiter, unlimited } from "./ratelimit.ts";
+
+export type HttpMethod = "GET" | "POST" | "PUT" | "PATCH" | "DELETE";
+
+export interface KubeRequest {
+  method: HttpMethod;
+  /** Absolute API path, e.g. `/api/v1/namespaces/ns/persistentvolumeclaims`. */
+  path: string;
+  /** Query parameters; `undefined` values are left out. */
+  query?: Record<string, string | number | boolean | undefined>;
+  /** Sent as JSON unless it is a string or bytes. */
+  body?: unknown;
+  /** Default `application/json` when there is a body. */
+  contentType?: string;
+  signal?: AbortSignal;
+  /** Kubernetes verb for error messages; default derived from the method (GET is `get`). */
+  verb?: string;
+  /** What the request addresses, for error messages; default the path. */
+  target?: string;
+}
+
+export interface KubeResponse<T = unknown> {
+  status: number;
+  headers: Record<string, string>;
+  /** The parsed body; undefined when the body is empty. */
+  json: T;
+}
+
+export interface MalformedLine {
+  /** Request path of the stream. */
+  path: string;
+  /** The offending line (at most 1 000 characters); may hold object data, so log with care. */
+  line: string;
+  /** Why it was rejected: `invalid JSON` or `unexpected shape`. */
+  error: string;
+}
+
+export interface StreamRequest extends KubeRequest {
+  /** Values for which this returns false are handled as malformed lines; default: all accepted. */
+  check?: (value: unknown) => boolean;
+  /** Called for each malformed line of this stream, after the transport-wide handler. */
+  onMalformedLine?: (info: MalformedLine) => void;
+}
+
+export interface KubeTransportOptions {
+  connection: KubeConnection;
+  /** Program version; the User-Agent is `csi-provisioner/<version>`. */
+  version: string;
+  clock: Clock;
+  /** Default: no client-side limit. */
+  rateLimiter?: RateLimiter;
+  /** Jitter source for retry back-off. */
+  random: Random;
+  /** Default: discards. Requests are logged at -v=6, retries at -v=4, malformed lines as warnings. */
+  logger?: Logger;
+  /** Retries after 429 / Retry-After answers; default 10 (client-go). */
+  maxRetries?: number;
+  /** Extra tries of a GET after a 5xx or a transport failure; default 2. */
+  idempotentRetries?: number;
+  /** First back-off of those retries, doubled each time and jittered by ±50 %; default 500 ms. */
+  retryBaseMs?: number;
+  /** Called for every malformed line of every stream. */
+  onMalformedLine?: (info: MalformedLine) => void;
+}
+
+const DEFAULT_VERB: Record<HttpMethod, string> = {
+  GET: "get",
+  POST: "create",
+  PUT: "update",
+  PATCH: "patch",
+  DELETE: "delete",
+};
+
+const MAX_REPORTED_LINE = 1000;
+
+export class KubeTransport {
+  readonly userAgent: string;
+  #conn: KubeConnection;
+  #clock: Clock;
+  #limiter: RateLimiter;
+  #random: Random;
+  #log: Logger;
+  #maxRetries: number;
+  #idempotentRetries: number;
+  #retryBaseMs: number;
+  #onMalformed: ((info: MalformedLine) => void) | undefined;
+  #malformed = 0;
+
+  constructor(opts: KubeTransportOptions) {
+    this.userAgent = `csi-provisioner/${opts.version}`;
+    this.#conn = opts.connection;
+    this.#clock = opts.clock;
+    this.#limiter = opts.rateLimiter ?? unlimited;
+    this.#random = opts.random;
+    this.#log = opts.logger ?? nullLogger;
+    this.#maxRetries = opts.maxRetries ?? 10;
+    this.#idempotentRetries = opts.idempotentRetries ?? 2;
+    this.#retryBaseMs = opts.retryBaseMs ?? 500;
+    this.#onMalformed = opts.onMalformedLine;
+  }
+
+  /** Malformed stream lines seen so far, over all streams. */
+  get malformedLines(): number {
+    return this.#malformed;
+  }
+
+  /** Sends a request and parses the JSON answer. Non-2xx answers reject with a KubeApiError. */
+  async request<T = unknown>(req: KubeRequest): Promise<KubeResponse<T>> {
+    const res = await this.#send(req, false);
+    const ctx = this.#context(req);
+    let text: string;
+    try {
+      text = await readText(res);
+    } catch (err) {
+      throw this.#transportError(req, ctx, err);
+    }
+    let json: unknown;
+    if (text.trim() !== "") {
+      try {
+        json = JSON.parse(text);
+      } catch (err) {
+        throw new KubeApiError({
+          kind: "transport",
+          status: 0,
+          reason: "",
+          verb: ctx.verb,
+          target: ctx.target,
+          // The parser's message quotes the body; keep object data out of messages.
+          detail: "the response body is not valid JSON",
+          cause: err,
+        });
+      }
+    }
+    return { status: res.status, headers: res.headers, json: json as T };
+  }
+
+  /**
+   * Opens a newline-delimited JSON stream. Resolves once the answer is 2xx; yields each decoded
+   * line. Ends when the server closes the stream; breaking out of the loop (or `return()`) closes
+   * the connection; an abort rejects with the signal's reason; a broken connection rejects with a
+   * transport KubeApiError.
+   */
+  async stream<T = unknown>(req: StreamRequest): Promise<AsyncIterableIterator<T>> {
+    const res = await this.#send(req, true);
+    const ctx = this.#context(req);
+    const report = (line: string, error: string) => {
+      this.#malformed++;
+      const info: MalformedLine = { path: req.path, line: line.slice(0, MAX_REPORTED_LINE), error };
+      // The line itself is not logged: it may carry object data (secrets).
+      this.#log.warn("Skipping a malformed line in a watch stream", {
+        path: req.path,
+        err: error,
+        bytes: line.length,
+      });
+      this.#onMalformed?.(info);
+      req.onMalformedLine?.(info);
+    };
+    return new JsonLines<T>(res, req.check, report, (err) => this.#transportError(req, ctx, err));
+  }
+
+  #context(req: KubeRequest): { verb: string; target: string } {
+    return { verb: req.verb ?? DEFAULT_VERB[req.method], target: req.target ?? req.path };
+  }
+
+  #transportError(req: KubeRequest, ctx: { verb: string; target: string }, err: unknown): unknown {
+    if (req.signal?.aborted) return req.signal.reason;
+    if (err instanceof KubeApiError) return err;
+    return KubeApiError.transport({ verb: ctx.verb, target: ctx.target, cause: err });
+  }
+
+  #url(req: KubeRequest): string {
+    let url = this.#conn.server + req.path;
+    const params = new URLSearchParams();
+    for (const [k, v] of Object.entries(req.query ?? {})) {
+      if (v !== undefined) params.append(k, String(v));
+    }
+    const qs = params.toString();
+    if (qs !== "") url += `?${qs}`;
+    return url;
+  }
+
+  /** Sends with retries; resolves with a 2xx response whose body is still unread. */
+  async #send(req: KubeRequest, streaming: boolean): Promise<HttpResponse> {
+    const ctx = this.#context(req);
+    const url = this.#url(req);
+    const { signal } = req;
+    let body: Uint8Array | string | undefined;
+    if (req.body !== undefined) {
+      body =
+        typeof req.body === "string" || req.body instanceof Uint8Array
+          ? req.body
+          : JSON.stringify(req.body);
+    }
+    const idempotent = req.method === "GET" && !streaming;
+    let retryAfterLeft = this.#maxRetries;
+    let idempotentLeft = idempotent ? this.#idempotentRetries : 0;
+    let backoffStep = 0;
+    let reauthorised = false;
+
+    for (;;) {
+      await this.#limiter.acquire(signal);
+      let creds: Credentials;
+      try {
+        creds = await this.#conn.auth.credentials();
+      } catch (err) {
+        if (signal?.aborted) throw signal.reason;
+        throw KubeApiError.transport({
+          verb: ctx.verb,
+          target: ctx.target,
+          cause: new Error(`getting credentials: ${(err as Error)?.message ?? String(err)}`, {
+            cause: err,
+          }),
+        });
+      }
+      const headers: Record<string, string> = {
+        "User-Agent": this.userAgent,
+        Accept: "application/json",
+        "Accept-Encoding": "gzip",
+        ...creds.headers,
+      };
+      if (body !== undefined) headers["Content-Type"] = req.contentType ?? "application/json";
+      let tls: TlsConfig = this.#conn.tls;
+      if (creds.cert !== undefined && creds.key !== undefined) {
+        tls = { ...tls, cert: creds.cert, key: creds.key };
+      }
+
+      const sentAt = this.#clock.now();
+      let res: HttpResponse;
+      try {
+        res = await httpRequest({
+          url,
+          method: req.method,
+          headers,
+          body,
+          tls,
+          signal,
+          proxyUrl: this.#conn.proxyUrl,
+        });
+      } catch (err) {
+        if (signal?.aborted) throw signal.reason;
+        const e = KubeApiError.transport({ verb: ctx.verb, target: ctx.target, cause: err });
+        if (idempotentLeft > 0) {
+          idempotentLeft--;
+          await this.#backoff(backoffStep++, e, signal);
+          continue;
+        }
+        throw e;
+      }
+      const v6 = this.#log.v(6);
+      if (v6.enabled) {
+        v6.info("HTTP request", {
+          verb: req.method,
+          url,
+          status: res.status,
+          milliseconds: this.#clock.now() - sentAt,
+        });
+      }
+      if (res.status >= 200 && res.status < 300) return res;
+
+      // An error answer: read it whole and classify.
+      let text: string;
+      try {
+        text = await readText(res);
+      } catch (err) {
+        throw this.#transportError(req, ctx, err);
+      }
+      let parsed: unknown = text;
+      try {
+        parsed = JSON.parse(text);
+      } catch {
+        // Not JSON: keep the text.
+      }
+      const header = res.headers["retry-after"];
+      const err = KubeApiError.fromResponse({
+        verb: ctx.verb,
+        target: ctx.target,
+        status: res.status,
+        body: parsed,
+        retryAfter: header,
+      });
+
+      if (res.status === 401 && !reauthorised) {
+        reauthorised = true;
+        this.#conn.auth.invalidate(sentAt);
+        continue;
+      }
+      const headerSeconds = parseRetryAfter(header);
+      if (
+        retryAfterLeft > 0 &&
+        (res.status === 429 || (res.status >= 500 && headerSeconds !== undefined))
+      ) {
+        retryAfterLeft--;
+        const seconds = headerSeconds ?? err.retryAfterSeconds ?? 1;
+        this.#log.v(4).info("Got a Retry-After response; retrying", {
+          url,
+          status: res.status,
+          seconds,
+          attempt: this.#maxRetries - retryAfterLeft,
+        });
+        await this.#clock.sleep(seconds * 1000, signal);
+        continue;
+      }
+      if (idempotentLeft > 0 && res.status >= 500) {
+        idempotentLeft--;
+        await this.#backoff(backoffStep++, err, signal);
+        continue;
+      }
+      throw err;
+    }
+  }
+
+  async #backoff(step: number, err: KubeApiError, signal: AbortSignal | undefined): Promise<void> {
+    const base = this.#retryBaseMs * 2 ** step;
+    const ms = Math.round(base * (0.5 + this.#random()));
+    this.#log.v(4).info("Retrying a failed request", { err: err.message, delayMs: ms });
+    await this.#clock.sleep(ms, signal);
+  }
+}
+
+async function readText(res: HttpResponse): Promise<string> {
+  const decoder = new TextDecoder();
+  let text = "";
+  for await (const chunk of res.body) text += decoder.decode(chunk, { stream: true });
+  return text + decoder.decode();
+}
+
+/** Splits a byte stream into lines and parses each as JSON. */
+class JsonLines<T> implements AsyncIterableIterator<T> {
+  #res: HttpResponse;
+  #it: AsyncIterator<Uint8Array>;
+  #check: ((value: unknown) => boolean) | undefined;
+  #report: (line: string, error: string) => void;
+  #wrap: (err: unknown) => unknown;
+  #decoder = new TextDecoder();
+  #buf = "";
+  #queue: T[] = [];
+  #done = false;
+
+  constructor(
+    res: HttpResponse,
+    check: ((value: unknown) => boolean) | undefined,
+    report: (line: string, error: string) => void,
+    wrap: (err: unknown) => unknown,
+  ) {
+    this.#res = res;
+    this.#it = res.body[Symbol.asyncIterator]();
+    this.#check = check;
+    this.#report = report;
+    this.#wrap = wrap;
+  }
+
+  [Symbol.asyncIterator](): AsyncIterableIterator<T> {
+    return this;
+  }
+
+  async next(): Promise<IteratorResult<T>> {
+    for (;;) {
+      const value = this.#queue.shift();
+      if (value !== undefined) return { done: false, value };
+      if (this.#done) return { done: true, value: undefined };
+      let r: IteratorResult<Uint8Array>;
+      try {
+        r = await this.#it.next();
+      } catch (err) {
+        this.#finish();
+        throw this.#wrap(err);
+      }
+      if (r.done) {
+        this.#buf += this.#decoder.decode();
+        this.#line(this.#buf);
+        this.#buf = "";
+        this.#finish();
+        continue;
+      }
+      let start = this.#buf.length;
+      this.#buf += this.#decoder.decode(r.value, { stream: true });
+      let nl = this.#buf.indexOf("\n", start);
+      start = 0;
+      while (nl >= 0) {
+        this.#line(this.#buf.slice(start, nl));
+        start = nl + 1;
+        nl = this.#buf.indexOf("\n", start);
+      }
+      if (start > 0) this.#buf = this.#buf.slice(start);
+    }
+  }
+
+  async return(): Promise<IteratorResult<T>> {
+    this.#queue = [];
+    this.#finish();
+    return { done: true, value: undefined };
+  }
+
+  #finish(): void {
+    this.#done = true;
+    this.#res.close();
+  }
+
+  #line(raw: string): void {
+    const line = raw.trim();
+    if (line === "") return;
+    let value: unknown;
+    try {
+      value = JSON.parse(line);
+    } catch {
+      // The parser's message quotes the input; keep it out of logs.
+      this.#report(line, "invalid JSON");
+      return;
+    }
+    if (this.#check && !this.#check(value)) {
+      this.#report(line, "unexpected shape");
+      return;
+    }
+    // `undefined` marks "no value" in the queue; JSON never produces it.
+    this.#queue.push(value as T);
+  }
+}

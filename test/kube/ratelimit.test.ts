@@ -1,0 +1,108 @@
+import assert from "node:assert/strict";
+import { describe, it } from "node:test";
+import { createRateLimiter, TokenBucket, unlimited } from "../../src/kube/ratelimit.ts";
+import { FakeClock } from "../../src/util/clock.ts";
+
+/** Starts `n` acquisitions and reports which have resolved. */
+function startMany(
+  limiter: { acquire(s?: AbortSignal): Promise<void> },
+  n: number,
+  signal?: AbortSignal,
+) {
+  const done: number[] = [];
+  const all = Array.from({ length: n }, (_, i) =>
+    limiter.acquire(signal).then(() => void done.push(i)),
+  );
+  return { done, all };
+}
+
+async function settle(): Promise<void> {
+  for (let i = 0; i < 20; i++) await Promise.resolve();
+}
+
+describe("TokenBucket", () => {
+  it("lets a full burst through at once, then one request per 1/qps", async () => {
+    const clock = new FakeClock();
+    const bucket = new TokenBucket({ qps: 2, burst: 3, clock });
+    const { done } = startMany(bucket, 5);
+    await settle();
+    assert.deepEqual(done, [0, 1, 2]);
+    await clock.advance(499);
+    assert.deepEqual(done, [0, 1, 2]);
+    await clock.advance(1);
+    assert.deepEqual(done, [0, 1, 2, 3]);
+    await clock.advance(500);
+    assert.deepEqual(done, [0, 1, 2, 3, 4]);
+  });
+
+  it("refills up to the burst size only", async () => {
+    const clock = new FakeClock();
+    const bucket = new TokenBucket({ qps: 10, burst: 2, clock });
+    await bucket.acquire();
+    await bucket.acquire();
+    await clock.advance(60_000);
+    assert.equal(bucket.tokens, 2);
+    const { done } = startMany(bucket, 3);
+    await settle();
+    assert.deepEqual(done, [0, 1]);
+    await clock.advance(100);
+    assert.deepEqual(done, [0, 1, 2]);
+  });
+
+  it("gives the token back when a waiting caller aborts", async () => {
+    const clock = new FakeClock();
+    const bucket = new TokenBucket({ qps: 1, burst: 1, clock });
+    await bucket.acquire();
+    const ac = new AbortController();
+    const waiting = bucket.acquire(ac.signal);
+    await clock.waitForSleepers(1);
+    assert.ok(bucket.tokens < 0);
+    ac.abort(new Error("stop"));
+    await assert.rejects(waiting, /stop/);
+    await clock.advance(1000);
+    assert.equal(bucket.tokens, 1);
+    await bucket.acquire();
+  });
+
+  it("rejects at once when the signal is already aborted", async () => {
+    const bucket = new TokenBucket({ qps: 1, burst: 1, clock: new FakeClock() });
+    await assert.rejects(bucket.acquire(AbortSignal.abort(new Error("gone"))), /gone/);
+    assert.equal(bucket.tokens, 1);
+  });
+});
+
+describe("createRateLimiter()", () => {
+  it("uses client-go's defaults 5 qps / burst 10 for zeros", () => {
+    const l = createRateLimiter({ qps: 0, burst: 0, clock: new FakeClock() });
+    assert.ok(l instanceof TokenBucket);
+    assert.equal(l.qps, 5);
+    assert.equal(l.burst, 10);
+  });
+
+  it("disables limiting for a negative qps", async () => {
+    const l = createRateLimiter({ qps: -1, burst: 0, clock: new FakeClock() });
+    assert.equal(l, unlimited);
+    const { done } = startMany(l, 100);
+    await settle();
+    assert.equal(done.length, 100);
+  });
+
+  it("keeps separate budgets separate", async () => {
+    const clock = new FakeClock();
+    const main = createRateLimiter({ qps: 5, burst: 1, clock });
+    const capacity = createRateLimiter({ qps: 1, burst: 1, clock });
+    await main.acquire();
+    await capacity.acquire();
+    const a = startMany(main, 1);
+    const b = startMany(capacity, 1);
+    await clock.advance(200);
+    assert.deepEqual([a.done.length, b.done.length], [1, 0]);
+    await clock.advance(800);
+    assert.deepEqual([a.done.length, b.done.length], [1, 1]);
+  });
+
+  it("raises a burst below 1 to 1", () => {
+    const l = createRateLimiter({ qps: 3, burst: -4, clock: new FakeClock() }) as TokenBucket;
+    assert.equal(l.burst, 1);
+  });
+});
