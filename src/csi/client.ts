@@ -1,0 +1,341 @@
+/**
+ * The connection to the CSI driver: wait for its unix socket, connect, and call it.
+ *
+ * - Start-up waits for the socket as upstream does: try every second, warn "Still connecting"
+ *   every 10 s, give up after 30 s with an error naming the socket. Waiting goes through the
+ *   injected {@link Clock}.
+ * - Every call has a deadline (`--timeout`): it is sent to the driver as `grpc-timeout` and
+ *   enforced locally through the clock, so a driver that never answers fails the call with
+ *   `DeadlineExceeded`.
+ * - Every failure is a `ConnectError` with its gRPC code, normalised once here.
+ * - Each call is logged at `-v=5` (method, request, response or error) with every `csi_secret`
+ *   field redacted, and reported to `onCall` (the hook the `csi_sidecar_operations_seconds`
+ *   metric observes).
+ * - Losing the connection after it was established calls `onConnectionLost` once; later calls
+ *   fail at once with `Unavailable`. The client never reconnects (upstream behaviour: the
+ *   process exits and Kubernetes restarts the container: `exitOnConnectionLoss` in
+ *   `connection-loss.ts`).
+ */
+import {
+  create,
+  type DescMessage,
+  type DescMethodUnary,
+  type MessageInitShape,
+  type MessageShape,
+} from "@bufbuild/protobuf";
+import { Code, ConnectError } from "@connectrpc/connect";
+import {
+  Controller,
+  type ControllerGetCapabilitiesResponse,
+  type CreateVolumeRequestSchema,
+  type CreateVolumeResponse,
+  type DeleteVolumeRequestSchema,
+  type DeleteVolumeResponse,
+  type GetCapacityRequestSchema,
+  type GetCapacityResponse,
+  type GetPluginCapabilitiesResponse,
+  type GetPluginInfoResponse,
+  Identity,
+  type ListVolumesRequestSchema,
+  type ListVolumesResponse,
+  Node,
+  type NodeGetInfoResponse,
+  type ProbeResponse,
+} from "../gen/csi/v1/csi_pb.js";
+import { createUnixGrpcTransport, socketExists } from "../runtime/unix-socket.ts";
+import type { Clock } from "../util/clock.ts";
+import type { Logger } from "../util/log.ts";
+import { describeCsiError, type GrpcCodeName, grpcCodeName, toConnectError } from "./errors.ts";
+import { redactMessage } from "./redact.ts";
+
+/** Options of a single call. */
+export interface CallOptions {
+  /** Cancels the call; it then fails with `Canceled`. */
+  signal?: AbortSignal;
+  /** Deadline of this call in ms; default the driver's `timeoutMs` (`--timeout`). */
+  timeoutMs?: number;
+}
+
+/** One finished call, as the metrics hook sees it. */
+export interface CsiCallRecord {
+  /** Full gRPC method name, e.g. `/csi.v1.Controller/CreateVolume`. */
+  readonly method: string;
+  /** `OK`, or the gRPC-Go name of the error code (`DeadlineExceeded`, ...). */
+  readonly code: GrpcCodeName;
+  /** How long the call took, in ms, measured with the injected clock. */
+  readonly durationMs: number;
+}
+
+/** A connected CSI driver. */
+export interface CsiDriver {
+  /** Filesystem path of the driver's socket. */
+  readonly socketPath: string;
+  /** Whether the connection was lost (every call then fails with `Unavailable`). */
+  readonly connectionLost: boolean;
+  /** Calls any unary CSI method, e.g. `driver.call(Controller.method.controllerGetVolume, req)`. */
+  call<I extends DescMessage, O extends DescMessage>(
+    method: DescMethodUnary<I, O>,
+    request: MessageInitShape<I>,
+    options?: CallOptions,
+  ): Promise<MessageShape<O>>;
+  /** Identity.Probe. */
+  probe(options?: CallOptions): Promise<ProbeResponse>;
+  /** Identity.GetPluginInfo. */
+  getPluginInfo(options?: CallOptions): Promise<GetPluginInfoResponse>;
+  /** Identity.GetPluginCapabilities. */
+  getPluginCapabilities(options?: CallOptions): Promise<GetPluginCapabilitiesResponse>;
+  /** Controller.ControllerGetCapabilities. */
+  controllerGetCapabilities(options?: CallOptions): Promise<ControllerGetCapabilitiesResponse>;
+  /** Controller.CreateVolume. */
+  createVolume(
+    request: MessageInitShape<typeof CreateVolumeRequestSchema>,
+    options?: CallOptions,
+  ): Promise<CreateVolumeResponse>;
+  /** Controller.DeleteVolume. */
+  deleteVolume(
+    request: MessageInitShape<typeof DeleteVolumeRequestSchema>,
+    options?: CallOptions,
+  ): Promise<DeleteVolumeResponse>;
+  /** Controller.GetCapacity. */
+  getCapacity(
+    request: MessageInitShape<typeof GetCapacityRequestSchema>,
+    options?: CallOptions,
+  ): Promise<GetCapacityResponse>;
+  /** Controller.ListVolumes. */
+  listVolumes(
+    request: MessageInitShape<typeof ListVolumesRequestSchema>,
+    options?: CallOptions,
+  ): Promise<ListVolumesResponse>;
+  /** Node.NodeGetInfo (for `--node-deployment`). */
+  nodeGetInfo(options?: CallOptions): Promise<NodeGetInfoResponse>;
+  /** Closes the connection; in-flight calls fail. No connection loss is reported. Idempotent. */
+  close(): void;
+}
+
+export interface ConnectDriverOptions {
+  /** Filesystem path of the driver's unix socket (`--csi-address`, already normalised). */
+  socketPath: string;
+  /** Deadline of each call in ms (`--timeout`); default 10 000. */
+  timeoutMs?: number;
+  clock: Clock;
+  logger: Logger;
+  /** Aborts waiting for the socket (calls are not affected: each takes its own signal). */
+  signal?: AbortSignal;
+  /** Called once, with a message naming the socket and cause, when the connection is lost. */
+  onConnectionLost?: (reason: string) => void;
+  /** Called after every call, successful or not (metrics). */
+  onCall?: (record: CsiCallRecord) => void;
+  /** How long to wait for the socket before giving up, in ms; default 30 000. */
+  connectTimeoutMs?: number;
+  /** Wait between connection attempts, in ms; default 1 000. */
+  connectRetryMs?: number;
+  /** Interval of the "Still connecting" warning, in ms; default 10 000. */
+  stillConnectingLogMs?: number;
+}
+
+/** A start-up failure of the driver connection: one line that names the socket and the cause. */
+export class DriverStartupError extends Error {
+  override name = "DriverStartupError";
+}
+
+/** Default of `--timeout` (upstream's code default, not its README's 15 s). */
+export const DEFAULT_CALL_TIMEOUT_MS = 10_000;
+
+/** `10s`, `1.5s`, `250ms`: a duration for messages. */
+export function formatDuration(ms: number): string {
+  if (ms < 1000) return `${ms}ms`;
+  if (ms % 60_000 === 0) return `${ms / 60_000}m`;
+  return `${ms / 1000}s`;
+}
+
+/** The `grpc-timeout` header value: at most 8 digits and a unit, rounded up. */
+export function encodeGrpcTimeout(ms: number): string {
+  const units: [string, number][] = [
+    ["m", 1],
+    ["S", 1000],
+    ["M", 60_000],
+    ["H", 3_600_000],
+  ];
+  for (const [unit, size] of units) {
+    const value = Math.ceil(Math.max(0, ms) / size);
+    if (value <= 99_999_999) return `${value}${unit}`;
+  }
+  return "99999999H";
+}
+
+function abortError(signal: AbortSignal): ConnectError {
+  const reason: unknown = signal.reason;
+  if (reason instanceof ConnectError) return reason;
+  const cause = reason instanceof Error ? `: ${reason.message}` : "";
+  return new ConnectError(
+    `the call was canceled${cause}`,
+    Code.Canceled,
+    undefined,
+    undefined,
+    reason,
+  );
+}
+
+/**
+ * Waits for the driver's socket, connects, and returns the driver. Rejects with a
+ * {@link DriverStartupError} after `connectTimeoutMs`, or with the signal's reason on abort.
+ */
+export async function connectDriver(options: ConnectDriverOptions): Promise<CsiDriver> {
+  const { socketPath, clock, logger, signal } = options;
+  const timeoutMs = options.timeoutMs ?? DEFAULT_CALL_TIMEOUT_MS;
+  const connectTimeoutMs = options.connectTimeoutMs ?? 30_000;
+  const retryMs = options.connectRetryMs ?? 1_000;
+  const stillConnectingMs = options.stillConnectingLogMs ?? 10_000;
+
+  const conn = createUnixGrpcTransport({ socketPath });
+  let connectionLost = false;
+  conn.onConnectionLost((reason) => {
+    connectionLost = true;
+    logger.error("Lost connection to CSI driver", { address: socketPath, reason });
+    options.onConnectionLost?.(reason);
+  });
+
+  logger.info("Connecting to CSI driver", { address: socketPath });
+  const start = clock.now();
+  let lastWarning = start;
+  for (;;) {
+    if (signal?.aborted) {
+      conn.close();
+      throw signal.reason;
+    }
+    let failure: unknown;
+    try {
+      // A unix socket connects or fails at once (ENOENT, ECONNREFUSED): no attempt deadline.
+      await conn.connect();
+      break;
+    } catch (error) {
+      failure = error;
+    }
+    const elapsed = clock.now() - start;
+    const cause = socketExists(socketPath)
+      ? failure instanceof Error
+        ? failure.message
+        : String(failure)
+      : "no unix socket at that path";
+    if (elapsed >= connectTimeoutMs) {
+      conn.close();
+      throw new DriverStartupError(
+        `Failed to connect to CSI driver at ${socketPath} within ` +
+          `${formatDuration(connectTimeoutMs)}: ${cause}`,
+        { cause: failure },
+      );
+    }
+    if (clock.now() - lastWarning >= stillConnectingMs) {
+      lastWarning = clock.now();
+      logger.warn(`Still connecting to CSI driver at ${socketPath}`, { err: cause });
+    }
+    try {
+      await clock.sleep(Math.min(retryMs, start + connectTimeoutMs - clock.now()), signal);
+    } catch (error) {
+      conn.close();
+      throw error;
+    }
+  }
+  logger.info("Connected to CSI driver", { address: socketPath });
+
+  const v5 = logger.v(5);
+
+  async function call<I extends DescMessage, O extends DescMessage>(
+    method: DescMethodUnary<I, O>,
+    init: MessageInitShape<I>,
+    callOptions: CallOptions = {},
+  ): Promise<MessageShape<O>> {
+    const fullName = `/${method.parent.typeName}/${method.name}`;
+    const request = create(method.input, init);
+    const callTimeoutMs = callOptions.timeoutMs ?? timeoutMs;
+    const started = clock.now();
+    if (v5.enabled) {
+      v5.info("GRPC call", { method: fullName, request: redactMessage(method.input, request) });
+    }
+
+    const controller = new AbortController();
+    const cleanups: (() => void)[] = [];
+    const callSignal = callOptions.signal;
+    if (callSignal?.aborted) {
+      controller.abort(abortError(callSignal));
+    } else if (callSignal) {
+      const onAbort = () => controller.abort(abortError(callSignal));
+      callSignal.addEventListener("abort", onAbort, { once: true });
+      cleanups.push(() => callSignal.removeEventListener("abort", onAbort));
+    }
+    const deadlineDone = new AbortController();
+    cleanups.push(() => deadlineDone.abort());
+    clock.sleep(callTimeoutMs, deadlineDone.signal).then(
+      () =>
+        controller.abort(
+          new ConnectError(
+            `${method.name} did not finish within ${formatDuration(callTimeoutMs)}`,
+            Code.DeadlineExceeded,
+          ),
+        ),
+      () => {},
+    );
+
+    let outcome: { ok: true; response: MessageShape<O> } | { ok: false; error: ConnectError };
+    try {
+      if (controller.signal.aborted) throw controller.signal.reason;
+      if (connectionLost || conn.lost) {
+        throw new ConnectError(
+          `the connection to the CSI driver at ${socketPath} was lost`,
+          Code.Unavailable,
+        );
+      }
+      const response = await conn.transport.unary(
+        method,
+        controller.signal,
+        undefined,
+        { "grpc-timeout": encodeGrpcTimeout(callTimeoutMs) },
+        request,
+      );
+      outcome = { ok: true, response: response.message };
+    } catch (error) {
+      outcome = { ok: false, error: toConnectError(error) };
+    } finally {
+      for (const cleanup of cleanups) cleanup();
+    }
+
+    const code = outcome.ok ? "OK" : grpcCodeName(outcome.error.code);
+    if (v5.enabled) {
+      if (outcome.ok) {
+        v5.info("GRPC response", {
+          method: fullName,
+          response: redactMessage(method.output, outcome.response),
+        });
+      } else {
+        v5.info("GRPC error", { method: fullName, err: describeCsiError(outcome.error) });
+      }
+    }
+    if (options.onCall) {
+      try {
+        options.onCall({ method: fullName, code, durationMs: clock.now() - started });
+      } catch (error) {
+        logger.warn("CSI call hook failed", { method: fullName, err: error });
+      }
+    }
+    if (!outcome.ok) throw outcome.error;
+    return outcome.response;
+  }
+
+  return {
+    socketPath,
+    get connectionLost() {
+      return connectionLost;
+    },
+    call,
+    probe: (o) => call(Identity.method.probe, {}, o),
+    getPluginInfo: (o) => call(Identity.method.getPluginInfo, {}, o),
+    getPluginCapabilities: (o) => call(Identity.method.getPluginCapabilities, {}, o),
+    controllerGetCapabilities: (o) => call(Controller.method.controllerGetCapabilities, {}, o),
+    createVolume: (r, o) => call(Controller.method.createVolume, r, o),
+    deleteVolume: (r, o) => call(Controller.method.deleteVolume, r, o),
+    getCapacity: (r, o) => call(Controller.method.getCapacity, r, o),
+    listVolumes: (r, o) => call(Controller.method.listVolumes, r, o),
+    nodeGetInfo: (o) => call(Node.method.nodeGetInfo, {}, o),
+    close: () => conn.close(),
+  };
+}

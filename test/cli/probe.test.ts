@@ -1,0 +1,266 @@
+import assert from "node:assert/strict";
+import { relative } from "node:path";
+import process from "node:process";
+import { afterEach, describe, it } from "node:test";
+import { Code } from "@connectrpc/connect";
+import { type ProbeReport, runProbe } from "../../src/cli/probe.ts";
+import { ControllerServiceCapability_RPC_Type as Cap } from "../../src/gen/csi/v1/csi_pb.js";
+import { FakeClock } from "../../src/util/clock.ts";
+import { nullLogger } from "../../src/util/log.ts";
+import {
+  type FakeDriver,
+  type FakeDriverOptions,
+  fail,
+  respond,
+  startFakeDriver,
+  tempSocketPath,
+} from "../support/fake-driver.ts";
+
+interface Captured {
+  code: number;
+  out: string;
+  err: string;
+}
+
+async function probe(
+  csiAddress: string,
+  output: "text" | "json" = "text",
+  extra: { connectTimeoutMs?: number } = {},
+): Promise<Captured> {
+  let out = "";
+  let err = "";
+  const code = await runProbe({
+    config: { csiAddress, output, timeoutMs: 10_000, ...extra },
+    deps: {
+      clock: new FakeClock(),
+      logger: nullLogger,
+      write: (t) => {
+        out += t;
+      },
+      writeError: (t) => {
+        err += t;
+      },
+    },
+  });
+  return { code, out, err };
+}
+
+const SERVABLE: FakeDriverOptions = {
+  name: "hostpath.csi.k8s.io",
+  vendorVersion: "v1.17.0",
+  manifest: { z: "last", commit: "abc123" },
+  topology: { "topology.hostpath.csi/node": "node-1" },
+  controllerCapabilities: [
+    Cap.CREATE_DELETE_VOLUME,
+    Cap.CLONE_VOLUME,
+    Cap.GET_CAPACITY,
+    Cap.SINGLE_NODE_MULTI_WRITER,
+  ],
+};
+
+describe("runProbe()", () => {
+  const cleanups: (() => unknown)[] = [];
+  afterEach(async () => {
+    for (const c of cleanups.splice(0).reverse()) await c();
+  });
+
+  async function fake(options?: FakeDriverOptions): Promise<FakeDriver> {
+    const driver = await startFakeDriver(options);
+    cleanups.push(() => driver.close());
+    return driver;
+  }
+
+  describe("--csi-address forms", () => {
+    const forms: [string, (path: string) => string][] = [
+      ["/path", (p) => p],
+      ["unix:///path", (p) => `unix://${p}`],
+      ["unix:/path", (p) => `unix:${p}`],
+      ["a relative path", (p) => relative(process.cwd(), p)],
+      ["unix:relative/path", (p) => `unix:${relative(process.cwd(), p)}`],
+    ];
+    for (const [form, make] of forms) {
+      it(`reaches the driver through ${form}`, async () => {
+        const f = await fake();
+        const address = make(f.socketPath);
+        const { code, out } = await probe(address, "json");
+        assert.equal(code, 0);
+        const report = JSON.parse(out) as ProbeReport;
+        assert.equal(report.address, address);
+        assert.equal(report.driver?.name, "fake.csi.k8s.io");
+        assert.equal(f.callsTo("probe").length, 1);
+      });
+    }
+
+    it("exits 2 on an address that is not a unix socket", async () => {
+      const { code, out, err } = await probe("tcp://10.0.0.1:9000");
+      assert.equal(code, 2);
+      assert.equal(out, "");
+      assert.match(err, /^Invalid --csi-address "tcp:\/\/10\.0\.0\.1:9000": not a unix socket/);
+    });
+  });
+
+  describe("text output", () => {
+    it("prints the driver, its capabilities and a positive verdict, and exits 0", async () => {
+      const f = await fake(SERVABLE);
+      const { code, out, err } = await probe(f.socketPath);
+      assert.equal(code, 0);
+      assert.equal(err, "");
+      assert.equal(
+        out,
+        [
+          `CSI driver at ${f.socketPath}`,
+          "",
+          "  Name:            hostpath.csi.k8s.io",
+          "  Vendor version:  v1.17.0",
+          "  Manifest:        commit=abc123",
+          "                   z=last",
+          "",
+          "Plugin capabilities:",
+          "  CONTROLLER_SERVICE",
+          "  VOLUME_ACCESSIBILITY_CONSTRAINTS",
+          "",
+          "Controller capabilities:",
+          "  CREATE_DELETE_VOLUME",
+          "  GET_CAPACITY",
+          "  CLONE_VOLUME",
+          "  SINGLE_NODE_MULTI_WRITER",
+          "",
+          "Verdict: this sidecar can serve hostpath.csi.k8s.io",
+          "",
+          "Features:",
+          "  Topology                    yes  VOLUME_ACCESSIBILITY_CONSTRAINTS  CreateVolume gets accessibility requirements from node topology and allowedTopologies; PVs get node affinity",
+          "  Cloning                     yes  CLONE_VOLUME                      claims with a PersistentVolumeClaim data source are provisioned as clones",
+          "  Snapshot restore            no   CREATE_DELETE_SNAPSHOT            claims with a VolumeSnapshot data source are rejected",
+          "  Capacity tracking           yes  GET_CAPACITY                      --enable-capacity publishes CSIStorageCapacity objects from GetCapacity",
+          "  Single-node multi-writer    yes  SINGLE_NODE_MULTI_WRITER          ReadWriteOnce maps to SINGLE_NODE_MULTI_WRITER and ReadWriteOncePod to SINGLE_NODE_SINGLE_WRITER",
+          "  Attachment check on delete  no   PUBLISH_UNPUBLISH_VOLUME          DeleteVolume does not check VolumeAttachments (the driver does not attach volumes)",
+          "  VolumeAttributesClass       no   MODIFY_VOLUME                     claims with a VolumeAttributesClass are rejected",
+          "",
+        ].join("\n"),
+      );
+    });
+
+    it("names what is missing and exits 1 for a driver it cannot serve", async () => {
+      const f = await fake({ controllerCapabilities: [Cap.LIST_VOLUMES] });
+      const { code, out } = await probe(f.socketPath);
+      assert.equal(code, 1);
+      assert.match(out, /\nVerdict: this sidecar cannot serve fake\.csi\.k8s\.io\n/);
+      assert.match(
+        out,
+        /\n {2}- the driver does not advertise the CREATE_DELETE_VOLUME controller capability: it cannot create or delete volumes\n/,
+      );
+      assert.doesNotMatch(out, /CONTROLLER_SERVICE plugin capability/);
+      assert.match(out, /Controller capabilities:\n {2}LIST_VOLUMES\n/);
+    });
+
+    it("prints the failed handshake step to standard error and exits 1", async () => {
+      const f = await fake();
+      f.on("probe", fail(Code.Unimplemented, "no probe here"));
+      const { code, out, err } = await probe(f.socketPath);
+      assert.equal(code, 1);
+      assert.equal(out, "");
+      assert.equal(
+        err,
+        [
+          `CSI driver at ${f.socketPath}`,
+          "",
+          "Verdict: cannot serve this driver",
+          `  Probe of CSI driver at ${f.socketPath} failed: Unimplemented: no probe here`,
+          "",
+        ].join("\n"),
+      );
+    });
+
+    it("reports a socket that never appears", async () => {
+      const socket = tempSocketPath();
+      cleanups.push(() => socket.cleanup());
+      const { code, err } = await probe(socket.path, "text", { connectTimeoutMs: 0 });
+      assert.equal(code, 1);
+      assert.match(
+        err,
+        new RegExp(
+          `Failed to connect to CSI driver at ${socket.path} within 0ms: no unix socket at that path`,
+        ),
+      );
+    });
+  });
+
+  describe("JSON output", () => {
+    it("reports a servable driver with stable keys", async () => {
+      const f = await fake(SERVABLE);
+      const { code, out } = await probe(f.socketPath, "json");
+      assert.equal(code, 0);
+      const report = JSON.parse(out) as ProbeReport;
+      assert.deepEqual(Object.keys(report), [
+        "address",
+        "socketPath",
+        "driver",
+        "pluginCapabilities",
+        "controllerCapabilities",
+        "servable",
+        "problems",
+        "features",
+        "error",
+      ]);
+      assert.deepEqual(report.driver, {
+        name: "hostpath.csi.k8s.io",
+        vendorVersion: "v1.17.0",
+        manifest: { commit: "abc123", z: "last" },
+      });
+      assert.deepEqual(report.pluginCapabilities, [
+        "CONTROLLER_SERVICE",
+        "VOLUME_ACCESSIBILITY_CONSTRAINTS",
+      ]);
+      assert.deepEqual(report.controllerCapabilities, [
+        "CREATE_DELETE_VOLUME",
+        "GET_CAPACITY",
+        "CLONE_VOLUME",
+        "SINGLE_NODE_MULTI_WRITER",
+      ]);
+      assert.equal(report.servable, true);
+      assert.deepEqual(report.problems, []);
+      assert.equal(report.error, null);
+      assert.deepEqual(
+        report.features.map((x) => [x.key, x.capability, x.enabled]),
+        [
+          ["topology", "VOLUME_ACCESSIBILITY_CONSTRAINTS", true],
+          ["cloning", "CLONE_VOLUME", true],
+          ["snapshots", "CREATE_DELETE_SNAPSHOT", false],
+          ["capacity", "GET_CAPACITY", true],
+          ["singleNodeMultiWriter", "SINGLE_NODE_MULTI_WRITER", true],
+          ["attachmentCheck", "PUBLISH_UNPUBLISH_VOLUME", false],
+          ["modifyVolume", "MODIFY_VOLUME", false],
+        ],
+      );
+      for (const feature of report.features) assert.ok(feature.explanation.length > 0);
+    });
+
+    it("reports a driver without CONTROLLER_SERVICE as not servable and exits 1", async () => {
+      const f = await fake({ pluginCapabilities: [] });
+      const { code, out } = await probe(f.socketPath, "json");
+      assert.equal(code, 1);
+      const report = JSON.parse(out) as ProbeReport;
+      assert.equal(report.servable, false);
+      assert.deepEqual(report.pluginCapabilities, []);
+      assert.deepEqual(report.problems, [
+        "the driver does not advertise the CONTROLLER_SERVICE plugin capability: it has no Controller service to create volumes with",
+      ]);
+      assert.equal(report.error, null);
+    });
+
+    it("reports a failed handshake in the error field on standard output", async () => {
+      const f = await fake();
+      f.on("getPluginInfo", respond({ name: "" }));
+      const { code, out, err } = await probe(f.socketPath, "json");
+      assert.equal(code, 1);
+      assert.equal(err, "");
+      const report = JSON.parse(out) as ProbeReport;
+      assert.equal(report.driver, null);
+      assert.equal(report.servable, false);
+      assert.equal(
+        report.error,
+        `GetPluginInfo of CSI driver at ${f.socketPath} failed: the driver name is empty`,
+      );
+    });
+  });
+});
