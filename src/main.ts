@@ -9,10 +9,14 @@ import {
   argv,
   env,
   exit,
+  hostname,
   onTerminationSignal,
+  processStats,
+  readTextFile,
   runtimeVersion,
   writeStderr,
   writeStdout,
+  writeTerminationMessage,
 } from "./runtime/process.ts";
 import { systemClock } from "./util/clock.ts";
 import { createLogger } from "./util/log.ts";
@@ -64,7 +68,19 @@ async function main(): Promise<number> {
       case "run":
       case "dev": {
         const { runCommand } = await import("./cli/run.ts");
-        return await runCommand(resolved.kind, config, { logger, signal: stop.signal });
+        return await runCommand(resolved.kind, config, {
+          logger,
+          signal: stop.signal,
+          clock: systemClock,
+          random: Math.random,
+          env: env(),
+          readFile: readTextFile,
+          hostname: hostname(),
+          uuid: () => crypto.randomUUID(),
+          writeTerminationMessage,
+          exit,
+          processStats: processStats(),
+        });
       }
     }
   } finally {

@@ -1,20 +1,312 @@
 /**
- * The default command: connect to the driver, then run the provisioning controllers against the
- * Kubernetes API until a termination signal drains them.
+ * The default command: the sidecar. Start-up follows upstream (reference §2.1): Kubernetes
+ * configuration, the driver connection and handshake, then the controllers — behind leader
+ * election when asked — until a termination signal drains them.
+ *
+ * Exit codes: 0 after a clean drain; 1 when start-up fails (one line naming the cause), the
+ * leader Lease is lost, or the driver connection is lost (then the reason is also written to
+ * /dev/termination-log).
  */
 import type { Config } from "../config/schema.ts";
+import { createEventRecorder } from "../controller/events.ts";
+import { createIntentJournal } from "../controller/journal.ts";
+import { createProvisionController } from "../controller/provisioner.ts";
+import { type CsiDriver, connectDriver } from "../csi/client.ts";
+import { exitOnConnectionLoss } from "../csi/connection-loss.ts";
+import { type DriverInfo, handshake } from "../csi/handshake.ts";
+import { ControllerServiceCapability_RPC_Type } from "../gen/csi/v1/csi_pb.js";
+import { createEndpointHandler, parseListenAddress } from "../health/http-endpoint.ts";
+import type { KubeApi } from "../kube/api.ts";
+import { createKubeApi } from "../kube/client.ts";
+import { type KubeConnection, loadKubeConnection } from "../kube/config.ts";
+import { createRateLimiter } from "../kube/ratelimit.ts";
+import { resources } from "../kube/resources.ts";
+import { KubeTransport } from "../kube/transport.ts";
+import { createLeaderElector, leaseNameForDriver } from "../leader/election.ts";
+import {
+  createProvisionerMetrics,
+  type ProvisionerMetrics,
+} from "../metrics/provisioner-metrics.ts";
+import { provisionerIdentity } from "../provision/names.ts";
+import type { ProvisionerConfig } from "../provision/request.ts";
+import { type ServedServer, serve } from "../runtime/serve.ts";
+import type { Clock, Random } from "../util/clock.ts";
 import type { Logger } from "../util/log.ts";
+import { VERSION } from "../version.ts";
 
 export interface RunDeps {
   logger: Logger;
   signal: AbortSignal;
+  clock: Clock;
+  random: Random;
+  env: Readonly<Record<string, string | undefined>>;
+  readFile: (path: string) => string;
+  hostname: string;
+  /** A random UUID (the event source's instance id). */
+  uuid: () => string;
+  writeTerminationMessage: (message: string) => boolean;
+  exit: (code: number) => void;
+  processStats?: Parameters<typeof createProvisionerMetrics>[0];
+}
+
+/** What a started sidecar exposes to the `dev` command and to tests. */
+export interface StartedSidecar {
+  driver: CsiDriver;
+  info: DriverInfo;
+  api: KubeApi;
+  metrics: ProvisionerMetrics;
+  /** Resolves with the exit code once the sidecar stopped. */
+  done: Promise<number>;
+}
+
+function errorText(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}
+
+/** The namespace of the Lease objects: the flag, `POD_NAMESPACE`, the pod's own, `default`. */
+export function leaseNamespace(config: Config, connection: KubeConnection): string {
+  return config.leaderElectionNamespace || config.podNamespace || connection.namespace || "default";
+}
+
+/** The fixed provisioning configuration from flags and the driver's handshake. */
+export function provisionerConfig(
+  config: Config,
+  info: DriverInfo,
+  vacAvailable: boolean,
+): ProvisionerConfig {
+  const gates = config.featureGates;
+  return {
+    driverName: info.name,
+    capabilities: {
+      plugin: info.pluginCapabilities.services,
+      controller: info.controllerCapabilities,
+    },
+    volumeNamePrefix: config.volumeNamePrefix,
+    volumeNameUuidLength: config.volumeNameUuidLength,
+    defaultFsType: config.defaultFstype,
+    extraCreateMetadata: config.extraCreateMetadata,
+    strictTopology: config.strictTopology,
+    immediateTopology: config.immediateTopology,
+    preventVolumeModeConversion: config.preventVolumeModeConversion,
+    controllerPublishReadOnly: config.controllerPublishReadonly,
+    features: {
+      topology: gates.Topology,
+      volumeAttributesClass: gates.VolumeAttributesClass && vacAvailable,
+      crossNamespaceVolumeDataSource: gates.CrossNamespaceVolumeDataSource,
+    },
+  };
+}
+
+/**
+ * Whether the API serves storage.k8s.io/v1 VolumeAttributesClasses. Upstream turns the gate off
+ * when it was not set explicitly and the API is absent.
+ */
+async function volumeAttributesClassesServed(
+  transport: KubeTransport,
+  signal: AbortSignal,
+): Promise<boolean> {
+  try {
+    const res = await transport.request<{ resources?: { name?: string }[] }>({
+      method: "GET",
+      path: "/apis/storage.k8s.io/v1",
+      signal,
+    });
+    return (res.json.resources ?? []).some((r) => r.name === "volumeattributesclasses");
+  } catch {
+    return false;
+  }
 }
 
 export async function runCommand(
   kind: "run" | "dev",
-  _config: Config,
+  config: Config,
   deps: RunDeps,
 ): Promise<number> {
-  deps.logger.error(`The ${kind} command is not wired yet`);
-  return 1;
+  if (kind === "dev") {
+    const { runDev } = await import("./dev.ts");
+    return runDev(config, deps);
+  }
+  try {
+    const started = await startSidecar(config, deps);
+    return await started.done;
+  } catch (err) {
+    if (deps.signal.aborted) return 0;
+    deps.logger.error(errorText(err));
+    return 1;
+  }
+}
+
+/**
+ * Starts the sidecar; rejects when start-up fails. `done` settles once it stopped. `kube`
+ * overrides the Kubernetes connection (the `dev` command's embedded API).
+ */
+export async function startSidecar(
+  config: Config,
+  deps: RunDeps,
+  kube?: KubeConnection,
+): Promise<StartedSidecar> {
+  const { logger, clock, random, signal } = deps;
+
+  // 1. Kubernetes configuration (kubeconfig / --master / in-cluster).
+  const connection =
+    kube ??
+    (await loadKubeConnection({
+      kubeconfigPath: config.kubeconfig || undefined,
+      masterUrl: config.master || undefined,
+      env: deps.env,
+      readFile: deps.readFile,
+      clock,
+      logger,
+    }));
+  const transportFor = (qps: number, burst: number) =>
+    new KubeTransport({
+      connection,
+      version: VERSION,
+      clock,
+      random,
+      logger,
+      rateLimiter: createRateLimiter({ qps, burst, clock }),
+    });
+  const transport = transportFor(config.kubeApiQps, config.kubeApiBurst);
+  const api = createKubeApi(transport);
+
+  // 2. The driver: connect, probe until ready, learn its name and capabilities.
+  const metrics = createProvisionerMetrics(deps.processStats);
+  let driverName = "unknown";
+  const driver = await connectDriver({
+    socketPath: config.csiSocketPath,
+    timeoutMs: config.timeoutMs,
+    clock,
+    logger,
+    signal,
+    onConnectionLost: exitOnConnectionLoss({
+      writeTerminationMessage: deps.writeTerminationMessage,
+      exit: deps.exit,
+      logger,
+    }),
+    onCall: (r) => metrics.observeCsiCall(driverName, r.method, r.code, r.durationMs / 1000),
+  });
+  let info: DriverInfo;
+  try {
+    info = await handshake(driver, { clock, logger, signal });
+  } catch (err) {
+    driver.close();
+    throw err;
+  }
+  driverName = info.name;
+  logger.info("Detected CSI driver", { driver: info.name, vendorVersion: info.vendorVersion });
+
+  // 3. Discovery and the pieces built from it.
+  const vacExplicit = config.explicitFeatureGates.includes("VolumeAttributesClass");
+  const vacAvailable = vacExplicit || (await volumeAttributesClassesServed(transport, signal));
+  const pconfig = provisionerConfig(config, info, vacAvailable);
+  const identity = provisionerIdentity({
+    clock,
+    random,
+    driverName: info.name,
+    nodeName: config.nodeName,
+  });
+  const namespace = leaseNamespace(config, connection);
+  const journal = createIntentJournal({
+    leases: api.resource(resources.leases),
+    namespace,
+    driverName: info.name,
+    clock,
+    logger,
+  });
+  const events = createEventRecorder({
+    events: api.resource(resources.coreEvents),
+    clock,
+    logger,
+    component: `${info.name}_${deps.hostname}_${deps.uuid()}`,
+    host: deps.hostname,
+  });
+  const controller = createProvisionController({
+    api,
+    driver,
+    config: pconfig,
+    identity,
+    journal,
+    events,
+    metrics,
+    clock,
+    random,
+    logger,
+    workerThreads: config.workerThreads,
+    retryStartMs: config.retryIntervalStartMs,
+    retryMaxMs: config.retryIntervalMaxMs,
+    watchAttachments: info.controllerCapabilities.has(
+      ControllerServiceCapability_RPC_Type.PUBLISH_UNPUBLISH_VOLUME,
+    ),
+    watchTopology:
+      config.featureGates.Topology && info.pluginCapabilities.volumeAccessibilityConstraints,
+  });
+
+  const elector = config.leaderElection
+    ? createLeaderElector({
+        leases: createKubeApi(transportFor(config.kubeApiQps, config.kubeApiBurst)).resource(
+          resources.leases,
+        ),
+        namespace,
+        name: leaseNameForDriver(info.name),
+        identity: deps.hostname,
+        clock,
+        random,
+        logger,
+        leaseDurationMs: config.leaderElectionLeaseDurationMs,
+        renewDeadlineMs: config.leaderElectionRenewDeadlineMs,
+        retryPeriodMs: config.leaderElectionRetryPeriodMs,
+        labels: config.leaderElectionLabels,
+        releaseOnCancel: config.featureGates.ReleaseLeaderElectionOnExit,
+        onStatus: (leading) =>
+          metrics.leaderStatus.set({ name: leaseNameForDriver(info.name) }, leading ? 1 : 0),
+      })
+    : undefined;
+
+  // 4. The diagnostics endpoint runs regardless of leadership.
+  let server: ServedServer | undefined;
+  const address = config.httpEndpoint || config.metricsAddress;
+  let running = false;
+  if (address) {
+    const { hostname, port } = parseListenAddress(address);
+    server = await serve(
+      createEndpointHandler({
+        registry: metrics.registry,
+        metricsPath: config.metricsPath,
+        leaderHealthy: elector ? () => elector.healthy() : undefined,
+        ready: () => running,
+      }),
+      { hostname, port },
+    );
+    logger.info("Serving diagnostics", { address: server.url, metricsPath: config.metricsPath });
+  }
+
+  // 5. Run until the signal, then drain.
+  const done = (async (): Promise<number> => {
+    try {
+      if (elector) {
+        const outcome = await elector.run(async (leadSignal) => {
+          running = true;
+          await controller.run(leadSignal);
+          running = false;
+        }, signal);
+        if (outcome === "lost") {
+          logger.error("Lost the leader election lease; exiting");
+          return 1;
+        }
+      } else {
+        running = true;
+        await controller.run(signal);
+        running = false;
+      }
+      return 0;
+    } catch (err) {
+      logger.error("The provisioner stopped with an error", { err: errorText(err) });
+      return 1;
+    } finally {
+      await server?.close();
+      driver.close();
+    }
+  })();
+  return { driver, info, api, metrics, done };
 }

@@ -142,10 +142,12 @@ export class WorkQueue<K> {
   }
 
   /**
-   * Waits for the next key. Resolves `undefined` once the queue is shut down (or `signal`
-   * aborts) and nothing is left to hand out.
+   * Waits for the next key. Resolves `undefined` once the queue is shut down or `signal`
+   * aborts, even if keys are still queued.
    */
   get(signal?: AbortSignal): Promise<K | undefined> {
+    // Once stopping, keys still queued are left alone: they are re-derived on the next start.
+    if (this.#shutdown || signal?.aborted) return Promise.resolve(undefined);
     const key = this.#queue.shift();
     if (key !== undefined) {
       this.#queued.delete(key);

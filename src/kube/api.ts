@@ -28,6 +28,8 @@ export interface WatchOptions extends CallOptions {
   resourceVersion?: string;
   allowWatchBookmarks?: boolean;
   timeoutSeconds?: number;
+  /** Told about every stream line that is not a watch event (it is skipped, never fatal). */
+  onMalformedLine?: (info: { line: string; error: string }) => void;
 }
 
 export interface DeleteOptions extends CallOptions {

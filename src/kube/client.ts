@@ -140,6 +140,7 @@ class HttpResourceClient<T extends KubeObject> implements ResourceClient<T> {
       verb: "watch",
       target: this.#collectionTarget(opts?.namespace),
       check: isWatchEvent,
+      onMalformedLine: opts?.onMalformedLine,
     });
   }
 

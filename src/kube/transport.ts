@@ -259,6 +259,7 @@ export class KubeTransport {
           tls,
           signal,
           proxyUrl: this.#conn.proxyUrl,
+          dedicatedConnection: streaming,
         });
       } catch (err) {
         if (signal?.aborted) throw signal.reason;

@@ -46,6 +46,12 @@ export interface HttpRequestOptions {
   signal?: AbortSignal;
   /** An `http://host:port` proxy to go through; default: connect directly. */
   proxyUrl?: string;
+  /**
+   * Use a connection of its own instead of the keep-alive pool; default false. For long-lived
+   * streams (watches): nothing is gained by pooling them, and Deno's `node:http` re-sends an
+   * aborted request that waits for headers on a reused connection.
+   */
+  dedicatedConnection?: boolean;
 }
 
 export interface HttpResponse {
@@ -243,7 +249,7 @@ export async function httpRequest(opts: HttpRequestOptions): Promise<HttpRespons
       reqOpts.agent = false;
       reqOpts.createConnection = () => sock;
     } else {
-      reqOpts.agent = agentFor(target.protocol, opts.tls);
+      reqOpts.agent = opts.dedicatedConnection ? false : agentFor(target.protocol, opts.tls);
     }
   }
 

@@ -92,3 +92,22 @@ export function writeTerminationMessage(message: string, path = "/dev/terminatio
     return false;
   }
 }
+
+/** Resident memory, heap and CPU time of this process, for the `process_*` metrics. */
+export function processStats(): {
+  residentBytes(): number;
+  heapBytes(): number;
+  cpuSeconds(): number;
+  startTimeSeconds: number;
+} {
+  const start = Date.now() / 1000 - process.uptime();
+  return {
+    residentBytes: () => process.memoryUsage.rss(),
+    heapBytes: () => process.memoryUsage().heapUsed,
+    cpuSeconds: () => {
+      const u = process.cpuUsage();
+      return (u.user + u.system) / 1e6;
+    },
+    startTimeSeconds: start,
+  };
+}

@@ -1,0 +1,48 @@
+/**
+ * The reads provisioning needs, served from the informer caches where upstream uses listers and
+ * from the API where it GETs (Secrets, the source PV of a clone, snapshots, attribute classes).
+ * NotFound becomes `undefined`; every other failure propagates.
+ */
+import type { KubeApi } from "../kube/api.ts";
+import { isNotFound } from "../kube/errors.ts";
+import type { Informer } from "../kube/informer.ts";
+import type { CSINode, KubeObject, Node, PersistentVolumeClaim } from "../kube/objects.ts";
+import { resources } from "../kube/resources.ts";
+import type { ProvisionLookups } from "../provision/request.ts";
+
+async function orUndefined<T>(p: Promise<T>): Promise<T | undefined> {
+  try {
+    return await p;
+  } catch (err) {
+    if (isNotFound(err)) return undefined;
+    throw err;
+  }
+}
+
+export interface LookupSources {
+  api: KubeApi;
+  claims: Informer<PersistentVolumeClaim>;
+  csiNodes?: Informer<CSINode>;
+  nodes?: Informer<Node>;
+}
+
+function listOf<T extends KubeObject>(i: Informer<T> | undefined): readonly T[] {
+  return i ? i.store.list() : [];
+}
+
+export function createLookups(src: LookupSources): ProvisionLookups {
+  const { api } = src;
+  return {
+    getSecret: (ns, name) => orUndefined(api.resource(resources.secrets).get(name, ns)),
+    getClaim: async (ns, name) => src.claims.store.get(`${ns}/${name}`),
+    getVolume: (name) => orUndefined(api.resource(resources.persistentVolumes).get(name)),
+    getVolumeSnapshot: (ns, name) =>
+      orUndefined(api.resource(resources.volumeSnapshots).get(name, ns)),
+    getVolumeSnapshotContent: (name) =>
+      orUndefined(api.resource(resources.volumeSnapshotContents).get(name)),
+    getVolumeAttributesClass: (name) =>
+      orUndefined(api.resource(resources.volumeAttributesClasses).get(name)),
+    csiNodes: () => listOf(src.csiNodes),
+    nodes: () => listOf(src.nodes),
+  };
+}

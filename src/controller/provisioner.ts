@@ -1,0 +1,298 @@
+/**
+ * The provisioning controller: informers for claims, volumes, classes (and attachments, nodes
+ * when the driver needs them), a claim queue keyed by claim UID and a volume queue keyed by PV
+ * name, `--worker-threads` workers on each, and the intent journal that makes provisioning
+ * crash-safe. `run(signal)` returns after `signal` aborts and every in-flight operation ended.
+ */
+import type { CsiDriver } from "../csi/client.ts";
+import type { KubeApi } from "../kube/api.ts";
+import { Informer } from "../kube/informer.ts";
+import type {
+  CSINode,
+  Node,
+  PersistentVolume,
+  PersistentVolumeClaim,
+  StorageClass,
+  VolumeAttachment,
+} from "../kube/objects.ts";
+import {
+  projectCSINode,
+  projectNode,
+  projectPersistentVolume,
+  projectPersistentVolumeClaim,
+  projectStorageClass,
+  projectVolumeAttachment,
+  volumeAttachmentsByPv,
+} from "../kube/projections.ts";
+import { resources } from "../kube/resources.ts";
+import type { ProvisionerMetrics } from "../metrics/provisioner-metrics.ts";
+import type { ProvisionerConfig } from "../provision/request.ts";
+import type { Clock, Random } from "../util/clock.ts";
+import type { Logger } from "../util/log.ts";
+import { ClaimSyncer, type ClaimSyncResult } from "./claims.ts";
+import type { EventRecorder } from "./events.ts";
+import type { IntentJournal } from "./journal.ts";
+import { createLookups } from "./lookups.ts";
+import { ATTACHMENTS_BY_PV, VolumeSyncer } from "./volumes.ts";
+import { runWorkers, WorkQueue } from "./workqueue.ts";
+
+export interface ProvisionControllerOptions {
+  api: KubeApi;
+  driver: CsiDriver;
+  config: ProvisionerConfig;
+  identity: string;
+  journal: IntentJournal;
+  events: EventRecorder;
+  metrics?: ProvisionerMetrics;
+  clock: Clock;
+  random: Random;
+  logger: Logger;
+  /** `--worker-threads`: claim workers, and as many volume workers. */
+  workerThreads: number;
+  /** `--retry-interval-start`, ms. */
+  retryStartMs: number;
+  /** `--retry-interval-max`, ms. */
+  retryMaxMs: number;
+  /** Watch VolumeAttachments (the driver has PUBLISH_UNPUBLISH_VOLUME). */
+  watchAttachments: boolean;
+  /** Watch Nodes and CSINodes (topology is in use). */
+  watchTopology: boolean;
+  /** See `ClaimSyncerOptions.slowEventMs`. */
+  slowEventMs?: number;
+  /**
+   * On stop, operations in flight get this long to finish before their calls are cancelled
+   * (cancelling is safe: the intent journal covers them). Default 3 s, so that SIGTERM ends the
+   * process well inside Kubernetes' 30 s grace period.
+   */
+  drainMs?: number;
+}
+
+export interface ProvisionController {
+  /** Runs until `signal` aborts; resolves after the workers drained. */
+  run(signal: AbortSignal): Promise<void>;
+  /** Resolves once every informer has listed (for tests and readiness). */
+  synced(signal?: AbortSignal): Promise<void>;
+  readonly claimQueue: WorkQueue<string>;
+  readonly volumeQueue: WorkQueue<string>;
+}
+
+export function createProvisionController(o: ProvisionControllerOptions): ProvisionController {
+  const base = { clock: o.clock, random: o.random, logger: o.logger };
+  const claims = new Informer<PersistentVolumeClaim>({
+    ...base,
+    client: o.api.resource(resources.persistentVolumeClaims),
+    project: projectPersistentVolumeClaim,
+  });
+  const volumes = new Informer<PersistentVolume>({
+    ...base,
+    client: o.api.resource(resources.persistentVolumes),
+    project: projectPersistentVolume,
+  });
+  const classes = new Informer<StorageClass>({
+    ...base,
+    client: o.api.resource(resources.storageClasses),
+    project: projectStorageClass,
+  });
+  const attachments = o.watchAttachments
+    ? new Informer<VolumeAttachment>({
+        ...base,
+        client: o.api.resource(resources.volumeAttachments),
+        project: projectVolumeAttachment,
+        indexers: { [ATTACHMENTS_BY_PV]: volumeAttachmentsByPv },
+      })
+    : undefined;
+  const csiNodes = o.watchTopology
+    ? new Informer<CSINode>({
+        ...base,
+        client: o.api.resource(resources.csiNodes),
+        project: projectCSINode,
+      })
+    : undefined;
+  const nodes = o.watchTopology
+    ? new Informer<Node>({ ...base, client: o.api.resource(resources.nodes), project: projectNode })
+    : undefined;
+  const informers = [claims, volumes, classes, attachments, csiNodes, nodes].filter(
+    (i): i is NonNullable<typeof i> => i !== undefined,
+  );
+
+  const queueOpts = {
+    clock: o.clock,
+    retryStartMs: o.retryStartMs,
+    retryMaxMs: o.retryMaxMs,
+    metrics: o.metrics?.workQueue,
+  };
+  const claimQueue = new WorkQueue<string>({ ...queueOpts, name: "claims" });
+  const volumeQueue = new WorkQueue<string>({ ...queueOpts, name: "volumes" });
+  const lookups = createLookups({ api: o.api, claims, csiNodes, nodes });
+
+  const claimSyncer = new ClaimSyncer({
+    api: o.api,
+    driver: o.driver,
+    config: o.config,
+    identity: o.identity,
+    claims,
+    volumes,
+    classes,
+    lookups,
+    journal: o.journal,
+    events: o.events,
+    metrics: o.metrics,
+    clock: o.clock,
+    random: o.random,
+    logger: o.logger,
+    retryMaxMs: o.retryMaxMs,
+    failures: (uid) => claimQueue.failures(uid),
+    slowEventMs: o.slowEventMs,
+  });
+  const volumeSyncer = new VolumeSyncer({
+    api: o.api,
+    driver: o.driver,
+    driverName: o.config.driverName,
+    volumes,
+    classes,
+    attachments,
+    lookups,
+    events: o.events,
+    metrics: o.metrics,
+    clock: o.clock,
+    logger: o.logger,
+  });
+
+  const applyClaimResult = (uid: string, r: ClaimSyncResult) => {
+    switch (r.kind) {
+      case "done":
+        claimQueue.forget(uid);
+        return;
+      case "retry": {
+        const delay = claimQueue.addRateLimited(uid);
+        o.logger.v(4).info("Claim will be retried", { uid, delayMs: delay, reason: r.reason });
+        return;
+      }
+      case "retrySlow":
+        claimQueue.addAfter(uid, o.retryMaxMs);
+        return;
+      case "wait":
+        claimQueue.addAfter(uid, Math.max(0, r.at - o.clock.now()));
+        return;
+    }
+  };
+
+  let synced: Promise<void> | undefined;
+
+  return {
+    claimQueue,
+    volumeQueue,
+    synced(signal) {
+      return Promise.all(informers.map((i) => i.waitForSync(signal))).then(() => {});
+    },
+    async run(signal) {
+      const stopInformers = new AbortController();
+      const informerRuns = informers.map((i) =>
+        i.run(stopInformers.signal).catch((err) => o.logger.error("Informer stopped", { err })),
+      );
+      try {
+        synced ??= Promise.all(informers.map((i) => i.waitForSync(signal))).then(() => {});
+        await synced;
+      } catch {
+        stopInformers.abort();
+        await Promise.all(informerRuns);
+        return;
+      }
+
+      // Crash recovery: every recorded intent gets a sync (finish it, or clean up after it).
+      const intents = await o.journal.load(signal);
+      if (intents.length > 0) {
+        o.logger.info("Resuming provisioning intents left by an earlier run", {
+          count: intents.length,
+        });
+      }
+      for (const i of intents) claimQueue.add(i.uid);
+
+      claims.addEventHandler({
+        onAdd: (c) => claimQueue.add(c.metadata.uid ?? ""),
+        onUpdate: (_old, c) => claimQueue.add(c.metadata.uid ?? ""),
+        onDelete: (c) => {
+          const uid = c.metadata.uid ?? "";
+          claimSyncer.forgetClaim(uid);
+          // Still synced once: an intent may name a volume that must now be deleted.
+          if (o.journal.get(uid)) claimQueue.add(uid);
+          else {
+            claimQueue.cancelDelayed(uid);
+            claimQueue.forget(uid);
+          }
+        },
+      });
+      volumes.addEventHandler({
+        onAdd: (v) => volumeQueue.add(v.metadata.name ?? ""),
+        onUpdate: (_old, v) => volumeQueue.add(v.metadata.name ?? ""),
+        onDelete: (v) => {
+          volumeSyncer.forgetVolume(v.metadata.uid ?? "");
+          volumeQueue.cancelDelayed(v.metadata.name ?? "");
+          volumeQueue.forget(v.metadata.name ?? "");
+        },
+      });
+
+      // Operations get their own signal: a stop lets them finish for `drainMs`, then cancels.
+      const ops = new AbortController();
+      const opSignal = ops.signal;
+      const workers = Math.max(1, o.workerThreads);
+      const claimWorkers = runWorkers(
+        claimQueue,
+        workers,
+        async (uid) => {
+          let r: ClaimSyncResult;
+          try {
+            r = await claimSyncer.syncClaim(uid, opSignal);
+          } catch (err) {
+            r = { kind: "retry", reason: err instanceof Error ? err.message : String(err) };
+            o.logger.error("Claim sync failed", { uid, err });
+          }
+          if (!opSignal.aborted) applyClaimResult(uid, r);
+        },
+        signal,
+      );
+      const volumeWorkers = runWorkers(
+        volumeQueue,
+        workers,
+        async (name) => {
+          let r: Awaited<ReturnType<VolumeSyncer["syncVolume"]>>;
+          try {
+            r = await volumeSyncer.syncVolume(name, opSignal);
+          } catch (err) {
+            r = { kind: "retry", reason: err instanceof Error ? err.message : String(err) };
+            o.logger.error("Volume sync failed", { volume: name, err });
+          }
+          if (opSignal.aborted) return;
+          if (r.kind === "done") volumeQueue.forget(name);
+          else volumeQueue.addRateLimited(name);
+        },
+        signal,
+      );
+      o.logger.info("Started provisioning controller", { driver: o.config.driverName, workers });
+      await new Promise<void>((resolve) => {
+        if (signal.aborted) resolve();
+        else signal.addEventListener("abort", () => resolve(), { once: true });
+      });
+      claimQueue.shutDown();
+      volumeQueue.shutDown();
+      const grace = new AbortController();
+      o.clock.sleep(o.drainMs ?? 3000, grace.signal).then(
+        () => {
+          o.logger.info("Cancelling operations still in flight");
+          ops.abort(new Error("the provisioner is stopping"));
+        },
+        () => {},
+      );
+      await Promise.all([claimWorkers, volumeWorkers]);
+      grace.abort();
+      // Removals of finished intents are batched: write them before leaving.
+      await o.journal
+        .flush()
+        .catch((err) => o.logger.warn("Could not flush the intent journal", { err }));
+      await o.events.flush();
+      stopInformers.abort();
+      await Promise.all(informerRuns);
+      o.logger.info("Provisioning controller stopped");
+    },
+  };
+}

@@ -1,0 +1,198 @@
+/**
+ * Deletion of one PV: the volume queue's handler (reference §2.9).
+ *
+ * For every PV this driver owns: keep the `external-provisioner.volume.kubernetes.io/finalizer`
+ * in line with the reclaim policy; once the PV is `Released` with reclaim policy `Delete`, refuse
+ * while a VolumeAttachment still names it, call DeleteVolume with the deletion secrets, delete
+ * the PV and remove the finalizer. The finalizer is removed only after the backend volume is
+ * gone, so a PV deleted before its claim still gets its volume deleted (HonorPVReclaimPolicy).
+ */
+import { Code, ConnectError } from "@connectrpc/connect";
+import type { CsiDriver } from "../csi/client.ts";
+import type { KubeApi } from "../kube/api.ts";
+import { isNotFound } from "../kube/errors.ts";
+import type { Informer } from "../kube/informer.ts";
+import type { PersistentVolume, StorageClass, VolumeAttachment } from "../kube/objects.ts";
+import { resources } from "../kube/resources.ts";
+import type { ProvisionerMetrics } from "../metrics/provisioner-metrics.ts";
+import type { ProvisionLookups } from "../provision/request.ts";
+import { deletionSecret, secretCredentials } from "../provision/secrets.ts";
+import {
+  attachedMessage,
+  blockingAttachment,
+  FINALIZER_PV,
+  finalizerAction,
+  isProvisionerForVolume,
+  shouldDelete,
+  volumeStorageClassName,
+  withFinalizer,
+  withoutFinalizer,
+} from "../provision/should-provision.ts";
+import type { Clock } from "../util/clock.ts";
+import type { Logger } from "../util/log.ts";
+import { rpcErrorText } from "./claims.ts";
+import type { EventRecorder, EventSubject } from "./events.ts";
+
+export type VolumeSyncResult = { kind: "done" } | { kind: "retry"; reason: string };
+
+export interface VolumeSyncerOptions {
+  api: KubeApi;
+  driver: CsiDriver;
+  driverName: string;
+  volumes: Informer<PersistentVolume>;
+  classes: Informer<StorageClass>;
+  /** Present when the driver has PUBLISH_UNPUBLISH_VOLUME; indexed by `pv`. */
+  attachments?: Informer<VolumeAttachment>;
+  lookups: ProvisionLookups;
+  events: EventRecorder;
+  metrics?: ProvisionerMetrics;
+  clock: Clock;
+  logger: Logger;
+}
+
+/** Name of the VolumeAttachment index by PV name. */
+export const ATTACHMENTS_BY_PV = "pv";
+
+function subject(pv: PersistentVolume): EventSubject {
+  return { apiVersion: "v1", kind: "PersistentVolume", metadata: pv.metadata };
+}
+
+function errorText(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}
+
+export class VolumeSyncer {
+  readonly #o: VolumeSyncerOptions;
+  /** UIDs of PVs whose backend volume this process deleted; their PV deletion may still be due. */
+  readonly #volumeDeleted = new Set<string>();
+
+  constructor(opts: VolumeSyncerOptions) {
+    this.#o = opts;
+  }
+
+  /** Called when a PV left the cache. */
+  forgetVolume(uid: string): void {
+    this.#volumeDeleted.delete(uid);
+  }
+
+  async syncVolume(name: string, signal?: AbortSignal): Promise<VolumeSyncResult> {
+    const o = this.#o;
+    const pv = o.volumes.store.get(name);
+    if (!pv || !isProvisionerForVolume(pv, [o.driverName])) return { kind: "done" };
+
+    const action = finalizerAction(pv);
+    if (action !== "none") {
+      const finalizers =
+        action === "add"
+          ? withFinalizer(pv.metadata.finalizers)
+          : withoutFinalizer(pv.metadata.finalizers);
+      try {
+        await this.#patchFinalizers(pv, finalizers, signal);
+      } catch (err) {
+        if (isNotFound(err)) return { kind: "done" };
+        return {
+          kind: "retry",
+          reason: `Cannot update the finalizers of PersistentVolume ${name}: ${errorText(err)}`,
+        };
+      }
+    }
+    if (!shouldDelete(pv)) return { kind: "done" };
+    return this.#delete(pv, signal);
+  }
+
+  async #patchFinalizers(pv: PersistentVolume, finalizers: string[], signal?: AbortSignal) {
+    // A merge patch replaces the list; the resourceVersion makes it a compare-and-swap.
+    await this.#o.api
+      .resource(resources.persistentVolumes)
+      .patch(
+        pv.metadata.name ?? "",
+        "merge",
+        { metadata: { finalizers, resourceVersion: pv.metadata.resourceVersion } },
+        undefined,
+        { signal },
+      );
+  }
+
+  async #delete(pv: PersistentVolume, signal?: AbortSignal): Promise<VolumeSyncResult> {
+    const o = this.#o;
+    const name = pv.metadata.name ?? "";
+    const className = volumeStorageClassName(pv);
+    const labels = { class: className };
+    const failed = (message: string): VolumeSyncResult => {
+      o.events.event(subject(pv), "Warning", "VolumeFailedDelete", message);
+      o.metrics?.deleteFailed.inc(labels);
+      o.logger.info("Deleting volume failed", { volume: name, err: message });
+      return { kind: "retry", reason: message };
+    };
+    const csi = pv.spec.csi;
+    if (!csi) return failed(`PersistentVolume ${name} has no CSI source: cannot delete its volume`);
+
+    if (o.attachments) {
+      const va = blockingAttachment(name, o.attachments.store.byIndex(ATTACHMENTS_BY_PV, name));
+      if (va) return failed(attachedMessage(name, va));
+    }
+
+    let secrets: Record<string, string> = {};
+    const ds = deletionSecret(pv, o.classes.store.get(className));
+    if (ds.kind === "secret") {
+      try {
+        const secret = await o.lookups.getSecret(ds.ref.namespace, ds.ref.name);
+        if (secret) secrets = secretCredentials(secret);
+        else
+          o.logger.warn("Deletion secret not found; deleting without it", {
+            volume: name,
+            secret: `${ds.ref.namespace}/${ds.ref.name}`,
+          });
+      } catch (err) {
+        o.logger.warn("Cannot read the deletion secret; deleting without it", {
+          volume: name,
+          err,
+        });
+      }
+    }
+
+    const start = o.clock.now();
+    try {
+      await o.driver.deleteVolume({ volumeId: csi.volumeHandle, secrets }, { signal });
+    } catch (err) {
+      // NotFound means the volume is already gone: deleting it is done (CSI says DeleteVolume
+      // should answer OK then, but some drivers do not).
+      if (!(err instanceof ConnectError && err.code === Code.NotFound))
+        return failed(rpcErrorText(err));
+    }
+
+    const pvs = o.api.resource(resources.persistentVolumes);
+    try {
+      await pvs.delete(name, undefined, { uid: pv.metadata.uid, signal });
+    } catch (err) {
+      if (!isNotFound(err))
+        return {
+          kind: "retry",
+          reason: `Cannot delete PersistentVolume ${name}: ${errorText(err)}`,
+        };
+    }
+    try {
+      const live = await pvs.get(name, undefined, { signal });
+      if (
+        live.metadata.uid === pv.metadata.uid &&
+        (live.metadata.finalizers ?? []).includes(FINALIZER_PV)
+      ) {
+        await this.#patchFinalizers(live, withoutFinalizer(live.metadata.finalizers), signal);
+      }
+    } catch (err) {
+      if (!isNotFound(err)) {
+        return {
+          kind: "retry",
+          reason: `Cannot remove the finalizer of PersistentVolume ${name}: ${errorText(err)}`,
+        };
+      }
+    }
+    if (calledDriver) {
+      const seconds = (o.clock.now() - start) / 1000;
+      o.metrics?.deleteTotal.inc(labels);
+      o.metrics?.deleteDuration.observe(labels, seconds);
+      o.logger.info("Deleted volume", { volume: name, volumeId: csi.volumeHandle, seconds });
+    }
+    return { kind: "done" };
+  }
+}

@@ -1,0 +1,478 @@
+/**
+ * The provisioning controller end to end in-process: the real sidecar against the test API
+ * server (real HTTP, real watches) and the fake CSI driver (real gRPC on a unix socket).
+ */
+import assert from "node:assert/strict";
+import { afterEach, beforeEach, describe, it } from "node:test";
+import { toJson } from "@bufbuild/protobuf";
+import { Code, ConnectError } from "@connectrpc/connect";
+import { INTENT_ANNOTATION_PREFIX, JOURNAL_LABEL } from "../../src/controller/journal.ts";
+import {
+  ControllerServiceCapability_RPC_Type as Cap,
+  CreateVolumeRequestSchema,
+} from "../../src/gen/csi/v1/csi_pb.js";
+import type { CoreEvent, Lease, PersistentVolume } from "../../src/kube/objects.ts";
+import { resources } from "../../src/kube/resources.ts";
+import { fail, hangForever } from "../support/fake-driver.ts";
+import {
+  claim,
+  DRIVER,
+  type Harness,
+  releaseVolumesOf,
+  startHarness,
+  storageClass,
+} from "../support/sidecar-harness.ts";
+
+const FAST = ["--kube-api-qps=1000", "--kube-api-burst=1000"];
+
+function events(h: Harness, reason?: string): CoreEvent[] {
+  return h.apiserver
+    .objects(resources.coreEvents)
+    .filter((e) => reason === undefined || e.reason === reason);
+}
+
+function intents(h: Harness): string[] {
+  const out: string[] = [];
+  for (const lease of h.apiserver.objects(resources.leases, "kube-system") as Lease[]) {
+    if (lease.metadata.labels?.[JOURNAL_LABEL] !== "true") continue;
+    for (const k of Object.keys(lease.metadata.annotations ?? {})) {
+      if (k.startsWith(INTENT_ANNOTATION_PREFIX))
+        out.push(k.slice(INTENT_ANNOTATION_PREFIX.length));
+    }
+  }
+  return out;
+}
+
+function pvOf(h: Harness, uid: string): PersistentVolume | undefined {
+  return h.apiserver.get(resources.persistentVolumes, `pvc-${uid}`);
+}
+
+describe("provisioning controller", () => {
+  let h: Harness;
+  beforeEach(async () => {
+    h = await startHarness();
+  });
+  afterEach(async () => {
+    await h.close();
+  });
+
+  it("sends the exact CreateVolumeRequest and writes the exact PV", async () => {
+    await h.start(FAST);
+    h.apiserver.put(
+      storageClass("fast", {
+        parameters: { tier: "gold", "csi.storage.k8s.io/fstype": "xfs" },
+        mountOptions: ["noatime"],
+      }),
+    );
+    const c = h.apiserver.put(
+      claim("data", "fast", { size: "5Gi", accessModes: ["ReadWriteOnce"] }),
+    );
+    const uid = c.metadata.uid!;
+    const pv = await h.apiserver.waitFor(() => pvOf(h, uid));
+    const [call] = await h.driver.waitForCalls("createVolume");
+    assert.deepEqual(toJson(CreateVolumeRequestSchema, call!.request), {
+      name: `pvc-${uid}`,
+      capacityRange: { requiredBytes: "5368709120" },
+      volumeCapabilities: [
+        {
+          mount: { fsType: "xfs", mountFlags: ["noatime"] },
+          accessMode: { mode: "SINGLE_NODE_WRITER" },
+        },
+      ],
+      parameters: { tier: "gold" },
+    });
+    const identity =
+      pv.spec.csi?.volumeAttributes?.["storage.kubernetes.io/csiProvisionerIdentity"];
+    assert.match(identity ?? "", /^\d+-\d+-fake\.csi\.k8s\.io$/);
+    assert.deepEqual(
+      {
+        metadata: {
+          ...pv.metadata,
+          uid: undefined,
+          resourceVersion: undefined,
+          creationTimestamp: undefined,
+        },
+        spec: pv.spec,
+      },
+      {
+        metadata: {
+          name: `pvc-${uid}`,
+          annotations: {
+            "pv.kubernetes.io/provisioned-by": DRIVER,
+            "volume.kubernetes.io/provisioner-deletion-secret-name": "",
+            "volume.kubernetes.io/provisioner-deletion-secret-namespace": "",
+          },
+          finalizers: ["external-provisioner.volume.kubernetes.io/finalizer"],
+          uid: undefined,
+          resourceVersion: undefined,
+          creationTimestamp: undefined,
+        },
+        spec: {
+          accessModes: ["ReadWriteOnce"],
+          capacity: { storage: "5Gi" },
+          claimRef: {
+            apiVersion: "v1",
+            kind: "PersistentVolumeClaim",
+            namespace: "default",
+            name: "data",
+            uid,
+            resourceVersion: c.metadata.resourceVersion,
+          },
+          csi: {
+            driver: DRIVER,
+            volumeHandle: `id-pvc-${uid}`,
+            fsType: "xfs",
+            volumeAttributes: { "storage.kubernetes.io/csiProvisionerIdentity": identity },
+          },
+          mountOptions: ["noatime"],
+          persistentVolumeReclaimPolicy: "Delete",
+          storageClassName: "fast",
+          volumeMode: "Filesystem",
+        },
+      },
+    );
+    const succeeded = await h.apiserver.waitFor(() => events(h, "ProvisioningSucceeded")[0]);
+    assert.equal(succeeded.message, `Successfully provisioned volume pvc-${uid}`);
+    assert.equal(succeeded.involvedObject.uid, uid);
+    await h.apiserver.waitFor(() => intents(h).length === 0);
+  });
+
+  it("deletes the backend volume and the PV once a Delete PV is released", async () => {
+    await h.start(FAST);
+    h.apiserver.put(storageClass("fast"));
+    const c = h.apiserver.put(claim("gone", "fast"));
+    const uid = c.metadata.uid!;
+    await h.apiserver.waitFor(() => pvOf(h, uid));
+    assert.equal(h.driver.volumes().size, 1);
+    h.apiserver.remove(resources.persistentVolumeClaims, "gone", "default");
+    releaseVolumesOf(h.apiserver, uid);
+    await h.apiserver.waitFor(() => !pvOf(h, uid));
+    const [del] = await h.driver.waitForCalls("deleteVolume");
+    assert.equal(del!.request.volumeId, `id-pvc-${uid}`);
+    assert.equal(h.driver.volumes().size, 0);
+  });
+
+  it("keeps the volume of a Retain PV and leaves no finalizer on it", async () => {
+    await h.start(FAST);
+    h.apiserver.put(storageClass("keep", { reclaimPolicy: "Retain" }));
+    const c = h.apiserver.put(claim("kept", "keep"));
+    const uid = c.metadata.uid!;
+    const pv = await h.apiserver.waitFor(() => pvOf(h, uid));
+    assert.equal(pv.spec.persistentVolumeReclaimPolicy, "Retain");
+    assert.deepEqual(pv.metadata.finalizers ?? [], []);
+    releaseVolumesOf(h.apiserver, uid);
+    await h.apiserver.waitFor(() => pvOf(h, uid)?.status?.phase === "Released");
+    assert.equal(h.driver.callsTo("deleteVolume").length, 0);
+    assert.equal(h.driver.volumes().size, 1);
+  });
+
+  it("resolves secret templates and sends the secret's data", async () => {
+    await h.start(FAST);
+    h.apiserver.put({
+      apiVersion: "v1",
+      kind: "Secret",
+      metadata: { name: "creds-team-a", namespace: "team-a" },
+      data: { password: btoa("s3cret") },
+    });
+    h.apiserver.put(
+      storageClass("secret", {
+        parameters: {
+          "csi.storage.k8s.io/provisioner-secret-name": "creds-${pvc.namespace}",
+          "csi.storage.k8s.io/provisioner-secret-namespace": "${pvc.namespace}",
+        },
+      }),
+    );
+    h.apiserver.put({ apiVersion: "v1", kind: "Namespace", metadata: { name: "team-a" } });
+    const c = h.apiserver.put(claim("s", "secret", { namespace: "team-a" }));
+    const pv = await h.apiserver.waitFor(() => pvOf(h, c.metadata.uid!));
+    const [call] = h.driver.callsTo("createVolume");
+    assert.deepEqual(call!.request.secrets, { password: "s3cret" });
+    assert.deepEqual(call!.request.parameters, {});
+    assert.equal(
+      pv.metadata.annotations?.["volume.kubernetes.io/provisioner-deletion-secret-name"],
+      "creds-team-a",
+    );
+    assert.equal(
+      pv.metadata.annotations?.["volume.kubernetes.io/provisioner-deletion-secret-namespace"],
+      "team-a",
+    );
+  });
+
+  it("rejects a class with an unknown csi.storage.k8s.io/ parameter with an event and no volume", async () => {
+    await h.start([...FAST, "--retry-interval-start=1h", "--retry-interval-max=2h"]);
+    h.apiserver.put(storageClass("bad", { parameters: { "csi.storage.k8s.io/bogus": "x" } }));
+    h.apiserver.put(claim("b", "bad"));
+    const ev = await h.apiserver.waitFor(() => events(h, "ProvisioningFailed")[0]);
+    assert.match(ev.message, /csi\.storage\.k8s\.io\/bogus/);
+    assert.equal(h.driver.callsTo("createVolume").length, 0);
+    assert.deepEqual(intents(h), []);
+  });
+
+  it("ignores claims for other provisioners and claims that are bound already", async () => {
+    await h.start(FAST);
+    h.apiserver.put(storageClass("fast"));
+    h.apiserver.put(storageClass("other", { provisioner: "other.example.com" }));
+    h.apiserver.put(
+      claim("theirs", "other", {
+        annotations: { "volume.kubernetes.io/storage-provisioner": "other.example.com" },
+      }),
+    );
+    h.apiserver.put(claim("bound", "fast", { volumeName: "some-pv" }));
+    const mine = h.apiserver.put(claim("mine", "fast"));
+    await h.apiserver.waitFor(() => pvOf(h, mine.metadata.uid!));
+    assert.equal(h.driver.callsTo("createVolume").length, 1);
+  });
+
+  it("refuses to delete a volume a VolumeAttachment still references, then deletes it", async () => {
+    await h.close();
+    h = await startHarness({
+      driver: { controllerCapabilities: [Cap.CREATE_DELETE_VOLUME, Cap.PUBLISH_UNPUBLISH_VOLUME] },
+    });
+    await h.start(FAST);
+    h.apiserver.put(storageClass("fast"));
+    const c = h.apiserver.put(claim("att", "fast"));
+    const uid = c.metadata.uid!;
+    await h.apiserver.waitFor(() => pvOf(h, uid));
+    h.apiserver.put({
+      apiVersion: "storage.k8s.io/v1",
+      kind: "VolumeAttachment",
+      metadata: { name: "va-1" },
+      spec: {
+        attacher: DRIVER,
+        nodeName: "node-1",
+        source: { persistentVolumeName: `pvc-${uid}` },
+      },
+    });
+    releaseVolumesOf(h.apiserver, uid);
+    const ev = await h.apiserver.waitFor(() => events(h, "VolumeFailedDelete")[0]);
+    assert.equal(ev.message, `persistentvolume pvc-${uid} is still attached to node node-1`);
+    assert.equal(h.driver.callsTo("deleteVolume").length, 0);
+    h.apiserver.remove(resources.volumeAttachments, "va-1");
+    await h.apiserver.waitFor(() => !pvOf(h, uid));
+    assert.equal(h.driver.volumes().size, 0);
+  });
+});
+
+describe("provisioning outcomes by gRPC code", () => {
+  // Code → whether the driver may still be creating the volume (the intent must stay).
+  const table: [Code, "inBackground" | "finished"][] = [
+    [Code.Canceled, "inBackground"],
+    [Code.Unknown, "finished"],
+    [Code.InvalidArgument, "finished"],
+    [Code.DeadlineExceeded, "inBackground"],
+    [Code.NotFound, "finished"],
+    [Code.AlreadyExists, "finished"],
+    [Code.PermissionDenied, "finished"],
+    [Code.ResourceExhausted, "finished"],
+    [Code.FailedPrecondition, "finished"],
+    [Code.Aborted, "inBackground"],
+    [Code.OutOfRange, "finished"],
+    [Code.Unimplemented, "finished"],
+    [Code.Internal, "finished"],
+    [Code.Unavailable, "inBackground"],
+    [Code.DataLoss, "finished"],
+    [Code.Unauthenticated, "finished"],
+  ];
+  let h: Harness;
+  beforeEach(async () => {
+    h = await startHarness();
+    // A long first back-off freezes the state right after the failed attempt.
+    await h.start([...FAST, "--retry-interval-start=1h", "--retry-interval-max=2h"]);
+    h.apiserver.put(storageClass("fast"));
+  });
+  afterEach(async () => {
+    await h.close();
+  });
+
+  for (const [code, outcome] of table) {
+    it(`${Code[code]} is ${outcome}: event, and the intent ${outcome === "inBackground" ? "kept" : "cleared"}`, async () => {
+      h.driver.once("createVolume", fail(code, "driver says no"));
+      const c = h.apiserver.put(claim(`c-${code}`, "fast"));
+      const ev = await h.apiserver.waitFor(() => events(h, "ProvisioningFailed")[0]);
+      assert.equal(
+        ev.message,
+        `failed to provision volume with StorageClass "fast": rpc error: code = ${Code[code]} desc = driver says no`,
+      );
+      // The journal removal is batched (1 s); wait for the state to settle either way.
+      if (outcome === "inBackground") {
+        assert.deepEqual(intents(h), [c.metadata.uid]);
+      } else {
+        await h.apiserver.waitFor(() => intents(h).length === 0);
+      }
+      assert.equal(pvOf(h, c.metadata.uid!), undefined);
+      if (code === Code.InvalidArgument) {
+        await h.apiserver.waitFor(() =>
+          events(h, "ProvisioningFailed").some((e) => e.message.includes("infeasible")),
+        );
+      }
+    });
+  }
+});
+
+describe("crash safety and races", () => {
+  let h: Harness;
+  beforeEach(async () => {
+    h = await startHarness();
+    h.apiserver.put(storageClass("fast"));
+  });
+  afterEach(async () => {
+    await h.close();
+  });
+
+  it("records the intent in the API before CreateVolume reaches the driver", async () => {
+    await h.start(FAST);
+    const held = h.driver.hold("createVolume");
+    const c = h.apiserver.put(claim("early", "fast"));
+    await held.arrived;
+    assert.deepEqual(intents(h), [c.metadata.uid]);
+    held.release();
+    await h.apiserver.waitFor(() => pvOf(h, c.metadata.uid!));
+  });
+
+  it("deletes the volume of a claim deleted while CreateVolume was running", async () => {
+    await h.start(FAST);
+    const held = h.driver.hold("createVolume");
+    const c = h.apiserver.put(claim("vanishing", "fast"));
+    await held.arrived;
+    h.apiserver.remove(resources.persistentVolumeClaims, "vanishing", "default");
+    held.release();
+    // Either the controller saw the deletion before CreateVolume returned and deleted the volume
+    // at once, or it saved the PV first; then kube-controller-manager (played here) releases the
+    // PV and the volume is deleted through it. Both must end with nothing left.
+    const path = await h.apiserver.waitFor(() =>
+      pvOf(h, c.metadata.uid!)
+        ? "pv"
+        : h.driver.callsTo("deleteVolume").length > 0 && h.driver.volumes().size === 0
+          ? "direct"
+          : undefined,
+    );
+    if (path === "pv") releaseVolumesOf(h.apiserver, c.metadata.uid!);
+    await h.apiserver.waitFor(
+      () => intents(h).length === 0 && h.driver.volumes().size === 0 && !pvOf(h, c.metadata.uid!),
+    );
+    assert.ok(h.driver.callsTo("deleteVolume").length >= 1);
+  });
+
+  it("after a crash between CreateVolume and the PV save, deletes the volume of a claim deleted meanwhile", async () => {
+    const first = await h.start(FAST);
+    // The driver creates the volume but the answer never comes back: the process "dies".
+    h.driver.once("createVolume", async (_req, ctx) => {
+      await ctx.next();
+      return hangForever<"createVolume">()(_req, ctx);
+    });
+    const c = h.apiserver.put(claim("orphan", "fast"));
+    await h.driver.waitForCalls("createVolume");
+    assert.equal(h.driver.volumes().size, 1);
+    await first.stop();
+    h.apiserver.remove(resources.persistentVolumeClaims, "orphan", "default");
+    assert.deepEqual(intents(h), [c.metadata.uid]);
+
+    await h.start(FAST);
+    await h.apiserver.waitFor(() => intents(h).length === 0 && h.driver.volumes().size === 0);
+    assert.equal(pvOf(h, c.metadata.uid!), undefined);
+  });
+
+  it("after a crash mid-provision, finishes a surviving claim with exactly one volume", async () => {
+    const first = await h.start(FAST);
+    h.driver.once("createVolume", async (_req, ctx) => {
+      await ctx.next();
+      return hangForever<"createVolume">()(_req, ctx);
+    });
+    const c = h.apiserver.put(claim("survivor", "fast"));
+    await h.driver.waitForCalls("createVolume");
+    await first.stop();
+    await h.start(FAST);
+    await h.apiserver.waitFor(() => pvOf(h, c.metadata.uid!));
+    await h.apiserver.waitFor(() => intents(h).length === 0);
+    assert.equal(h.driver.volumes().size, 1);
+  });
+
+  it("retries a PV save that fails with 500 without calling CreateVolume again", async () => {
+    await h.start(FAST);
+    h.apiserver.failNext({
+      method: "POST",
+      pathPrefix: "/api/v1/persistentvolumes",
+      status: 500,
+      count: 2,
+    });
+    const c = h.apiserver.put(claim("flaky", "fast"));
+    await h.apiserver.waitFor(() => pvOf(h, c.metadata.uid!));
+    assert.equal(h.driver.callsTo("createVolume").length, 1);
+    assert.equal(h.driver.volumes().size, 1);
+  });
+
+  it("does not take a PV of the same name bound to another claim as success", async () => {
+    await h.start([...FAST, "--retry-interval-start=1h", "--retry-interval-max=2h"]);
+    // The PV name is derived from the claim UID; pretend another claim already owns it.
+    const uid = "11111111-2222-3333-4444-555555555555";
+    h.apiserver.put({
+      apiVersion: "v1",
+      kind: "PersistentVolume",
+      metadata: { name: `pvc-${uid}-x` },
+      spec: { csi: { driver: DRIVER, volumeHandle: "someone-elses" } },
+    });
+    const held = h.driver.hold("createVolume");
+    const c = h.apiserver.put({
+      ...claim("clash", "fast"),
+      metadata: { ...claim("clash", "fast").metadata, uid },
+    });
+    await held.arrived;
+    // Meanwhile a foreign PV with the claim's PV name appears, bound to someone else.
+    h.apiserver.put({
+      apiVersion: "v1",
+      kind: "PersistentVolume",
+      metadata: { name: `pvc-${uid}` },
+      spec: {
+        csi: { driver: DRIVER, volumeHandle: "someone-elses" },
+        claimRef: {
+          kind: "PersistentVolumeClaim",
+          namespace: "other",
+          name: "theirs",
+          uid: "other-uid",
+        },
+      },
+    });
+    held.release();
+    const ev = await h.apiserver.waitFor(() =>
+      events(h, "ProvisioningFailed").find((e) => e.message.includes("already exists")),
+    );
+    assert.match(ev.message, /belongs to claim other\/theirs/);
+    // Our volume was deleted again; the foreign PV was left alone.
+    await h.apiserver.waitFor(() => h.driver.volumes().size === 0);
+    assert.equal(pvOf(h, c.metadata.uid!)?.spec.csi?.volumeHandle, "someone-elses");
+  });
+
+  it("stops cleanly and resolves 0", async () => {
+    const s = await h.start(FAST);
+    assert.equal(await s.stop(), 0);
+  });
+});
+
+describe("write budget", () => {
+  it("spends at most 3 API writes per provisioned volume, crash safety included", async () => {
+    const h = await startHarness();
+    try {
+      h.apiserver.put(storageClass("fast"));
+      const n = 200;
+      const s = await h.start(FAST);
+      h.apiserver.writes.reset();
+      const uids: string[] = [];
+      for (let i = 0; i < n; i++) uids.push(h.apiserver.put(claim(`w-${i}`, "fast")).metadata.uid!);
+      await h.apiserver.waitFor(() => uids.every((u) => pvOf(h, u)));
+      await s.stop();
+      const writes = h.apiserver.writes.total;
+      assert.equal(h.apiserver.objects(resources.persistentVolumes).length, n);
+      assert.equal(h.driver.volumes().size, n);
+      assert.deepEqual(intents(h), []);
+      assert.ok(
+        writes / n <= 3,
+        `writes per volume ${writes / n}: ${JSON.stringify(h.apiserver.writes.snapshot())}`,
+      );
+    } finally {
+      await h.close();
+    }
+  });
+});
+
+// Keeps ConnectError referenced for readers: driver failures reach the controller as ConnectError.
+void ConnectError;
