@@ -152,13 +152,20 @@ export class VolumeSyncer {
     }
 
     const start = o.clock.now();
-    try {
-      await o.driver.deleteVolume({ volumeId: csi.volumeHandle, secrets }, { signal });
-    } catch (err) {
-      // NotFound means the volume is already gone: deleting it is done (CSI says DeleteVolume
-      // should answer OK then, but some drivers do not).
-      if (!(err instanceof ConnectError && err.code === Code.NotFound))
-        return failed(rpcErrorText(err));
+    const uid = pv.metadata.uid ?? "";
+    // The PV's own deletion updates it once more; the volume is not deleted a second time.
+    const calledDriver = !this.#volumeDeleted.has(uid);
+    if (calledDriver) {
+      try {
+        await o.driver.deleteVolume({ volumeId: csi.volumeHandle, secrets }, { signal });
+      } catch (err) {
+        // NotFound means the volume is already gone: deleting it is done (CSI says DeleteVolume
+        // should answer OK then, but some drivers do not).
+        if (!(err instanceof ConnectError && err.code === Code.NotFound)) {
+          return failed(rpcErrorText(err));
+        }
+      }
+      this.#volumeDeleted.add(uid);
     }
 
     const pvs = o.api.resource(resources.persistentVolumes);
