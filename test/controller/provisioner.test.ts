@@ -228,21 +228,19 @@ describe("provisioning controller", () => {
     h = await startHarness({
       driver: { controllerCapabilities: [Cap.CREATE_DELETE_VOLUME, Cap.PUBLISH_UNPUBLISH_VOLUME] },
     });
-    await h.start(FAST);
-    h.apiserver.put(storageClass("fast"));
-    const c = h.apiserver.put(claim("att", "fast"));
-    const uid = c.metadata.uid!;
-    await h.apiserver.waitFor(() => pvOf(h, uid));
+    // The attachment exists before the sidecar starts, so its cache holds it from the first list.
+    const uid = "0a0a0a0a-1111-2222-3333-444444444444";
     h.apiserver.put({
       apiVersion: "storage.k8s.io/v1",
       kind: "VolumeAttachment",
       metadata: { name: "va-1" },
-      spec: {
-        attacher: DRIVER,
-        nodeName: "node-1",
-        source: { persistentVolumeName: `pvc-${uid}` },
-      },
+      spec: { attacher: DRIVER, nodeName: "node-1", source: { persistentVolumeName: `pvc-${uid}` } },
     });
+    h.apiserver.put(storageClass("fast"));
+    await h.start(FAST);
+    const base = claim("att", "fast");
+    h.apiserver.put({ ...base, metadata: { ...base.metadata, uid } });
+    await h.apiserver.waitFor(() => pvOf(h, uid));
     releaseVolumesOf(h.apiserver, uid);
     const ev = await h.apiserver.waitFor(() => events(h, "VolumeFailedDelete")[0]);
     assert.equal(ev.message, `persistentvolume pvc-${uid} is still attached to node node-1`);
