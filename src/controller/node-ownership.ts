@@ -17,6 +17,8 @@
  * this node the answer is `retry` (try again after the claim's back-off) rather than a silent
  * ignore, because there is no periodic resync here to bring the claim back once room is freed.
  */
+import type { CsiDriver } from "../csi/client.ts";
+import type { CreateVolumeRequest } from "../gen/csi/v1/csi_pb.js";
 import type { KubeApi } from "../kube/api.ts";
 import { isConflict, isNotFound } from "../kube/errors.ts";
 import type { PersistentVolumeClaim, StorageClass } from "../kube/objects.ts";
@@ -104,6 +106,36 @@ export function ownershipDelay(
 /** How often the informer's copy is checked while waiting: base/100, at least 10 ms. */
 export function ownershipPollInterval(baseDelayMs: number): number {
   return Math.max(baseDelayMs / 100, 10);
+}
+
+/**
+ * Upstream's capacity check, for `getCapacity`: `request` is the CreateVolume request built as
+ * if this node were selected (`buildCreateVolumeRequest` with `selectedNode` = this node). True
+ * when it asks for no particular size, or when GetCapacity (with its volume capabilities and
+ * parameters) reports at least the required bytes for one of its requisite topologies (or,
+ * without topology, once without one). A failed call rejects.
+ */
+export async function capacityFitsRequest(
+  driver: Pick<CsiDriver, "getCapacity">,
+  request: CreateVolumeRequest,
+  signal?: AbortSignal,
+): Promise<boolean> {
+  const required = request.capacityRange?.requiredBytes ?? 0n;
+  if (required <= 0n) return true;
+  const requisite = request.accessibilityRequirements?.requisite ?? [];
+  const topologies = requisite.length > 0 ? requisite : [undefined];
+  for (const accessibleTopology of topologies) {
+    const response = await driver.getCapacity(
+      {
+        volumeCapabilities: request.volumeCapabilities,
+        parameters: request.parameters,
+        accessibleTopology,
+      },
+      { signal },
+    );
+    if (response.availableCapacity >= required) return true;
+  }
+  return false;
 }
 
 function claimKey(c: PersistentVolumeClaim): string {
