@@ -196,7 +196,25 @@ export async function startSidecar(
   driverName = info.name;
   logger.info("Detected CSI driver", { driver: info.name, vendorVersion: info.vendorVersion });
 
-  // 3. Discovery and the pieces built from it.
+  // 3. Node mode: this node's topology, from the driver (fatal on error, as upstream).
+  let node: Parameters<typeof createProvisionController>[0]["node"];
+  if (config.nodeDeployment) {
+    try {
+      const ni = await driver.nodeGetInfo({ signal });
+      node = {
+        name: config.nodeName ?? ni.nodeId,
+        segments: { ...(ni.accessibleTopology?.segments ?? {}) },
+        immediateBinding: config.nodeDeploymentImmediateBinding,
+        baseDelayMs: config.nodeDeploymentBaseDelayMs,
+        maxDelayMs: config.nodeDeploymentMaxDelayMs,
+      };
+    } catch (err) {
+      driver.close();
+      throw new Error(`NodeGetInfo of CSI driver at ${config.csiSocketPath} failed: ${errorText(err)}`);
+    }
+  }
+
+  // 4. Discovery and the pieces built from it.
   const vacExplicit = config.explicitFeatureGates.includes("VolumeAttributesClass");
   const vacAvailable = vacExplicit || (await volumeAttributesClassesServed(transport, signal));
   const pconfig = provisionerConfig(config, info, vacAvailable);
@@ -263,7 +281,7 @@ export async function startSidecar(
       })
     : undefined;
 
-  // 4. The diagnostics endpoint runs regardless of leadership.
+  // 5. The diagnostics endpoint runs regardless of leadership.
   let server: ServedServer | undefined;
   const address = config.httpEndpoint || config.metricsAddress;
   let running = false;
@@ -281,7 +299,7 @@ export async function startSidecar(
     logger.info("Serving diagnostics", { address: server.url, metricsPath: config.metricsPath });
   }
 
-  // 5. Run until the signal, then drain.
+  // 6. Run until the signal, then drain.
   const done = (async (): Promise<number> => {
     try {
       if (elector) {

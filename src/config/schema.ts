@@ -1113,6 +1113,17 @@ export const FLAG_ENTRIES = {
       n >= 0 && n <= 65535 ? undefined : "must be a port number between 0 and 65535",
     ),
   ),
+  demo: flag(
+    {
+      name: "demo",
+      default: "false",
+      help: "Create a demo claim, print its PV, delete the claim, wait for the volume to go, and exit.",
+      group: "dev",
+      commands: ["dev"],
+      status: "implemented",
+    },
+    boolValue(),
+  ),
   kubeconfigOut: flag(
     {
       name: "kubeconfig-out",

@@ -52,6 +52,8 @@ import type { Clock, Random } from "../util/clock.ts";
 import type { Logger } from "../util/log.ts";
 import type { EventRecorder, EventSubject } from "./events.ts";
 import type { Intent, IntentJournal } from "./journal.ts";
+import type { NodeOwnership } from "./node-ownership.ts";
+import { pendingSnapshotSources } from "./snapshot-sweep.ts";
 
 /** What the claim queue does after a sync. */
 export type ClaimSyncResult =
@@ -88,6 +90,8 @@ export interface ClaimSyncerOptions {
   slowEventMs?: number;
   /** Delete tries for a volume that came back too small, within one `--timeout`. Default 5. */
   cleanupTries?: number;
+  /** `--node-deployment`: decides whether this node provisions a claim. */
+  ownership?: NodeOwnership;
 }
 
 const PROVISIONING_MESSAGE = (key: string) =>
@@ -161,6 +165,13 @@ export class ClaimSyncer {
     if (decision.kind === "noStorageClass") {
       o.events.event(claimSubject(claim), "Warning", "ProvisioningFailed", decision.message);
       return { kind: "retry", reason: decision.message };
+    }
+
+    if (o.ownership) {
+      const decision2 = await o.ownership.decide(claim, decision.storageClass, signal);
+      if (decision2 === "ignore") return { kind: "done" };
+      if (decision2 === "retry")
+        return { kind: "retry", reason: "this node lacks capacity for the claim" };
     }
 
     const pvName = volumeNameForClaim(claim, o.config);
@@ -439,8 +450,13 @@ export class ClaimSyncer {
       `Successfully provisioned volume ${pvName}`,
     );
     o.logger.info("Provisioned volume", { claim: key, volume: pvName, seconds });
-    if (prepared?.sourceProtection?.kind === "VolumeSnapshot") {
-      await this.#removeSnapshotFinalizer(prepared.sourceProtection, signal);
+    const protection = prepared?.sourceProtection;
+    if (protection?.kind === "VolumeSnapshot") {
+      // Keep the finalizer while another pending claim still restores from the same snapshot.
+      const others = o.claims.store.list().filter((c) => c.metadata.uid !== uid);
+      if (!pendingSnapshotSources(others).has(`${protection.namespace}/${protection.name}`)) {
+        await this.#removeSnapshotFinalizer(protection, signal);
+      }
     }
     return { kind: "done" };
   }

@@ -32,7 +32,16 @@ import type { Logger } from "../util/log.ts";
 import { ClaimSyncer, type ClaimSyncResult } from "./claims.ts";
 import type { EventRecorder } from "./events.ts";
 import type { IntentJournal } from "./journal.ts";
+import {
+  byCloneSource,
+  CLONE_SOURCE_INDEX,
+  createCloningProtectionController,
+} from "./clone-protection.ts";
 import { createLookups } from "./lookups.ts";
+import { capacityFitsRequest, createNodeOwnership } from "./node-ownership.ts";
+import { createSnapshotSweepController } from "./snapshot-sweep.ts";
+import { buildCreateVolumeRequest } from "../provision/request.ts";
+import { ControllerServiceCapability_RPC_Type as Cap } from "../gen/csi/v1/csi_pb.js";
 import { ATTACHMENTS_BY_PV, VolumeSyncer } from "./volumes.ts";
 import { runWorkers, WorkQueue } from "./workqueue.ts";
 
@@ -65,6 +74,18 @@ export interface ProvisionControllerOptions {
    * process well inside Kubernetes' 30 s grace period.
    */
   drainMs?: number;
+  /** `--cloning-protection-threads`; the controller runs when the driver can clone. */
+  cloningProtectionThreads?: number;
+  /** `--snapshot-orphan-sweep-interval` in ms; the sweep runs when the driver has snapshots. */
+  snapshotSweepIntervalMs?: number;
+  /** `--node-deployment`: this node, its topology from NodeGetInfo, and ownership settings. */
+  node?: {
+    name: string;
+    segments: Record<string, string>;
+    immediateBinding: boolean;
+    baseDelayMs: number;
+    maxDelayMs: number;
+  };
 }
 
 export interface ProvisionController {
@@ -82,6 +103,7 @@ export function createProvisionController(o: ProvisionControllerOptions): Provis
     ...base,
     client: o.api.resource(resources.persistentVolumeClaims),
     project: projectPersistentVolumeClaim,
+    indexers: { [CLONE_SOURCE_INDEX]: byCloneSource },
   });
   const volumes = new Informer<PersistentVolume>({
     ...base,
@@ -101,16 +123,22 @@ export function createProvisionController(o: ProvisionControllerOptions): Provis
         indexers: { [ATTACHMENTS_BY_PV]: volumeAttachmentsByPv },
       })
     : undefined;
-  const csiNodes = o.watchTopology
-    ? new Informer<CSINode>({
-        ...base,
-        client: o.api.resource(resources.csiNodes),
-        project: projectCSINode,
-      })
-    : undefined;
-  const nodes = o.watchTopology
-    ? new Informer<Node>({ ...base, client: o.api.resource(resources.nodes), project: projectNode })
-    : undefined;
+  const csiNodes =
+    o.watchTopology && !o.node
+      ? new Informer<CSINode>({
+          ...base,
+          client: o.api.resource(resources.csiNodes),
+          project: projectCSINode,
+        })
+      : undefined;
+  const nodes =
+    o.watchTopology && !o.node
+      ? new Informer<Node>({
+          ...base,
+          client: o.api.resource(resources.nodes),
+          project: projectNode,
+        })
+      : undefined;
   const informers = [claims, volumes, classes, attachments, csiNodes, nodes].filter(
     (i): i is NonNullable<typeof i> => i !== undefined,
   );
@@ -123,7 +151,58 @@ export function createProvisionController(o: ProvisionControllerOptions): Provis
   };
   const claimQueue = new WorkQueue<string>({ ...queueOpts, name: "claims" });
   const volumeQueue = new WorkQueue<string>({ ...queueOpts, name: "volumes" });
-  const lookups = createLookups({ api: o.api, claims, csiNodes, nodes });
+  const baseLookups = createLookups({ api: o.api, claims, csiNodes, nodes });
+  // In node mode this instance sees only its own node, described by NodeGetInfo (as upstream,
+  // which builds static Node and CSINode objects instead of watching every Node).
+  const node = o.node;
+  const lookups = node
+    ? {
+        ...baseLookups,
+        csiNodes: (): CSINode[] => [
+          {
+            metadata: { name: node.name },
+            spec: {
+              drivers: [
+                {
+                  name: o.config.driverName,
+                  nodeID: node.name,
+                  topologyKeys: Object.keys(node.segments),
+                },
+              ],
+            },
+          },
+        ],
+        nodes: (): Node[] => [{ metadata: { name: node.name, labels: node.segments } }],
+      }
+    : baseLookups;
+  const ownership = node
+    ? createNodeOwnership({
+        api: o.api,
+        nodeName: node.name,
+        immediateBinding: node.immediateBinding,
+        baseDelayMs: node.baseDelayMs,
+        maxDelayMs: node.maxDelayMs,
+        clock: o.clock,
+        random: o.random,
+        logger: o.logger,
+        getClaim: (uid) => claims.store.getByUid(uid),
+        getCapacity: o.config.capabilities.controller.has(Cap.GET_CAPACITY)
+          ? async (claim, storageClass, signal) => {
+              const prepared = await buildCreateVolumeRequest({
+                config: o.config,
+                claim,
+                storageClass,
+                selectedNode: node.name,
+                lookups,
+                random: o.random,
+              });
+              if (prepared.kind !== "ok")
+                throw new Error(prepared.kind === "error" ? prepared.message : prepared.message);
+              return capacityFitsRequest(o.driver, prepared.request, signal);
+            }
+          : undefined,
+      })
+    : undefined;
 
   const claimSyncer = new ClaimSyncer({
     api: o.api,
@@ -143,6 +222,7 @@ export function createProvisionController(o: ProvisionControllerOptions): Provis
     retryMaxMs: o.retryMaxMs,
     failures: (uid) => claimQueue.failures(uid),
     slowEventMs: o.slowEventMs,
+    ownership,
   });
   const volumeSyncer = new VolumeSyncer({
     api: o.api,
@@ -156,7 +236,33 @@ export function createProvisionController(o: ProvisionControllerOptions): Provis
     metrics: o.metrics,
     clock: o.clock,
     logger: o.logger,
+    nodeSegments: node?.segments,
   });
+  const caps = o.config.capabilities.controller;
+  const cloneProtection =
+    o.cloningProtectionThreads !== undefined && caps.has(Cap.CLONE_VOLUME)
+      ? createCloningProtectionController({
+          api: o.api,
+          claims,
+          clock: o.clock,
+          logger: o.logger,
+          threads: o.cloningProtectionThreads,
+          retryStartMs: o.retryStartMs,
+          retryMaxMs: o.retryMaxMs,
+          metrics: o.metrics?.workQueue,
+        })
+      : undefined;
+  const snapshotSweep =
+    o.snapshotSweepIntervalMs !== undefined && caps.has(Cap.CREATE_DELETE_SNAPSHOT)
+      ? createSnapshotSweepController({
+          api: o.api,
+          claims,
+          clock: o.clock,
+          logger: o.logger,
+          intervalMs: o.snapshotSweepIntervalMs,
+          driverName: o.config.driverName,
+        })
+      : undefined;
 
   const applyClaimResult = (uid: string, r: ClaimSyncResult) => {
     switch (r.kind) {
@@ -214,6 +320,7 @@ export function createProvisionController(o: ProvisionControllerOptions): Provis
         onDelete: (c) => {
           const uid = c.metadata.uid ?? "";
           claimSyncer.forgetClaim(uid);
+          ownership?.forget(uid);
           // Still synced once: an intent may name a volume that must now be deleted.
           if (o.journal.get(uid)) claimQueue.add(uid);
           else {
@@ -268,6 +375,9 @@ export function createProvisionController(o: ProvisionControllerOptions): Provis
         },
         signal,
       );
+      const side = [cloneProtection?.run(opSignal), snapshotSweep?.run(opSignal)].map((p) =>
+        p?.catch((err) => o.logger.error("A secondary controller stopped", { err })),
+      );
       o.logger.info("Started provisioning controller", { driver: o.config.driverName, workers });
       await new Promise<void>((resolve) => {
         if (signal.aborted) resolve();
@@ -285,6 +395,8 @@ export function createProvisionController(o: ProvisionControllerOptions): Provis
       );
       await Promise.all([claimWorkers, volumeWorkers]);
       grace.abort();
+      ops.abort();
+      await Promise.all(side);
       // Removals of finished intents are batched: write them before leaving.
       await o.journal
         .flush()

@@ -28,6 +28,7 @@ import {
   withFinalizer,
   withoutFinalizer,
 } from "../provision/should-provision.ts";
+import { volumeIsAccessible } from "../provision/topology.ts";
 import type { Clock } from "../util/clock.ts";
 import type { Logger } from "../util/log.ts";
 import { rpcErrorText } from "./claims.ts";
@@ -48,6 +49,8 @@ export interface VolumeSyncerOptions {
   metrics?: ProvisionerMetrics;
   clock: Clock;
   logger: Logger;
+  /** `--node-deployment`: this node's topology; PVs not reachable from it are someone else's. */
+  nodeSegments?: Record<string, string>;
 }
 
 /** Name of the VolumeAttachment index by PV name. */
@@ -79,6 +82,9 @@ export class VolumeSyncer {
     const o = this.#o;
     const pv = o.volumes.store.get(name);
     if (!pv || !isProvisionerForVolume(pv, [o.driverName])) return { kind: "done" };
+    if (o.nodeSegments && !volumeIsAccessible(pv.spec.nodeAffinity, o.nodeSegments)) {
+      return { kind: "done" };
+    }
 
     const action = finalizerAction(pv);
     if (action !== "none") {

@@ -73,7 +73,7 @@ export interface Status {
     kind?: string;
     uid?: string;
     retryAfterSeconds?: number;
-    causes?: { type?: string; message?: string; field?: string }[];
+    causes?: { reason?: string; message?: string; field?: string }[];
   };
 }
 
@@ -295,4 +295,24 @@ export interface VolumeSnapshotContent extends KubeObject {
     restoreSize?: number;
     [extra: string]: unknown;
   };
+}
+
+/**
+ * core/v1 Event — what upstream's event recorder writes and what `kubectl describe` lists.
+ * The provisioner records events through this API so that upstream's RBAC (events in the
+ * core group) works unchanged.
+ */
+export interface CoreEvent extends KubeObject {
+  involvedObject: ObjectReference;
+  reason: string;
+  message: string;
+  type: "Normal" | "Warning";
+  source?: { component?: string; host?: string };
+  count?: number;
+  firstTimestamp?: string;
+  lastTimestamp?: string;
+  eventTime?: string | null;
+  reportingComponent?: string;
+  reportingInstance?: string;
+  action?: string;
 }
