@@ -36,8 +36,12 @@ async function main(): Promise<number> {
       return resolved.exitCode;
   }
   const { config } = resolved;
+  // --log-{json,text}-split-stream: info lines to stdout, warnings and errors to stderr.
+  const split =
+    config.loggingFormat === "json" ? config.logJsonSplitStream : config.logTextSplitStream;
   const logger = createLogger({
-    write: (line) => writeStderr(`${line}\n`),
+    write: split ? (line) => writeStdout(`${line}\n`) : (line) => writeStderr(`${line}\n`),
+    writeError: (line) => writeStderr(`${line}\n`),
     clock: systemClock,
     verbosity: config.verbosity,
     format: config.loggingFormat,

@@ -7,6 +7,8 @@
  * leader Lease is lost, or the driver connection is lost (then the reason is also written to
  * /dev/termination-log).
  */
+
+import { type CapacityOwner, resolveOwner } from "../capacity/mod.ts";
 import type { Config } from "../config/schema.ts";
 import { createEventRecorder } from "../controller/events.ts";
 import { createIntentJournal } from "../controller/journal.ts";
@@ -210,7 +212,9 @@ export async function startSidecar(
       };
     } catch (err) {
       driver.close();
-      throw new Error(`NodeGetInfo of CSI driver at ${config.csiSocketPath} failed: ${errorText(err)}`);
+      throw new Error(
+        `NodeGetInfo of CSI driver at ${config.csiSocketPath} failed: ${errorText(err)}`,
+      );
     }
   }
 
@@ -239,6 +243,38 @@ export async function startSidecar(
     component: `${info.name}_${deps.hostname}_${deps.uuid()}`,
     host: deps.hostname,
   });
+  let capacity: Parameters<typeof createProvisionController>[0]["capacity"];
+  if (config.enableCapacity) {
+    const capApi = createKubeApi(
+      transportFor(config.kubeApiCapacityQps, config.kubeApiCapacityBurst),
+    );
+    const capNamespace = config.namespace ?? namespace;
+    let owner: CapacityOwner | undefined;
+    if (config.capacityOwnerrefLevel >= 0) {
+      try {
+        owner = await resolveOwner(
+          capApi,
+          capNamespace,
+          config.podName ?? "",
+          config.capacityOwnerrefLevel,
+          signal,
+        );
+      } catch (err) {
+        driver.close();
+        throw new Error(`Cannot find the owner of CSIStorageCapacity objects: ${errorText(err)}`);
+      }
+    }
+    capacity = {
+      api: capApi,
+      namespace: capNamespace,
+      owner,
+      immediateBinding: config.capacityForImmediateBinding,
+      pollIntervalMs: config.capacityPollIntervalMs,
+      timeoutMs: config.timeoutMs,
+      workers: config.capacityThreads,
+    };
+  }
+
   const controller = createProvisionController({
     api,
     driver,
@@ -258,6 +294,11 @@ export async function startSidecar(
     ),
     watchTopology:
       config.featureGates.Topology && info.pluginCapabilities.volumeAccessibilityConstraints,
+    cloningProtectionThreads: config.cloningProtectionThreads,
+    snapshotSweepIntervalMs: config.snapshotOrphanSweepIntervalMs,
+    node,
+    capacity,
+    capacityTopology: info.pluginCapabilities.volumeAccessibilityConstraints,
   });
 
   const elector = config.leaderElection

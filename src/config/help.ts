@@ -185,7 +185,7 @@ export function helpText(topic?: CommandName): string {
   parts.push(
     "",
     "Values use Go syntax: durations like 150s, 1m30s or 500ms; booleans as --flag or --flag=false.",
-    "Flags marked [not implemented yet] are accepted; start-up prints a warning naming them when set.",
+    "Flags marked [no effect] are accepted for compatibility; start-up warns when one is set.",
   );
   return `${parts.join("\n")}\n`;
 }

@@ -413,25 +413,25 @@ export const FEATURE_GATES = {
     stage: "GA",
     default: true,
     help: "Pass topology requirements to CreateVolume when the driver has the VOLUME_ACCESSIBILITY_CONSTRAINTS capability.",
-    status: "planned",
+    status: "implemented",
   },
   CrossNamespaceVolumeDataSource: {
     stage: "ALPHA",
     default: false,
     help: "Allow dataSourceRef.namespace, checked against Gateway API ReferenceGrants.",
-    status: "planned",
+    status: "implemented",
   },
   VolumeAttributesClass: {
     stage: "GA",
     default: true,
     help: "Pass VolumeAttributesClass parameters to CreateVolume. When not set explicitly, it is turned off if the cluster lacks the storage.k8s.io/v1 VolumeAttributesClass API.",
-    status: "planned",
+    status: "implemented",
   },
   ReleaseLeaderElectionOnExit: {
     stage: "ALPHA",
     default: false,
     help: "On SIGTERM or SIGINT, stop the controllers, then release the leader-election Lease.",
-    status: "planned",
+    status: "implemented",
   },
 } as const satisfies Record<string, GateMeta>;
 
@@ -548,7 +548,7 @@ function flag<T>(spec: FlagSpec, value: ValueType<T>) {
     typeName: value.typeName,
     merge: value.merge,
     commands: spec.commands ?? RUN,
-    status: spec.status ?? "planned",
+    status: spec.status ?? "implemented",
   };
   const fallback: string[] = spec.default === undefined ? [] : [spec.default];
   return v.pipe(
@@ -849,6 +849,8 @@ export const FLAG_ENTRIES = {
   ),
   enablePprof: flag(
     {
+      status: "no-op",
+      noEffect: "there is no Go pprof profiler in this runtime; use its inspector (--inspect)",
       name: "enable-pprof",
       default: "false",
       help: "Serve /debug/pprof/ on the --http-endpoint server.",
@@ -1023,6 +1025,8 @@ export const FLAG_ENTRIES = {
   ),
   vmodule: flag(
     {
+      status: "no-op",
+      noEffect: "log lines carry no Go source file to match; use -v",
       name: "vmodule",
       help: "Per-file verbosity as pattern=N pairs, comma separated (text format only).",
       group: "logging",
@@ -1051,6 +1055,8 @@ export const FLAG_ENTRIES = {
   ),
   logJsonInfoBufferSize: flag(
     {
+      status: "no-op",
+      noEffect: "log lines are written unbuffered",
       name: "log-json-info-buffer-size",
       default: "0",
       help: "[Alpha] In JSON format with split streams, buffer this much info output (512, 1K, 2Ki, 5Mi); 0 disables buffering.",
@@ -1069,6 +1075,8 @@ export const FLAG_ENTRIES = {
   ),
   logTextInfoBufferSize: flag(
     {
+      status: "no-op",
+      noEffect: "log lines are written unbuffered",
       name: "log-text-info-buffer-size",
       default: "0",
       help: "[Alpha] In text format with split streams, buffer this much info output (512, 1K, 2Ki, 5Mi); 0 disables buffering.",

@@ -17,8 +17,9 @@
  * - The `Provisioning` event is written only for an attempt that is retried or still running
  *   after `slowEventMs`, instead of before every attempt: one API write fewer per volume.
  */
-import { Code, ConnectError } from "@connectrpc/connect";
+
 import { create, fromJson, type JsonValue, toJson } from "@bufbuild/protobuf";
+import { Code, ConnectError } from "@connectrpc/connect";
 import type { CsiDriver } from "../csi/client.ts";
 import { grpcCodeName } from "../csi/errors.ts";
 import {
@@ -26,10 +27,15 @@ import {
   CreateVolumeRequestSchema,
   type CreateVolumeResponse,
 } from "../gen/csi/v1/csi_pb.js";
-import type { KubeApi } from "../kube/api.ts";
+import type { KubeApi, ResourceClient } from "../kube/api.ts";
 import { isAlreadyExists, isConflict, isNotFound } from "../kube/errors.ts";
 import type { Informer } from "../kube/informer.ts";
-import type { PersistentVolume, PersistentVolumeClaim, StorageClass } from "../kube/objects.ts";
+import type {
+  KubeObject,
+  PersistentVolume,
+  PersistentVolumeClaim,
+  StorageClass,
+} from "../kube/objects.ts";
 import { resources } from "../kube/resources.ts";
 import type { ProvisionerMetrics } from "../metrics/provisioner-metrics.ts";
 import { volumeNameForClaim } from "../provision/names.ts";
@@ -92,6 +98,10 @@ export interface ClaimSyncerOptions {
   cleanupTries?: number;
   /** `--node-deployment`: decides whether this node provisions a claim. */
   ownership?: NodeOwnership;
+  /** Told about every saved PV (capacity tracking refreshes its topology segments). */
+  onProvisioned?: (pv: PersistentVolume) => void;
+  /** Told about a failed attempt (other than "no change") for a StorageClass. */
+  onProvisionFailed?: (storageClassName: string) => void;
 }
 
 const PROVISIONING_MESSAGE = (key: string) =>
@@ -251,6 +261,7 @@ export class ClaimSyncer {
     const fail = (message: string, result: ClaimSyncResult): ClaimSyncResult => {
       o.events.event(subject, "Warning", "ProvisioningFailed", message);
       o.metrics?.provisionFailed.inc(labels);
+      o.onProvisionFailed?.(storageClassName);
       o.logger.info("Provisioning failed", { claim: key, err: message });
       return result;
     };
@@ -449,6 +460,7 @@ export class ClaimSyncer {
       "ProvisioningSucceeded",
       `Successfully provisioned volume ${pvName}`,
     );
+    o.onProvisioned?.(pv);
     o.logger.info("Provisioned volume", { claim: key, volume: pvName, seconds });
     const protection = prepared?.sourceProtection;
     if (protection?.kind === "VolumeSnapshot") {
@@ -591,21 +603,17 @@ export class ClaimSyncer {
     p: NonNullable<PreparedRequest["sourceProtection"]>,
     signal?: AbortSignal,
   ): Promise<void> {
-    const client =
+    const client: ResourceClient<KubeObject> =
       p.kind === "PersistentVolumeClaim"
-        ? this.#o.api.resource(resources.persistentVolumeClaims)
-        : this.#o.api.resource(resources.volumeSnapshots);
+        ? (this.#o.api.resource(resources.persistentVolumeClaims) as ResourceClient<KubeObject>)
+        : (this.#o.api.resource(resources.volumeSnapshots) as ResourceClient<KubeObject>);
     for (let attempt = 0; ; attempt++) {
       const live = await client.get(p.name, p.namespace, { signal });
       const finalizers = live.metadata.finalizers ?? [];
       if (finalizers.includes(p.finalizer)) return;
       try {
         await client.update(
-          // biome-ignore lint/suspicious/noExplicitAny: both resource types share metadata
-          {
-            ...live,
-            metadata: { ...live.metadata, finalizers: [...finalizers, p.finalizer] },
-          } as any,
+          { ...live, metadata: { ...live.metadata, finalizers: [...finalizers, p.finalizer] } },
           { signal },
         );
         return;

@@ -8,6 +8,7 @@ import { isNotFound } from "../kube/errors.ts";
 import type { Informer } from "../kube/informer.ts";
 import type { CSINode, KubeObject, Node, PersistentVolumeClaim } from "../kube/objects.ts";
 import { resources } from "../kube/resources.ts";
+import type { ReferenceGrant } from "../provision/data-source.ts";
 import type { ProvisionLookups } from "../provision/request.ts";
 
 async function orUndefined<T>(p: Promise<T>): Promise<T | undefined> {
@@ -42,6 +43,18 @@ export function createLookups(src: LookupSources): ProvisionLookups {
       orUndefined(api.resource(resources.volumeSnapshotContents).get(name)),
     getVolumeAttributesClass: (name) =>
       orUndefined(api.resource(resources.volumeAttributesClasses).get(name)),
+    listReferenceGrants: async (ns) => {
+      const grants: ReferenceGrant[] = [];
+      let cont: string | undefined;
+      do {
+        const page = await api
+          .resource(resources.referenceGrants)
+          .list({ namespace: ns, limit: 500, continue: cont });
+        grants.push(...(page.items as ReferenceGrant[]));
+        cont = page.metadata.continue || undefined;
+      } while (cont);
+      return grants;
+    },
     csiNodes: () => listOf(src.csiNodes),
     nodes: () => listOf(src.nodes),
   };

@@ -4,7 +4,10 @@
  * name, `--worker-threads` workers on each, and the intent journal that makes provisioning
  * crash-safe. `run(signal)` returns after `signal` aborts and every in-flight operation ended.
  */
+
+import { type CapacityOwner, createCapacityController } from "../capacity/mod.ts";
 import type { CsiDriver } from "../csi/client.ts";
+import { ControllerServiceCapability_RPC_Type as Cap } from "../gen/csi/v1/csi_pb.js";
 import type { KubeApi } from "../kube/api.ts";
 import { Informer } from "../kube/informer.ts";
 import type {
@@ -27,21 +30,20 @@ import {
 import { resources } from "../kube/resources.ts";
 import type { ProvisionerMetrics } from "../metrics/provisioner-metrics.ts";
 import type { ProvisionerConfig } from "../provision/request.ts";
+import { buildCreateVolumeRequest } from "../provision/request.ts";
 import type { Clock, Random } from "../util/clock.ts";
 import type { Logger } from "../util/log.ts";
 import { ClaimSyncer, type ClaimSyncResult } from "./claims.ts";
-import type { EventRecorder } from "./events.ts";
-import type { IntentJournal } from "./journal.ts";
 import {
   byCloneSource,
   CLONE_SOURCE_INDEX,
   createCloningProtectionController,
 } from "./clone-protection.ts";
+import type { EventRecorder } from "./events.ts";
+import type { IntentJournal } from "./journal.ts";
 import { createLookups } from "./lookups.ts";
 import { capacityFitsRequest, createNodeOwnership } from "./node-ownership.ts";
 import { createSnapshotSweepController } from "./snapshot-sweep.ts";
-import { buildCreateVolumeRequest } from "../provision/request.ts";
-import { ControllerServiceCapability_RPC_Type as Cap } from "../gen/csi/v1/csi_pb.js";
 import { ATTACHMENTS_BY_PV, VolumeSyncer } from "./volumes.ts";
 import { runWorkers, WorkQueue } from "./workqueue.ts";
 
@@ -78,6 +80,21 @@ export interface ProvisionControllerOptions {
   cloningProtectionThreads?: number;
   /** `--snapshot-orphan-sweep-interval` in ms; the sweep runs when the driver has snapshots. */
   snapshotSweepIntervalMs?: number;
+  /**
+   * `--enable-capacity`: publish CSIStorageCapacity objects. `api` must be the client with the
+   * capacity budget (`--kube-api-capacity-qps/-burst`).
+   */
+  capacity?: {
+    api: KubeApi;
+    namespace: string;
+    owner: CapacityOwner | undefined;
+    immediateBinding: boolean;
+    pollIntervalMs: number;
+    timeoutMs: number;
+    workers: number;
+  };
+  /** Whether the driver reports topology (VOLUME_ACCESSIBILITY_CONSTRAINTS), for capacity segments. */
+  capacityTopology?: boolean;
   /** `--node-deployment`: this node, its topology from NodeGetInfo, and ownership settings. */
   node?: {
     name: string;
@@ -123,22 +140,24 @@ export function createProvisionController(o: ProvisionControllerOptions): Provis
         indexers: { [ATTACHMENTS_BY_PV]: volumeAttachmentsByPv },
       })
     : undefined;
-  const csiNodes =
-    o.watchTopology && !o.node
-      ? new Informer<CSINode>({
-          ...base,
-          client: o.api.resource(resources.csiNodes),
-          project: projectCSINode,
-        })
-      : undefined;
-  const nodes =
-    o.watchTopology && !o.node
-      ? new Informer<Node>({
-          ...base,
-          client: o.api.resource(resources.nodes),
-          project: projectNode,
-        })
-      : undefined;
+  // Nodes and CSINodes: for topology, and for capacity tracking's segments (not in node mode,
+  // where NodeGetInfo describes the only node).
+  const needNodes =
+    (o.watchTopology || (o.capacity !== undefined && o.capacityTopology === true)) && !o.node;
+  const csiNodes = needNodes
+    ? new Informer<CSINode>({
+        ...base,
+        client: o.api.resource(resources.csiNodes),
+        project: projectCSINode,
+      })
+    : undefined;
+  const nodes = needNodes
+    ? new Informer<Node>({
+        ...base,
+        client: o.api.resource(resources.nodes),
+        project: projectNode,
+      })
+    : undefined;
   const informers = [claims, volumes, classes, attachments, csiNodes, nodes].filter(
     (i): i is NonNullable<typeof i> => i !== undefined,
   );
@@ -204,6 +223,33 @@ export function createProvisionController(o: ProvisionControllerOptions): Provis
       })
     : undefined;
 
+  const capacity = o.capacity
+    ? createCapacityController({
+        api: o.capacity.api,
+        driver: o.driver,
+        driverName: o.config.driverName,
+        namespace: o.capacity.namespace,
+        owner: o.capacity.owner,
+        nodeName: node?.name,
+        classes,
+        topology: node
+          ? { fixedSegment: node.segments }
+          : csiNodes && nodes
+            ? { csiNodes, nodes }
+            : { fixedSegment: {} },
+        immediateBinding: o.capacity.immediateBinding,
+        pollIntervalMs: o.capacity.pollIntervalMs,
+        timeoutMs: o.capacity.timeoutMs,
+        workers: o.capacity.workers,
+        retryStartMs: o.retryStartMs,
+        retryMaxMs: o.retryMaxMs,
+        registry: o.metrics?.registry,
+        queueMetrics: o.metrics?.workQueue,
+        clock: o.clock,
+        random: o.random,
+        logger: o.logger,
+      })
+    : undefined;
   const claimSyncer = new ClaimSyncer({
     api: o.api,
     driver: o.driver,
@@ -223,6 +269,8 @@ export function createProvisionController(o: ProvisionControllerOptions): Provis
     failures: (uid) => claimQueue.failures(uid),
     slowEventMs: o.slowEventMs,
     ownership,
+    onProvisioned: capacity ? (pv) => capacity.onProvisioned(pv) : undefined,
+    onProvisionFailed: capacity ? (className) => capacity.onProvisionFailed(className) : undefined,
   });
   const volumeSyncer = new VolumeSyncer({
     api: o.api,
@@ -237,6 +285,7 @@ export function createProvisionController(o: ProvisionControllerOptions): Provis
     clock: o.clock,
     logger: o.logger,
     nodeSegments: node?.segments,
+    onDeleted: capacity ? (pv) => capacity.onDeleted(pv) : undefined,
   });
   const caps = o.config.capabilities.controller;
   const cloneProtection =
@@ -375,9 +424,11 @@ export function createProvisionController(o: ProvisionControllerOptions): Provis
         },
         signal,
       );
-      const side = [cloneProtection?.run(opSignal), snapshotSweep?.run(opSignal)].map((p) =>
-        p?.catch((err) => o.logger.error("A secondary controller stopped", { err })),
-      );
+      const side = [
+        cloneProtection?.run(opSignal),
+        snapshotSweep?.run(opSignal),
+        capacity?.run(opSignal),
+      ].map((p) => p?.catch((err) => o.logger.error("A secondary controller stopped", { err })));
       o.logger.info("Started provisioning controller", { driver: o.config.driverName, workers });
       await new Promise<void>((resolve) => {
         if (signal.aborted) resolve();

@@ -51,6 +51,8 @@ export interface VolumeSyncerOptions {
   logger: Logger;
   /** `--node-deployment`: this node's topology; PVs not reachable from it are someone else's. */
   nodeSegments?: Record<string, string>;
+  /** Told about every PV whose volume was deleted (capacity tracking refreshes). */
+  onDeleted?: (pv: PersistentVolume) => void;
 }
 
 /** Name of the VolumeAttachment index by PV name. */
@@ -205,6 +207,7 @@ export class VolumeSyncer {
       o.metrics?.deleteTotal.inc(labels);
       o.metrics?.deleteDuration.observe(labels, seconds);
       o.logger.info("Deleted volume", { volume: name, volumeId: csi.volumeHandle, seconds });
+      o.onDeleted?.(pv);
     }
     return { kind: "done" };
   }

@@ -2,6 +2,7 @@
  * The API resources the provisioner touches: where each lives in the REST path space.
  */
 import type {
+  CoreEvent,
   CSINode,
   CSIStorageCapacity,
   EventV1,
@@ -86,7 +87,10 @@ export const resources = {
     "VolumeAttributesClass",
     false,
   ),
+  /** events.k8s.io/v1 view of events. */
   events: resource<EventV1>("events.k8s.io", "v1", "events", "Event", true),
+  /** core/v1 events: what the provisioner writes (upstream RBAC grants events in the core group). */
+  coreEvents: resource<CoreEvent>("", "v1", "events", "Event", true),
   leases: resource<Lease>("coordination.k8s.io", "v1", "leases", "Lease", true),
   volumeSnapshots: resource<VolumeSnapshot>(
     "snapshot.storage.k8s.io",
@@ -101,6 +105,14 @@ export const resources = {
     "volumesnapshotcontents",
     "VolumeSnapshotContent",
     false,
+  ),
+  /** Gateway API ReferenceGrants (only with the CrossNamespaceVolumeDataSource gate). */
+  referenceGrants: resource<KubeObject>(
+    "gateway.networking.k8s.io",
+    "v1beta1",
+    "referencegrants",
+    "ReferenceGrant",
+    true,
   ),
 } as const;
 

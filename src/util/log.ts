@@ -26,6 +26,8 @@ export interface Logger {
 export interface LoggerOptions {
   /** Receives one formatted line, without the trailing newline. */
   write: (line: string) => void;
+  /** Receives warning and error lines instead of `write` (split streams); default `write`. */
+  writeError?: (line: string) => void;
   clock: Clock;
   /** `-v`; default 0. */
   verbosity?: number;
@@ -72,6 +74,8 @@ export function createLogger(options: LoggerOptions, base: Fields = {}): Logger 
   const verbosity = options.verbosity ?? 0;
   const format = options.format ?? "text";
 
+  const out = (severity: Severity) =>
+    severity === "I" ? options.write : (options.writeError ?? options.write);
   const emit = (severity: Severity, v: number, msg: string, fields: Fields | undefined) => {
     const all = { ...base, ...fields };
     const now = options.clock.now();
@@ -83,7 +87,7 @@ export function createLogger(options: LoggerOptions, base: Fields = {}): Logger 
         rec[k] = val;
       }
       if (severity === "W") rec.severity = "warning";
-      options.write(JSON.stringify(rec, (_k, x) => jsonSafe(x)));
+      out(severity)(JSON.stringify(rec, (_k, x) => jsonSafe(x)));
       return;
     }
     let line = `${severity}${klogTime(now)}] ${JSON.stringify(msg)}`;
@@ -91,7 +95,7 @@ export function createLogger(options: LoggerOptions, base: Fields = {}): Logger 
       if (val === undefined) continue;
       line += ` ${k}=${textValue(val)}`;
     }
-    options.write(line);
+    out(severity)(line);
   };
 
   const logger: Logger = {

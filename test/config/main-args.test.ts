@@ -16,14 +16,17 @@ function config(argv: string[], env: Record<string, string> = {}): Config {
 
 describe("resolveCommand()", () => {
   it("returns run with its config and warnings", () => {
-    const r = resolveCommand(["--csi-address=/csi/csi.sock", "--metrics-address=:8080"], {});
+    const r = resolveCommand(
+      ["--csi-address=/csi/csi.sock", "--metrics-address=:8080", "--automaxprocs"],
+      {},
+    );
     assert.equal(r.kind, "run");
     if (r.kind !== "run") return;
     assert.equal(r.config.csiSocketPath, "/csi/csi.sock");
     assert.equal(r.warnings[0], "--metrics-address is deprecated: use --http-endpoint");
-    assert.match(
-      r.warnings[1]!,
-      /^Flags accepted without effect: --metrics-address \(not implemented yet\)$/,
+    assert.equal(
+      r.warnings[1],
+      "Flags accepted without effect: --automaxprocs (JavaScript runtimes have no GOMAXPROCS)",
     );
   });
 
@@ -83,14 +86,14 @@ describe("unimplementedWarnings()", () => {
     );
   });
 
-  it("names every planned flag set to a non-default value, in one line", () => {
+  it("names every no-op flag set to a non-default value, in one line", () => {
     const lines = unimplementedWarnings(
-      config(["--leader-election", "--worker-threads=10", "--timeout=1m"]),
+      config(["--automaxprocs", "--enable-pprof", "--worker-threads=10", "--timeout=1m"]),
     );
     assert.equal(lines.length, 1);
-    assert.equal(
-      lines[0],
-      "Flags accepted without effect: --leader-election (not implemented yet), --worker-threads (not implemented yet)",
+    assert.match(
+      lines[0]!,
+      /^Flags accepted without effect: --automaxprocs \(JavaScript runtimes have no GOMAXPROCS\), --enable-pprof \(there is no Go pprof profiler/,
     );
   });
 
@@ -100,15 +103,11 @@ describe("unimplementedWarnings()", () => {
     ]);
   });
 
-  it("names feature gates whose feature is not built", () => {
+  it("names no feature gate: every gate's feature is built", () => {
     assert.deepEqual(
       unimplementedFlags(config(["--feature-gates=CrossNamespaceVolumeDataSource=true"])),
-      ["--feature-gates=CrossNamespaceVolumeDataSource=true (not implemented yet)"],
+      [],
     );
-    assert.deepEqual(unimplementedFlags(config(["--feature-gates=Topology=true"])), []);
-    assert.deepEqual(unimplementedFlags(config(["--feature-gates=AllAlpha=true"])), [
-      "feature gate CrossNamespaceVolumeDataSource=true (not implemented yet)",
-      "feature gate ReleaseLeaderElectionOnExit=true (not implemented yet)",
-    ]);
+    assert.deepEqual(unimplementedFlags(config(["--feature-gates=AllAlpha=true"])), []);
   });
 });

@@ -50,6 +50,7 @@ const EXPECTED_DEFAULTS: [string, string, unknown][] = [
   ["extra-create-metadata", "extraCreateMetadata", false],
   ["enable-pprof", "enablePprof", false],
   ["default-fstype", "defaultFstype", ""],
+  ["demo", "demo", false],
   ["kube-api-capacity-qps", "kubeApiCapacityQps", 1],
   ["kube-api-capacity-burst", "kubeApiCapacityBurst", 5],
   ["enable-capacity", "enableCapacity", false],

@@ -177,7 +177,9 @@ describe("provisioning controller", () => {
     h.apiserver.put(
       storageClass("secret", {
         parameters: {
+          // biome-ignore lint/suspicious/noTemplateCurlyInString: a StorageClass secret template
           "csi.storage.k8s.io/provisioner-secret-name": "creds-${pvc.namespace}",
+          // biome-ignore lint/suspicious/noTemplateCurlyInString: a StorageClass secret template
           "csi.storage.k8s.io/provisioner-secret-namespace": "${pvc.namespace}",
         },
       }),
@@ -234,7 +236,11 @@ describe("provisioning controller", () => {
       apiVersion: "storage.k8s.io/v1",
       kind: "VolumeAttachment",
       metadata: { name: "va-1" },
-      spec: { attacher: DRIVER, nodeName: "node-1", source: { persistentVolumeName: `pvc-${uid}` } },
+      spec: {
+        attacher: DRIVER,
+        nodeName: "node-1",
+        source: { persistentVolumeName: `pvc-${uid}` },
+      },
     });
     h.apiserver.put(storageClass("fast"));
     await h.start(FAST);
@@ -248,6 +254,46 @@ describe("provisioning controller", () => {
     h.apiserver.remove(resources.volumeAttachments, "va-1");
     await h.apiserver.waitFor(() => !pvOf(h, uid));
     assert.equal(h.driver.volumes().size, 0);
+  });
+});
+
+describe("optional controllers", () => {
+  let h: Harness;
+  afterEach(async () => {
+    await h.close();
+  });
+
+  it("publishes CSIStorageCapacity objects with --enable-capacity", async () => {
+    h = await startHarness();
+    h.apiserver.put(storageClass("late", { volumeBindingMode: "WaitForFirstConsumer" }));
+    await h.start([...FAST, "--enable-capacity", "--capacity-ownerref-level=-1"], {
+      NAMESPACE: "kube-system",
+    });
+    const csc = await h.apiserver.waitFor(
+      () => h.apiserver.objects(resources.csiStorageCapacities, "kube-system")[0],
+    );
+    assert.equal(csc.storageClassName, "late");
+    assert.equal(csc.metadata.labels?.["csi.storage.k8s.io/drivername"], DRIVER);
+    assert.equal(csc.metadata.labels?.["csi.storage.k8s.io/managed-by"], "external-provisioner");
+    assert.ok(h.driver.callsTo("getCapacity").length >= 1);
+  });
+
+  it("in node-deployment mode provisions only claims selected for its node", async () => {
+    h = await startHarness({ driver: { topology: { "topology.fake/node": "n1" }, nodeId: "n1" } });
+    h.apiserver.put(storageClass("local", { volumeBindingMode: "WaitForFirstConsumer" }));
+    await h.start([...FAST, "--node-deployment"], { NODE_NAME: "n1" });
+    const other = h.apiserver.put(
+      claim("other", "local", { annotations: { "volume.kubernetes.io/selected-node": "n2" } }),
+    );
+    const mine = h.apiserver.put(
+      claim("mine", "local", { annotations: { "volume.kubernetes.io/selected-node": "n1" } }),
+    );
+    const pv = await h.apiserver.waitFor(() => pvOf(h, mine.metadata.uid!));
+    assert.deepEqual(pv.spec.nodeAffinity?.required?.nodeSelectorTerms, [
+      { matchExpressions: [{ key: "topology.fake/node", operator: "In", values: ["n1"] }] },
+    ]);
+    assert.equal(pvOf(h, other.metadata.uid!), undefined);
+    assert.equal(h.driver.callsTo("createVolume").length, 1);
   });
 });
 

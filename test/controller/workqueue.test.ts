@@ -4,7 +4,10 @@ import { runWorkers, WorkQueue } from "../../src/controller/workqueue.ts";
 import { FakeClock } from "../../src/util/clock.ts";
 
 function queue(clock = new FakeClock()) {
-  return { clock, q: new WorkQueue<string>({ clock, retryStartMs: 1000, retryMaxMs: 8000, name: "t" }) };
+  return {
+    clock,
+    q: new WorkQueue<string>({ clock, retryStartMs: 1000, retryMaxMs: 8000, name: "t" }),
+  };
 }
 
 describe("WorkQueue", () => {

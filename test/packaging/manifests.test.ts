@@ -202,6 +202,7 @@ const API_RESOURCES: Record<string, Record<string, readonly string[]>> = {
     volumesnapshotclasses: STANDARD_VERBS,
   },
   "coordination.k8s.io": { leases: STANDARD_VERBS },
+  "gateway.networking.k8s.io": { referencegrants: STANDARD_VERBS },
   apps: {
     replicasets: STANDARD_VERBS,
     deployments: STANDARD_VERBS,

@@ -3,10 +3,11 @@
  * test Kubernetes API server and the fake CSI driver, in-process, and gives tests handles on all
  * three. `stop()` drains the sidecar; `close()` stops everything and frees sockets and ports.
  */
+
+import { type ApiServer, startApiServer } from "../../src/apiserver/mod.ts";
 import { resolveCommand } from "../../src/cli/main-args.ts";
 import { type RunDeps, type StartedSidecar, startSidecar } from "../../src/cli/run.ts";
 import type { Config } from "../../src/config/schema.ts";
-import { type ApiServer, startApiServer } from "../../src/apiserver/mod.ts";
 import { noAuth } from "../../src/kube/auth.ts";
 import type { KubeConnection } from "../../src/kube/config.ts";
 import type { PersistentVolumeClaim, StorageClass } from "../../src/kube/objects.ts";
@@ -24,20 +25,22 @@ export interface Harness {
   apiserver: ApiServer;
   driver: FakeDriver;
   logs: string[];
-  /** Starts a sidecar with the default flags plus `args` (e.g. `--worker-threads=2`). */
-  start(args?: string[]): Promise<RunningSidecar>;
+  /** Starts a sidecar with the default flags plus `args` (e.g. `--worker-threads=2`) and `env`. */
+  start(args?: string[], env?: Record<string, string>): Promise<RunningSidecar>;
   /** Stops every sidecar, the driver and the API server. */
   close(): Promise<void>;
 }
 
 export const DRIVER = "fake.csi.k8s.io";
 
-export function configFor(socketPath: string, args: string[] = []): Config {
+export function configFor(
+  socketPath: string,
+  args: string[] = [],
+  env: Record<string, string> = {},
+): Config {
   const r = resolveCommand(
     [`--csi-address=${socketPath}`, "--retry-interval-start=20ms", ...args],
-    {
-      POD_NAMESPACE: "kube-system",
-    },
+    { POD_NAMESPACE: "kube-system", ...env },
   );
   if (r.kind !== "run") throw new Error(`bad test flags: ${JSON.stringify(r)}`);
   return r.config;
@@ -64,7 +67,7 @@ export async function startHarness(
     apiserver,
     driver,
     logs,
-    async start(args = []) {
+    async start(args = [], env = {}) {
       const stop = new AbortController();
       const deps: RunDeps = {
         logger: logger.with({ sidecar: ++n }),
@@ -82,7 +85,7 @@ export async function startHarness(
           throw new Error(`sidecar asked to exit with ${code}`);
         },
       };
-      const started = await startSidecar(configFor(driver.socketPath, args), deps, kube);
+      const started = await startSidecar(configFor(driver.socketPath, args, env), deps, kube);
       const running: RunningSidecar = {
         ...started,
         stop: async () => {
