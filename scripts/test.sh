@@ -7,6 +7,7 @@
 #   TEST_RUNTIMES   runtimes for the unit/component suites (default "node bun deno")
 #   E2E             "0" skips the end-to-end suite (default: run it)
 #   E2E_BIN_DIR     prebuilt control-plane binaries (default: build or reuse the cache)
+#   CSI_SANITY      "0" skips csi-sanity against the sample driver (default: run it)
 set -uo pipefail
 cd "$(dirname "$0")/.."
 BIN="$PWD/node_modules/.bin"
@@ -58,13 +59,32 @@ run_suite() { # $1 = runtime
   count "$log" "$1"
 }
 
+# The control plane for the end-to-end suite builds (or comes from the cache) while the other
+# suites run.
+build_pid=""
+if [ "${E2E:-1}" != "0" ] && [ -z "${E2E_BIN_DIR:-}" ]; then
+  echo "=== building the end-to-end control plane in the background (log: $logdir/e2e-build.log)"
+  bash scripts/e2e/build.sh >"$logdir/e2e-build.out" 2>"$logdir/e2e-build.log" &
+  build_pid=$!
+fi
+
 for rt in $RUNTIMES; do run_suite "$rt"; done
 
-if [ "${E2E:-1}" != "0" ] && [ -d test/e2e ]; then
-  if [ -z "${E2E_BIN_DIR:-}" ]; then
-    E2E_BIN_DIR="$(bash scripts/e2e/build.sh | tail -n 1)" || { echo "e2e build failed"; status=1; }
+if [ "${E2E:-1}" != "0" ]; then
+  if [ -n "$build_pid" ]; then
+    if wait "$build_pid"; then
+      E2E_BIN_DIR="$(tail -n 1 "$logdir/e2e-build.out")"
+      tail -n 8 "$logdir/e2e-build.log"
+    else
+      echo "--- the end-to-end control plane did not build; its log:"
+      cat "$logdir/e2e-build.log"
+      status=1
+      failed=$((failed + 1))
+      E2E_BIN_DIR=""
+    fi
   fi
   export E2E_BIN_DIR
+  [ -n "${E2E_BIN_DIR:-}" ] && [ -x "$E2E_BIN_DIR/kubectl" ] && export KUBECTL="${KUBECTL:-$E2E_BIN_DIR/kubectl}"
   if [ -n "${E2E_BIN_DIR:-}" ]; then
     log="$logdir/e2e.log"
     echo "=== end-to-end tests (binaries in $E2E_BIN_DIR)"
@@ -73,6 +93,19 @@ if [ "${E2E:-1}" != "0" ] && [ -d test/e2e ]; then
     cat "$log"
     [ $rc -ne 0 ] && status=1
     count "$log" node
+  fi
+fi
+
+# csi-sanity, the CSI community's conformance suite, against the sample driver.
+if [ "${CSI_SANITY:-1}" != "0" ]; then
+  echo "=== csi-sanity against examples/hostdir-driver"
+  if bash scripts/csi-sanity.sh >"$logdir/sanity.log" 2>&1; then
+    passed=$((passed + 1))
+    grep -E "Passed|Ran [0-9]+" "$logdir/sanity.log" | tail -n 4
+  else
+    failed=$((failed + 1))
+    status=1
+    cat "$logdir/sanity.log"
   fi
 fi
 
