@@ -164,6 +164,12 @@ export async function runBinder(o: BinderOptions, signal: AbortSignal): Promise<
       }
     },
   });
+  // A claim may arrive before its StorageClass: look at unbound claims again when a class appears.
+  classes.addEventHandler({
+    onAdd: () => {
+      for (const c of claims.store.list()) if (!c.spec.volumeName) queue.add(`claim:${c.metadata.uid}`);
+    },
+  });
   volumes.addEventHandler({
     onAdd: (v) => queue.add(`volume:${v.metadata.name}`),
     onUpdate: (_o, v) => queue.add(`volume:${v.metadata.name}`),
