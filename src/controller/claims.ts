@@ -134,11 +134,20 @@ export class ClaimSyncer {
   readonly #provisioned = new Map<string, string>();
   /** PVs built but not yet saved: UID → PV; retried without calling the driver again. */
   readonly #unsaved = new Map<string, PersistentVolume>();
+  /** Claims whose StorageClass did not exist: class name → claim UIDs. */
+  readonly #waitingForClass = new Map<string, Set<string>>();
   /** Infeasible claims: UID → when to retry and the StorageClass UID it failed with. */
   readonly #infeasible = new Map<string, { until: number; classUid: string | undefined }>();
 
   constructor(opts: ClaimSyncerOptions) {
     this.#o = opts;
+  }
+
+  /** The claims that found no StorageClass `name`, forgotten once returned. */
+  takeClaimsWaitingFor(name: string): string[] {
+    const uids = [...(this.#waitingForClass.get(name) ?? [])];
+    this.#waitingForClass.delete(name);
+    return uids;
   }
 
   /** Called when a claim is deleted from the cache: drop what was kept for it. */
@@ -173,6 +182,9 @@ export class ClaimSyncer {
       return { kind: "done" };
     }
     if (decision.kind === "noStorageClass") {
+      let waiting = this.#waitingForClass.get(decision.storageClassName);
+      if (!waiting) this.#waitingForClass.set(decision.storageClassName, (waiting = new Set()));
+      waiting.add(uid);
       o.events.event(claimSubject(claim), "Warning", "ProvisioningFailed", decision.message);
       return { kind: "retry", reason: decision.message };
     }

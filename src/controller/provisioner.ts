@@ -30,7 +30,6 @@ import {
 import { resources } from "../kube/resources.ts";
 import type { ProvisionerMetrics } from "../metrics/provisioner-metrics.ts";
 import type { ProvisionerConfig } from "../provision/request.ts";
-import { claimStorageClassName } from "../provision/should-provision.ts";
 import { buildCreateVolumeRequest } from "../provision/request.ts";
 import type { Clock, Random } from "../util/clock.ts";
 import type { Logger } from "../util/log.ts";
@@ -382,10 +381,8 @@ export function createProvisionController(o: ProvisionControllerOptions): Provis
       // A claim whose StorageClass was missing waits for its back-off; a new class wakes it now.
       classes.addEventHandler({
         onAdd: (sc) => {
-          for (const c of claims.store.list()) {
-            if (!c.spec.volumeName && claimStorageClassName(c) === sc.metadata.name) {
-              claimQueue.add(c.metadata.uid ?? "");
-            }
+          for (const uid of claimSyncer.takeClaimsWaitingFor(sc.metadata.name ?? "")) {
+            claimQueue.add(uid);
           }
         },
       });

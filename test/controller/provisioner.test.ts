@@ -210,6 +210,15 @@ describe("provisioning controller", () => {
     assert.deepEqual(intents(h), []);
   });
 
+  it("provisions a claim created before its StorageClass as soon as the class appears", async () => {
+    // A one-hour back-off: only the class's arrival can bring the claim back in time.
+    await h.start([...FAST, "--retry-interval-start=1h", "--retry-interval-max=2h"]);
+    const c = h.apiserver.put(claim("early-bird", "later"));
+    await h.apiserver.waitFor(() => events(h, "ProvisioningFailed")[0]);
+    h.apiserver.put(storageClass("later"));
+    await h.apiserver.waitFor(() => pvOf(h, c.metadata.uid!));
+  });
+
   it("ignores claims for other provisioners and claims that are bound already", async () => {
     await h.start(FAST);
     h.apiserver.put(storageClass("fast"));
