@@ -56,6 +56,7 @@ import type { ReadonlyStore } from "../kube/store.ts";
 import type { Gauge, Registry } from "../metrics/registry.ts";
 import { formatBinarySI, parseQuantity } from "../provision/quantity.ts";
 import type { Clock, Random } from "../util/clock.ts";
+import { errorText } from "../util/errors.ts";
 import type { Logger } from "../util/log.ts";
 import { nullLogger } from "../util/log.ts";
 import {
@@ -242,10 +243,6 @@ const DELETE_PREFIX = "delete\u0000";
 
 function itemKey(className: string, segmentId: string): string {
   return `${ITEM_PREFIX}${className}\u0000${segmentId}`;
-}
-
-function errorText(e: unknown): string {
-  return e instanceof Error ? e.message : String(e);
 }
 
 function sameQuantity(text: string | undefined, value: bigint | undefined): boolean {

@@ -16,6 +16,7 @@
 import type { KubeApi } from "../kube/api.ts";
 import type { KubeObject, OwnerReference } from "../kube/objects.ts";
 import type { Resource } from "../kube/resources.ts";
+import { errorText } from "../util/errors.ts";
 
 /** The owner written into every CSIStorageCapacity object. */
 export interface CapacityOwner {
@@ -46,10 +47,6 @@ export function resourceForKind(apiVersion: string, kind: string): Resource {
   else if (/[^aeiou]y$/.test(lower)) plural = `${lower.slice(0, -1)}ies`;
   else plural = `${lower}s`;
   return { group, version, plural, kind, namespaced: true };
-}
-
-function errorText(e: unknown): string {
-  return e instanceof Error ? e.message : String(e);
 }
 
 /**

@@ -33,6 +33,7 @@ import { provisionerIdentity } from "../provision/names.ts";
 import type { ProvisionerConfig } from "../provision/request.ts";
 import { type ServedServer, serve } from "../runtime/serve.ts";
 import type { Clock, Random } from "../util/clock.ts";
+import { errorText } from "../util/errors.ts";
 import type { Logger } from "../util/log.ts";
 import { VERSION } from "../version.ts";
 
@@ -59,10 +60,6 @@ export interface StartedSidecar {
   metrics: ProvisionerMetrics;
   /** Resolves with the exit code once the sidecar stopped. */
   done: Promise<number>;
-}
-
-function errorText(err: unknown): string {
-  return err instanceof Error ? err.message : String(err);
 }
 
 /** The namespace of the Lease objects: the flag, `POD_NAMESPACE`, the pod's own, `default`. */

@@ -55,6 +55,7 @@ import {
 } from "../provision/should-provision.ts";
 import type { TopologyMemo } from "../provision/topology.ts";
 import type { Clock, Random } from "../util/clock.ts";
+import { errorText } from "../util/errors.ts";
 import type { Logger } from "../util/log.ts";
 import type { EventRecorder, EventSubject } from "./events.ts";
 import type { Intent, IntentJournal } from "./journal.ts";
@@ -122,10 +123,6 @@ export function rpcErrorText(err: unknown): string {
   return err instanceof Error ? err.message : String(err);
 }
 
-function errorText(err: unknown): string {
-  return err instanceof Error ? err.message : String(err);
-}
-
 export class ClaimSyncer {
   readonly #o: ClaimSyncerOptions;
   /** Topology requirements of claims whose CreateVolume may be in flight (upstream #1413). */
@@ -182,9 +179,9 @@ export class ClaimSyncer {
       return { kind: "done" };
     }
     if (decision.kind === "noStorageClass") {
-      let waiting = this.#waitingForClass.get(decision.storageClassName);
-      if (!waiting) this.#waitingForClass.set(decision.storageClassName, (waiting = new Set()));
+      const waiting = this.#waitingForClass.get(decision.storageClassName) ?? new Set<string>();
       waiting.add(uid);
+      this.#waitingForClass.set(decision.storageClassName, waiting);
       o.events.event(claimSubject(claim), "Warning", "ProvisioningFailed", decision.message);
       return { kind: "retry", reason: decision.message };
     }

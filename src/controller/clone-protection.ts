@@ -23,6 +23,7 @@ import { resources } from "../kube/resources.ts";
 import { splitKey } from "../kube/store.ts";
 import { CLONE_PROTECTION_FINALIZER, PVC_KIND } from "../provision/data-source.ts";
 import type { Clock } from "../util/clock.ts";
+import { errorText } from "../util/errors.ts";
 import type { Logger } from "../util/log.ts";
 import { runWorkers, WorkQueue, type WorkQueueMetrics } from "./workqueue.ts";
 
@@ -70,10 +71,6 @@ function isProtectedAndDeleting(claim: PersistentVolumeClaim | undefined): boole
 
 function keyOf(claim: PersistentVolumeClaim): string {
   return `${claim.metadata.namespace}/${claim.metadata.name}`;
-}
-
-function errorText(err: unknown): string {
-  return err instanceof Error ? err.message : String(err);
 }
 
 export interface CloningProtectionOptions {

@@ -25,6 +25,7 @@ import type { PersistentVolumeClaim, StorageClass } from "../kube/objects.ts";
 import { resources } from "../kube/resources.ts";
 import { ANN_SELECTED_NODE, nodeDeploymentDecision } from "../provision/should-provision.ts";
 import type { Clock, Random } from "../util/clock.ts";
+import { errorText } from "../util/errors.ts";
 import type { Logger } from "../util/log.ts";
 
 /** What the claim controller does with a claim in node-deployment mode. */
@@ -140,10 +141,6 @@ export async function capacityFitsRequest(
 
 function claimKey(c: PersistentVolumeClaim): string {
   return `${c.metadata.namespace}/${c.metadata.name}`;
-}
-
-function errorText(err: unknown): string {
-  return err instanceof Error ? err.message : String(err);
 }
 
 /** What a look at the claim says while waiting. */

@@ -35,6 +35,7 @@ import {
   SNAPSHOT_PROTECTION_FINALIZER,
 } from "../provision/data-source.ts";
 import type { Clock } from "../util/clock.ts";
+import { errorText } from "../util/errors.ts";
 import type { Logger } from "../util/log.ts";
 
 /**
@@ -106,10 +107,6 @@ export interface SnapshotSweepController {
    * fails; failures to update one snapshot are logged and leave it for the next sweep.
    */
   sweep(signal?: AbortSignal): Promise<SweepResult>;
-}
-
-function errorText(err: unknown): string {
-  return err instanceof Error ? err.message : String(err);
 }
 
 function keyOf(s: VolumeSnapshot): string {

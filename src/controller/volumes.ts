@@ -30,6 +30,7 @@ import {
 } from "../provision/should-provision.ts";
 import { volumeIsAccessible } from "../provision/topology.ts";
 import type { Clock } from "../util/clock.ts";
+import { errorText } from "../util/errors.ts";
 import type { Logger } from "../util/log.ts";
 import { rpcErrorText } from "./claims.ts";
 import type { EventRecorder, EventSubject } from "./events.ts";
@@ -60,10 +61,6 @@ export const ATTACHMENTS_BY_PV = "pv";
 
 function subject(pv: PersistentVolume): EventSubject {
   return { apiVersion: "v1", kind: "PersistentVolume", metadata: pv.metadata };
-}
-
-function errorText(err: unknown): string {
-  return err instanceof Error ? err.message : String(err);
 }
 
 export class VolumeSyncer {

@@ -59,28 +59,40 @@ export async function runBinder(o: BinderOptions, signal: AbortSignal): Promise<
     retryMaxMs: 5000,
     name: "dev-binder",
   });
-  /** When each claim was first seen pending, for the time-taken log field. */
-  const pendingSince = new Map<string, number>();
+  /** When each claim last changed phase (by uid), for the time-taken log field. */
+  const phaseSince = new Map<string, number>();
+  /** When each bound volume's claim was deleted (by volume name), for the volume's last line. */
+  const releasedSince = new Map<string, number>();
   const pvcs = o.api.resource(resources.persistentVolumeClaims);
   const pvs = o.api.resource(resources.persistentVolumes);
 
+  const secondsSince = (since: number | undefined): number | undefined =>
+    since === undefined ? undefined : Math.max(0, Math.round((o.clock.now() - since) / 10) / 100);
+
+  /**
+   * One line per phase change of a claim. `seconds` is the time the change took: from first
+   * seeing the claim to Pending (0), from Pending to Bound, from the last change to Deleted (from
+   * the claim's creation when the change before happened in an earlier run).
+   */
   const logPhase = (c: PersistentVolumeClaim, phase: string, volume?: string) => {
-    const since = pendingSince.get(c.metadata.uid ?? "");
-    const seconds =
-      since === undefined ? undefined : Math.round((o.clock.now() - since) / 10) / 100;
+    const uid = c.metadata.uid ?? "";
+    const created = Date.parse(c.metadata.creationTimestamp ?? "");
+    const since = phaseSince.get(uid) ?? (Number.isNaN(created) ? undefined : created);
     o.logger.info(`Claim ${claimKey(c)} is ${phase}`, {
       claim: claimKey(c),
       phase,
       volume,
-      seconds,
+      seconds: secondsSince(since),
     });
+    if (phase === "Deleted") phaseSince.delete(uid);
+    else phaseSince.set(uid, o.clock.now());
   };
 
   const syncClaim = async (uid: string) => {
     const c = claims.store.getByUid(uid);
     if (!c || c.spec.volumeName || c.metadata.deletionTimestamp) return;
-    if (!pendingSince.has(uid)) {
-      pendingSince.set(uid, o.clock.now());
+    if (!phaseSince.has(uid)) {
+      phaseSince.set(uid, o.clock.now());
       logPhase(c, "Pending");
     }
     const sc = classes.store.get(claimStorageClassName(c));
@@ -124,7 +136,6 @@ export async function runBinder(o: BinderOptions, signal: AbortSignal): Promise<
       },
     });
     logPhase(c, "Bound", name);
-    pendingSince.delete(c.metadata.uid ?? "");
   };
 
   const syncVolume = async (name: string) => {
@@ -157,29 +168,37 @@ export async function runBinder(o: BinderOptions, signal: AbortSignal): Promise<
     onAdd: (c) => queue.add(`claim:${c.metadata.uid}`),
     onUpdate: (_o, c) => queue.add(`claim:${c.metadata.uid}`),
     onDelete: (c) => {
-      pendingSince.delete(c.metadata.uid ?? "");
-      o.logger.info(`Claim ${claimKey(c)} is deleted`, { claim: claimKey(c), phase: "Deleted" });
-      for (const pv of volumes.store.list()) {
-        if (pv.spec.claimRef?.uid === c.metadata.uid) queue.add(`volume:${pv.metadata.name}`);
+      const bound = volumes.store.list().filter((pv) => pv.spec.claimRef?.uid === c.metadata.uid);
+      logPhase(c, "Deleted", c.spec.volumeName || bound[0]?.metadata.name);
+      for (const pv of bound) {
+        releasedSince.set(pv.metadata.name ?? "", o.clock.now());
+        queue.add(`volume:${pv.metadata.name}`);
       }
     },
   });
   // A claim may arrive before its StorageClass: look at unbound claims again when a class appears.
   classes.addEventHandler({
     onAdd: () => {
-      for (const c of claims.store.list()) if (!c.spec.volumeName) queue.add(`claim:${c.metadata.uid}`);
+      for (const c of claims.store.list())
+        if (!c.spec.volumeName) queue.add(`claim:${c.metadata.uid}`);
     },
   });
   volumes.addEventHandler({
     onAdd: (v) => queue.add(`volume:${v.metadata.name}`),
     onUpdate: (_o, v) => queue.add(`volume:${v.metadata.name}`),
     onDelete: (v) => {
-      if (v.spec.claimRef) {
-        o.logger.info(`Volume ${v.metadata.name} is deleted`, {
-          volume: v.metadata.name,
+      const name = v.metadata.name ?? "";
+      const ref = v.spec.claimRef;
+      if (ref) {
+        // The time taken counts from the claim's deletion, when this run saw it.
+        o.logger.info(`Volume ${name} is deleted`, {
+          claim: `${ref.namespace}/${ref.name}`,
+          volume: name,
           phase: "Deleted",
+          seconds: secondsSince(releasedSince.get(name)),
         });
       }
+      releasedSince.delete(name);
     },
   });
 

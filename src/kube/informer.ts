@@ -8,6 +8,7 @@
  * is delivered.
  */
 import type { Clock, Random } from "../util/clock.ts";
+import { errorText } from "../util/errors.ts";
 import type { Logger } from "../util/log.ts";
 import { nullLogger } from "../util/log.ts";
 import type { KubeObject } from "./objects.ts";
@@ -276,8 +277,4 @@ export class Informer<T extends KubeObject, P extends KubeObject = T> {
       for (const l of this.#listeners) l.push(ns);
     }
   }
-}
-
-function errorText(e: unknown): string {
-  return e instanceof Error ? e.message : String(e);
 }

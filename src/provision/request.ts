@@ -45,6 +45,7 @@ import type {
   VolumeSnapshotContent,
 } from "../kube/objects.ts";
 import type { Random } from "../util/clock.ts";
+import { errorText as errorMessage } from "../util/errors.ts";
 import {
   buildVolumeCapabilities,
   type DriverCapabilities,
@@ -202,10 +203,6 @@ export type BuildRequestResult =
       message: string;
       dataSource: DataSource;
     };
-
-function errorMessage(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
-}
 
 /** Builds the CreateVolumeRequest for a claim, or says why not (see the module doc). */
 export async function buildCreateVolumeRequest(
