@@ -19,6 +19,7 @@ import type { PersistentVolume, PersistentVolumeClaim, StorageClass } from "../k
 import { resources } from "../kube/resources.ts";
 import { writeFileAtomic } from "../runtime/files.ts";
 import { writeStdout } from "../runtime/process.ts";
+import type { Clock } from "../util/clock.ts";
 import type { RunDeps } from "./run.ts";
 import { startSidecar } from "./run.ts";
 
@@ -151,7 +152,9 @@ export async function runDev(config: Config, deps: RunDeps): Promise<number> {
     }
     print(`StorageClass:   ${className} (provisioner ${sidecar.info.name})`);
 
-    if (config.demo) return await runDemo(apiserver, sidecar.api, className, print, stop.signal);
+    if (config.demo) {
+      return await runDemo(apiserver, sidecar.api, className, print, clock, stop.signal);
+    }
 
     print("");
     print("Create a claim and watch its volume appear:");
@@ -172,15 +175,44 @@ export async function runDev(config: Config, deps: RunDeps): Promise<number> {
   }
 }
 
+/** How long `--demo` waits for each step (claim bound, volume deleted) before it gives up. */
+const DEMO_STEP_TIMEOUT_MS = 60_000;
+
+/** `wait`, failing with "`what` did not happen within 60 s" after {@link DEMO_STEP_TIMEOUT_MS}. */
+async function demoStep<R>(
+  what: string,
+  wait: (signal: AbortSignal) => Promise<R>,
+  clock: Clock,
+  signal: AbortSignal,
+): Promise<R> {
+  const deadline = new AbortController();
+  clock.sleep(DEMO_STEP_TIMEOUT_MS, deadline.signal).then(
+    () =>
+      deadline.abort(
+        new Error(`${what} did not happen within ${DEMO_STEP_TIMEOUT_MS / 1000} s: see the log`),
+      ),
+    () => {},
+  );
+  try {
+    return await wait(AbortSignal.any([signal, deadline.signal]));
+  } finally {
+    deadline.abort();
+  }
+}
+
 async function runDemo(
   apiserver: ApiServer,
   api: Awaited<ReturnType<typeof startSidecar>>["api"],
   className: string,
   print: (t: string) => void,
+  clock: Clock,
   signal: AbortSignal,
 ): Promise<number> {
   const pvcs = api.resource(resources.persistentVolumeClaims);
-  const name = `demo-${Math.floor(apiserver.objects(resources.persistentVolumeClaims).length)}`;
+  // The first free name: claims of an earlier, interrupted demo may still be there.
+  let n = 0;
+  while (apiserver.get(resources.persistentVolumeClaims, `demo-${n}`, "default")) n++;
+  const name = `demo-${n}`;
   const claim: PersistentVolumeClaim = {
     apiVersion: "v1",
     kind: "PersistentVolumeClaim",
@@ -194,12 +226,18 @@ async function runDemo(
   print("");
   print(`Creating claim default/${name} (1Gi, ReadWriteOnce, class ${className})...`);
   const created = await pvcs.create(claim, { signal });
-  const bound = await apiserver.waitFor(
-    () => {
-      const c = apiserver.get(resources.persistentVolumeClaims, name, "default");
-      return c?.status?.phase === "Bound" ? c : undefined;
-    },
-    { signal },
+  const bound = await demoStep(
+    `Binding of claim default/${name}`,
+    (s) =>
+      apiserver.waitFor(
+        () => {
+          const c = apiserver.get(resources.persistentVolumeClaims, name, "default");
+          return c?.status?.phase === "Bound" ? c : undefined;
+        },
+        { signal: s },
+      ),
+    clock,
+    signal,
   );
   const pv = apiserver.get(resources.persistentVolumes, bound.spec.volumeName ?? "")!;
   print(`Claim default/${name} is Bound.`);
@@ -207,11 +245,14 @@ async function runDemo(
   print("");
   print(`Deleting claim default/${name}...`);
   await pvcs.delete(name, "default", { signal });
-  await apiserver.waitFor(
-    () => !apiserver.get(resources.persistentVolumes, pv.metadata.name ?? ""),
-    {
-      signal,
-    },
+  await demoStep(
+    `Deletion of volume ${pv.metadata.name}`,
+    (s) =>
+      apiserver.waitFor(() => !apiserver.get(resources.persistentVolumes, pv.metadata.name ?? ""), {
+        signal: s,
+      }),
+    clock,
+    signal,
   );
   print(`Volume ${pv.metadata.name} was deleted (claim uid ${created.metadata.uid}). Done.`);
   return 0;

@@ -90,7 +90,13 @@ export async function runBinder(o: BinderOptions, signal: AbortSignal): Promise<
 
   const syncClaim = async (uid: string) => {
     const c = claims.store.getByUid(uid);
-    if (!c || c.spec.volumeName || c.metadata.deletionTimestamp) return;
+    if (!c || c.metadata.deletionTimestamp || c.status?.phase === "Bound") return;
+    // Half bound (a failure between setting spec.volumeName and the status): finish the binding.
+    if (c.spec.volumeName) {
+      const pv = volumes.store.get(c.spec.volumeName);
+      if (pv?.spec.claimRef?.uid === uid) await bind(c, pv);
+      return;
+    }
     if (!phaseSince.has(uid)) {
       phaseSince.set(uid, o.clock.now());
       logPhase(c, "Pending");
@@ -117,19 +123,24 @@ export async function runBinder(o: BinderOptions, signal: AbortSignal): Promise<
     if (livePv.status?.phase !== "Bound") {
       await pvs.updateStatus({ ...livePv, status: { ...livePv.status, phase: "Bound" } });
     }
-    const live = await pvcs.get(c.metadata.name ?? "", c.metadata.namespace);
-    if (live.metadata.uid !== c.metadata.uid || live.spec.volumeName) return;
-    live.spec.volumeName = name;
-    live.metadata.annotations = {
-      ...live.metadata.annotations,
-      "pv.kubernetes.io/bind-completed": "yes",
-      "pv.kubernetes.io/bound-by-controller": "yes",
-    };
-    const bound = await pvcs.update(live);
+    // Each step is skipped when done already, so that a retry after a failed one completes.
+    let live = await pvcs.get(c.metadata.name ?? "", c.metadata.namespace);
+    if (live.metadata.uid !== c.metadata.uid) return;
+    if (live.spec.volumeName && live.spec.volumeName !== name) return;
+    if (!live.spec.volumeName) {
+      live.spec.volumeName = name;
+      live.metadata.annotations = {
+        ...live.metadata.annotations,
+        "pv.kubernetes.io/bind-completed": "yes",
+        "pv.kubernetes.io/bound-by-controller": "yes",
+      };
+      live = await pvcs.update(live);
+    }
+    if (live.status?.phase === "Bound") return;
     await pvcs.updateStatus({
-      ...bound,
+      ...live,
       status: {
-        ...bound.status,
+        ...live.status,
         phase: "Bound",
         accessModes: livePv.spec.accessModes,
         capacity: livePv.spec.capacity,
@@ -145,7 +156,7 @@ export async function runBinder(o: BinderOptions, signal: AbortSignal): Promise<
       return;
     const c = claims.store.getByUid(ref.uid);
     if (c) {
-      if (!c.spec.volumeName) queue.add(`claim:${ref.uid}`);
+      if (c.status?.phase !== "Bound") queue.add(`claim:${ref.uid}`);
       return;
     }
     // Make sure the claim is really gone, not just late in the cache.
