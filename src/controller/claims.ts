@@ -258,10 +258,11 @@ export class ClaimSyncer {
 
     // The Provisioning event: at once for a retry, otherwise only if the attempt is slow.
     let announced = false;
+    let withdraw: (() => boolean) | undefined;
     const announce = () => {
       if (announced) return;
       announced = true;
-      o.events.event(subject, "Normal", "Provisioning", PROVISIONING_MESSAGE(key));
+      withdraw = o.events.event(subject, "Normal", "Provisioning", PROVISIONING_MESSAGE(key));
     };
     const slowTimer = new AbortController();
     if (o.failures(uid) > 0) announce();
@@ -278,7 +279,11 @@ export class ClaimSyncer {
     try {
       // A PV built by an earlier attempt that could not be saved: save it, no driver call.
       const unsaved = this.#unsaved.get(uid);
-      if (unsaved) return await this.#save(claim, unsaved, undefined, labels, start, signal);
+      if (unsaved) {
+        const r = await this.#save(claim, unsaved, undefined, labels, start, signal);
+        if (r.kind === "done") this.#withdrawStale(withdraw);
+        return r;
+      }
 
       const prepared = await buildCreateVolumeRequest({
         config: o.config,
@@ -384,7 +389,9 @@ export class ClaimSyncer {
         return fail(message, { kind: "retry", reason: message });
       }
       built.volume.spec.storageClassName = storageClassName;
-      return await this.#save(claim, built.volume, prepared, labels, start, signal);
+      const saved = await this.#save(claim, built.volume, prepared, labels, start, signal);
+      if (saved.kind === "done") this.#withdrawStale(withdraw);
+      return saved;
     } catch (err) {
       // Unexpected (an API read failed): nothing is known to have happened; retry.
       return fail(`Cannot provision claim ${key}: ${errorText(err)}`, {
@@ -394,6 +401,14 @@ export class ClaimSyncer {
     } finally {
       slowTimer.abort();
     }
+  }
+
+  /**
+   * After a success: a `Provisioning` event still waiting for the API budget says nothing the
+   * `ProvisioningSucceeded` event does not, so it is withdrawn instead of written.
+   */
+  #withdrawStale(withdraw: (() => boolean) | undefined): void {
+    if (withdraw?.()) this.#o.logger.v(4).info("Withdrew a Provisioning event not yet written");
   }
 
   #intentFor(

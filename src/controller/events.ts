@@ -15,8 +15,12 @@ import type { Logger } from "../util/log.ts";
 export type EventType = "Normal" | "Warning";
 
 export interface EventRecorder {
-  /** Queues an event about `obj`. */
-  event(obj: EventSubject, type: EventType, reason: string, message: string): void;
+  /**
+   * Queues an event about `obj`. The returned function withdraws it if it has not been written
+   * yet (an event that became pointless while waiting for the API budget) and tells whether it
+   * did.
+   */
+  event(obj: EventSubject, type: EventType, reason: string, message: string): () => boolean;
   /** Resolves when every queued event has been written (or dropped). */
   flush(): Promise<void>;
 }
@@ -169,14 +173,21 @@ export function createEventRecorder(opts: EventRecorderOptions): EventRecorder {
       opts.logger.info("Event", { object: name, kind: obj.kind, type, reason, message });
       if (queue.length >= maxQueued) {
         opts.logger.warn("Event queue full; dropping event", { object: name, reason });
-        return;
+        return () => false;
       }
-      queue.push({ obj, type, reason, message, at: opts.clock.now() });
+      const item = { obj, type, reason, message, at: opts.clock.now() };
+      queue.push(item);
       if (!running) {
         running = drain().finally(() => {
           running = undefined;
         });
       }
+      return () => {
+        const i = queue.indexOf(item);
+        if (i < 0) return false;
+        queue.splice(i, 1);
+        return true;
+      };
     },
     async flush() {
       while (running) await running;
