@@ -26,6 +26,7 @@ import {
   notAcceptable,
   pathNotFound,
   unsupportedMediaType,
+  unsupportedPatchType,
 } from "./status.ts";
 import {
   type IncludeObject,
@@ -272,7 +273,11 @@ export function createHandler(ctx: HandlerContext): (req: Request) => Promise<Re
       });
     }
     if (shape.as === "partial") return partialObjectMetadataList(items, metadata, shape.apiVersion);
-    return { kind: `${res.kind}List`, apiVersion: apiVersionOfServed(res), metadata, items };
+    // Items of built-in lists carry no apiVersion and kind (custom resources' do).
+    const shown = res.custom
+      ? items
+      : items.map(({ apiVersion: _a, kind: _k, ...rest }) => rest as KubeObject);
+    return { kind: `${res.kind}List`, apiVersion: apiVersionOfServed(res), metadata, items: shown };
   };
 
   const shapeOne = (
@@ -427,6 +432,8 @@ export function createHandler(ctx: HandlerContext): (req: Request) => Promise<Re
       });
       const metadata: Record<string, unknown> = { resourceVersion: result.resourceVersion };
       if (result.continue) metadata.continue = result.continue;
+      // Custom resource lists (unstructured) always carry `continue`, empty on the last page.
+      else if (res.custom) metadata.continue = "";
       if (result.remainingItemCount !== undefined)
         metadata.remainingItemCount = result.remainingItemCount;
       return json(shapeList(res, shape, result.items, metadata, includeObject));
@@ -449,7 +456,7 @@ export function createHandler(ctx: HandlerContext): (req: Request) => Promise<Re
     if (info.verb === "patch") {
       const kind = patchTypes[contentType];
       if (kind === undefined) {
-        throw unsupportedMediaType(Object.keys(patchTypes));
+        throw unsupportedPatchType();
       }
       const body = await readJson(req);
       return json(registry.patch(res, ns, route.name!, kind, body, { dryRun, subresource: sub }));

@@ -9,6 +9,7 @@
  */
 import type { KubeObject } from "../kube/objects.ts";
 import { type Resource, resources } from "../kube/resources.ts";
+import type { FieldPaths } from "./fields.ts";
 import { type ListStrategies, objectMetaStrategies } from "./patch.ts";
 
 export interface FieldError {
@@ -38,13 +39,33 @@ export interface ServedResource {
   shortNames: string[];
   /** Has a `/status` subresource: status is written there only. */
   statusSubresource: boolean;
+  /**
+   * A `/status` write keeps the stored metadata (`metav1.ResetObjectMetaForStatus`: custom
+   * resources, VolumeAttachment). Otherwise (PV, PVC, Namespace, Node, Pod) it keeps only the
+   * stored spec: label, annotation and finalizer changes sent with the status are saved.
+   */
+  statusResetsMeta: boolean;
+  /** Quantities and times the decoder canonicalises (see `fields.ts`). */
+  fieldPaths: FieldPaths;
+  /**
+   * The kind's update validation checks ObjectMeta a second time (most built-ins and custom
+   * resources): metadata errors on update, like a finalizer added while terminating, are listed
+   * twice in `details.causes`. PersistentVolume checks it once.
+   */
+  metaValidatedTwice: boolean;
+  /** Where etcd keeps the objects (`/registry/<prefix>/...`), as quoted by storage errors. */
+  storagePrefix: string;
   /** Keeps `metadata.generation` (custom resources). */
   generation: boolean;
   /** A custom resource: no strategic merge patch. */
   custom: boolean;
   /** Where its objects are stored; views share another resource's bucket. */
   bucket: string;
-  /** Field selector labels beyond `metadata.name` and `metadata.namespace`. */
+  /**
+   * Field selector labels beyond `metadata.name` and `metadata.namespace`. A kind with none uses
+   * the default conversion, whose error for other labels differs ("is not a known field
+   * selector") from the kinds that register their own ("field label not supported").
+   */
   fieldLabels: string[];
   /** Field labels whose value lives at another path (`source` → `source.component`). */
   fieldAliases: Record<string, string>;
@@ -55,6 +76,8 @@ export interface ServedResource {
   /** Update-time adjustments given the stored object; mutates `obj`. */
   prepareForUpdate?(obj: KubeObject, old: KubeObject, now: string): void;
   validate?(obj: KubeObject): FieldError[];
+  /** Update-only validation (immutable fields) against the stored object. */
+  validateUpdate?(obj: KubeObject, old: KubeObject): FieldError[];
   /** For views: converts the served shape to the stored one. */
   toStored?(obj: KubeObject): KubeObject;
   /** For views: converts the stored shape to the served one. */
@@ -174,8 +197,30 @@ export function eventToCore(e: KubeObject): KubeObject {
   copy("related", "related");
   copy("reportingController", "reportingComponent");
   copy("reportingInstance", "reportingInstance");
-  if (out.involvedObject === undefined) out.involvedObject = {};
-  if (out.source === undefined) out.source = {};
+  for (const k of ["reason", "message", "type", "action"]) if (out[k] === "") delete out[k];
+  if (out.count === 0) delete out.count;
+  // Fields Go serialises even when unset (no omitempty, or a struct / metav1.Time).
+  out.involvedObject ??= {};
+  out.source ??= {};
+  out.firstTimestamp ??= null;
+  out.lastTimestamp ??= null;
+  out.eventTime ??= null;
+  out.reportingComponent ??= "";
+  out.reportingInstance ??= "";
+  return out;
+}
+
+/**
+ * A stored events.k8s.io/v1 Event as served: with the fields Go serialises even when unset
+ * (`eventTime`, the deprecated timestamps: `null`; `regarding`, `deprecatedSource`: `{}`).
+ */
+export function eventV1Shape(e: KubeObject): KubeObject {
+  const out: KubeObject = eventV1Omit({ ...e });
+  out.eventTime ??= null;
+  out.regarding ??= {};
+  out.deprecatedSource ??= {};
+  out.deprecatedFirstTimestamp ??= null;
+  out.deprecatedLastTimestamp ??= null;
   return out;
 }
 
@@ -199,7 +244,23 @@ export function eventFromCore(e: KubeObject): KubeObject {
   copy("related", "related");
   copy("reportingComponent", "reportingController");
   copy("reportingInstance", "reportingInstance");
-  return out;
+  return eventV1Omit(out);
+}
+
+/** Drops what events.k8s.io/v1 leaves out when empty (`omitempty` strings and count). */
+function eventV1Omit(e: KubeObject): KubeObject {
+  for (const k of [
+    "reason",
+    "note",
+    "type",
+    "action",
+    "reportingController",
+    "reportingInstance",
+  ]) {
+    if (e[k] === "") delete e[k];
+  }
+  if (e.deprecatedCount === 0) delete e.deprecatedCount;
+  return e;
 }
 
 // ---------------------------------------------------------------- validation helpers
@@ -231,6 +292,69 @@ export function nameErrors(name: string, kind: "subdomain" | "label"): FieldErro
     ];
   }
   return [];
+}
+
+/** How `field.Invalid` prints a value: strings quoted, others as JSON (sorted keys), unset as null. */
+export function goValue(v: unknown): string {
+  if (v === undefined || v === null) return "null";
+  if (typeof v === "string") return JSON.stringify(v);
+  const sorted = (x: unknown): unknown =>
+    Array.isArray(x)
+      ? x.map(sorted)
+      : x !== null && typeof x === "object"
+        ? Object.fromEntries(
+            Object.keys(x)
+              .sort()
+              .map((k) => [k, sorted((x as Record<string, unknown>)[k])]),
+          )
+        : x;
+  return JSON.stringify(sorted(v));
+}
+
+function sameJson(a: unknown, b: unknown): boolean {
+  return goValue(a) === goValue(b);
+}
+
+/** `ValidateImmutableField`: "Invalid value: <new>: field is immutable". */
+function immutable(field: string, now: unknown, before: unknown): FieldError[] {
+  return sameJson(now, before)
+    ? []
+    : [
+        {
+          type: "FieldValueInvalid",
+          field,
+          message: `Invalid value: ${goValue(now)}: field is immutable`,
+        },
+      ];
+}
+
+/**
+ * The fields of a map that changed, one line each: what follows the first line of Kubernetes'
+ * "is immutable after creation" messages (where Kubernetes prints a Go struct diff instead).
+ */
+function changedFields(before: Record<string, unknown>, now: Record<string, unknown>): string {
+  const keys = [...new Set([...Object.keys(before), ...Object.keys(now)])].sort();
+  return keys
+    .filter((k) => !sameJson(before[k], now[k]))
+    .map((k) => `-  ${k}: ${goValue(before[k])}\n+  ${k}: ${goValue(now[k])}\n`)
+    .join("");
+}
+
+/** PersistentVolume spec fields that are not part of the volume source. */
+const pvNonSourceFields = new Set([
+  "capacity",
+  "accessModes",
+  "claimRef",
+  "persistentVolumeReclaimPolicy",
+  "storageClassName",
+  "mountOptions",
+  "volumeMode",
+  "nodeAffinity",
+  "volumeAttributesClassName",
+]);
+
+function pvSource(spec: Record<string, unknown>): Record<string, unknown> {
+  return Object.fromEntries(Object.entries(spec).filter(([k]) => !pvNonSourceFields.has(k)));
 }
 
 function required(field: string, detail = ""): FieldError {
@@ -280,6 +404,10 @@ interface Extra {
   shortNames?: string[];
   singular?: string;
   statusSubresource?: boolean;
+  statusResetsMeta?: boolean;
+  fieldPaths?: FieldPaths;
+  metaValidatedTwice?: boolean;
+  storagePrefix?: string;
   custom?: boolean;
   bucket?: string;
   fieldLabels?: string[];
@@ -291,6 +419,7 @@ interface Extra {
   prepareForCreate?: ServedResource["prepareForCreate"];
   prepareForUpdate?: ServedResource["prepareForUpdate"];
   validate?: ServedResource["validate"];
+  validateUpdate?: ServedResource["validateUpdate"];
   toStored?: ServedResource["toStored"];
   fromStored?: ServedResource["fromStored"];
 }
@@ -306,6 +435,10 @@ function served(r: Resource, extra: Extra = {}): ServedResource {
     namespaced: r.namespaced,
     shortNames: extra.shortNames ?? [],
     statusSubresource: extra.statusSubresource ?? false,
+    statusResetsMeta: extra.statusResetsMeta ?? custom,
+    fieldPaths: extra.fieldPaths ?? {},
+    metaValidatedTwice: extra.metaValidatedTwice ?? true,
+    storagePrefix: extra.storagePrefix ?? (custom ? `${r.group}/${r.plural}` : r.plural),
     generation: custom,
     custom,
     bucket: extra.bucket ?? bucketOf(r.group, r.plural),
@@ -318,6 +451,7 @@ function served(r: Resource, extra: Extra = {}): ServedResource {
     prepareForCreate: extra.prepareForCreate,
     prepareForUpdate: extra.prepareForUpdate,
     validate: extra.validate,
+    validateUpdate: extra.validateUpdate,
     toStored: extra.toStored,
     fromStored: extra.fromStored,
   };
@@ -381,6 +515,10 @@ export const servedResources: readonly ServedResource[] = [
     shortNames: ["ns"],
     statusSubresource: true,
     fieldLabels: ["status.phase"],
+    fieldPaths: {
+      times: ["status.conditions.*.lastTransitionTime"],
+      nullTimes: ["status.conditions.*.lastTransitionTime"],
+    },
     columns: [col("Status", (o) => str(get(o, "status.phase")))],
     prepareForCreate(obj) {
       const spec = ensure(obj, "spec");
@@ -403,6 +541,10 @@ export const servedResources: readonly ServedResource[] = [
     bucket: bucketOf(resources.events.group, resources.events.plural),
     fieldLabels: eventFieldLabels,
     fieldAliases: { source: "source.component" },
+    fieldPaths: {
+      times: ["firstTimestamp", "lastTimestamp"],
+      microTimes: ["eventTime", "series.lastObservedTime"],
+    },
     toStored: eventFromCore,
     fromStored: eventToCore,
     ownColumns: true,
@@ -423,6 +565,8 @@ export const servedResources: readonly ServedResource[] = [
   served(resources.persistentVolumes, {
     shortNames: ["pv"],
     statusSubresource: true,
+    fieldPaths: { quantities: ["spec.capacity.*"], times: ["status.lastPhaseTransitionTime"] },
+    metaValidatedTwice: false,
     columns: [
       col("Capacity", (o) => str(get(o, "spec.capacity.storage"))),
       col("Access Modes", (o) => accessModes(get(o, "spec.accessModes"))),
@@ -449,6 +593,24 @@ export const servedResources: readonly ServedResource[] = [
       spec.volumeMode ??= "Filesystem";
       pvStatusPhaseTime(obj, old, now);
     },
+    validateUpdate(obj, old) {
+      const spec = (obj.spec ?? {}) as Record<string, unknown>;
+      // Objects stored through put() may lack the defaults an update fills in.
+      const before = { volumeMode: "Filesystem", ...((old.spec ?? {}) as Record<string, unknown>) };
+      const errs: FieldError[] = [];
+      const source = pvSource(spec);
+      const oldSource = pvSource(before);
+      if (!sameJson(source, oldSource)) {
+        errs.push({
+          type: "FieldValueForbidden",
+          field: "spec.persistentvolumesource",
+          message: `Forbidden: spec.persistentvolumesource is immutable after creation\n${changedFields(oldSource, source)}`,
+        });
+      }
+      // Kubernetes names this field without its "spec." prefix.
+      errs.push(...immutable("volumeMode", spec.volumeMode, before.volumeMode));
+      return errs;
+    },
     validate(obj) {
       const errs: FieldError[] = [];
       const spec = (obj.spec ?? {}) as Record<string, unknown>;
@@ -467,8 +629,16 @@ export const servedResources: readonly ServedResource[] = [
   served(resources.persistentVolumeClaims, {
     shortNames: ["pvc"],
     statusSubresource: true,
-    fieldLabels: ["name"],
-    fieldAliases: { name: "metadata.name" },
+    fieldPaths: {
+      quantities: [
+        "spec.resources.requests.*",
+        "spec.resources.limits.*",
+        "status.capacity.*",
+        "status.allocatedResources.*",
+      ],
+      times: ["status.conditions.*.lastProbeTime", "status.conditions.*.lastTransitionTime"],
+      nullTimes: ["status.conditions.*.lastProbeTime", "status.conditions.*.lastTransitionTime"],
+    },
     listStrategies: { "status.conditions": { strategy: "merge", mergeKey: "type" } },
     columns: [
       col("Status", phaseOrTerminating),
@@ -492,6 +662,30 @@ export const servedResources: readonly ServedResource[] = [
     prepareForUpdate(obj) {
       const spec = ensure(obj, "spec");
       spec.volumeMode ??= "Filesystem";
+    },
+    validateUpdate(obj, old) {
+      // Immutable but for a first volumeName and, on a bound claim, the storage request.
+      const spec = { ...((obj.spec ?? {}) as Record<string, unknown>) };
+      // Objects stored through put() may lack the defaults an update fills in.
+      const before: Record<string, unknown> = {
+        volumeMode: "Filesystem",
+        ...((old.spec ?? {}) as Record<string, unknown>),
+      };
+      if (!before.volumeName) before.volumeName = spec.volumeName;
+      const bound = get(obj, "status.phase") === "Bound";
+      if (bound && get(spec, "resources.requests") !== undefined) {
+        const requests = { ...(get(spec, "resources.requests") as Record<string, unknown>) };
+        requests.storage = get(before, "resources.requests.storage");
+        spec.resources = { ...(spec.resources as Record<string, unknown>), requests };
+      }
+      if (sameJson(spec, before)) return [];
+      return [
+        {
+          type: "FieldValueForbidden",
+          field: "spec",
+          message: `Forbidden: spec is immutable after creation except resources.requests and volumeAttributesClassName for bound claims\n${changedFields(before, spec)}`,
+        },
+      ];
     },
     validate(obj) {
       const errs: FieldError[] = [];
@@ -524,6 +718,15 @@ export const servedResources: readonly ServedResource[] = [
     shortNames: ["no"],
     statusSubresource: true,
     fieldLabels: ["spec.unschedulable"],
+    storagePrefix: "minions",
+    fieldPaths: {
+      quantities: ["status.capacity.*", "status.allocatable.*"],
+      times: ["status.conditions.*.lastHeartbeatTime", "status.conditions.*.lastTransitionTime"],
+      nullTimes: [
+        "status.conditions.*.lastHeartbeatTime",
+        "status.conditions.*.lastTransitionTime",
+      ],
+    },
     listStrategies: {
       "status.conditions": { strategy: "merge", mergeKey: "type" },
       "status.addresses": { strategy: "merge", mergeKey: "type" },
@@ -546,6 +749,11 @@ export const servedResources: readonly ServedResource[] = [
         ? []
         : [required("provisioner")];
     },
+    validateUpdate(obj, old) {
+      return ["parameters", "provisioner", "reclaimPolicy", "volumeBindingMode"].flatMap((k) =>
+        immutable(k, obj[k], old[k]),
+      );
+    },
   }),
   served(resources.csiNodes, {
     listStrategies: { "spec.drivers": { strategy: "merge", mergeKey: "name" } },
@@ -560,6 +768,11 @@ export const servedResources: readonly ServedResource[] = [
   }),
   served(resources.volumeAttachments, {
     statusSubresource: true,
+    statusResetsMeta: true,
+    fieldPaths: {
+      times: ["status.attachError.time", "status.detachError.time"],
+      nullTimes: ["status.attachError.time", "status.detachError.time"],
+    },
     columns: [
       col("Attacher", (o) => str(get(o, "spec.attacher"))),
       col("PV", (o) => str(get(o, "spec.source.persistentVolumeName"))),
@@ -567,10 +780,12 @@ export const servedResources: readonly ServedResource[] = [
       col("Attached", (o) => get(o, "status.attached") === true, 0, "boolean"),
     ],
     prepareForCreate(obj) {
-      delete obj.status;
+      // A reset status still shows `attached` (no omitempty).
+      obj.status = { attached: false };
     },
   }),
   served(resources.csiStorageCapacities, {
+    fieldPaths: { quantities: ["capacity", "maximumVolumeSize"] },
     columns: [
       col("StorageClassName", (o) => str(o.storageClassName)),
       col("Capacity", (o) => str(o.capacity)),
@@ -582,6 +797,11 @@ export const servedResources: readonly ServedResource[] = [
   }),
   served(resources.events, {
     shortNames: ["ev"],
+    fieldPaths: {
+      times: ["deprecatedFirstTimestamp", "deprecatedLastTimestamp"],
+      microTimes: ["eventTime", "series.lastObservedTime"],
+    },
+    fromStored: eventV1Shape,
     fieldLabels: [
       "regarding.kind",
       "regarding.namespace",
@@ -596,6 +816,7 @@ export const servedResources: readonly ServedResource[] = [
     ],
   }),
   served(resources.leases, {
+    fieldPaths: { microTimes: ["spec.acquireTime", "spec.renewTime"] },
     columns: [col("Holder", (o) => str(get(o, "spec.holderIdentity")))],
   }),
   served(resources.volumeSnapshots, {

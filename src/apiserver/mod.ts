@@ -12,7 +12,8 @@
  * await api.close();
  * ```
  *
- * Behaviour worth knowing (each checked against Kubernetes):
+ * Behaviour worth knowing (each checked against Kubernetes; `test/e2e/apiserver-conformance.test.ts`
+ * runs the same calls against a real kube-apiserver and compares the answers):
  * - One global resourceVersion counter (decimal strings); a bounded history of changes serves
  *   watch resumption and paginated lists at a consistent resourceVersion. Older versions are
  *   "compacted": a list continue answers HTTP 410 (reason Expired), a watch answers 200 with an
@@ -26,17 +27,32 @@
  * - Create resets status for resources with a status subresource (PV and PVC then get
  *   `status.phase: Pending`), applies Kubernetes' defaults (PV reclaim policy Retain, volume
  *   mode Filesystem, StorageClass reclaim policy Delete and binding mode Immediate, Secret type
- *   Opaque). Updates to the main resource keep the stored status; `/status` writes change only
- *   status. Use `put()` to seed objects exactly as given.
+ *   Opaque). Updates to the main resource keep the stored status. A `/status` write keeps the
+ *   stored spec; for PV, PVC, Node and Namespace it saves the metadata sent with it, for custom
+ *   resources and VolumeAttachment it keeps the stored metadata too. Use `put()` to seed objects
+ *   exactly as given.
+ * - As the Go decoder does: quantities come back canonical (`1024Mi` → `1Gi`), times in UTC
+ *   (`metav1.Time` to the second; `metav1.MicroTime` must have six fractional digits), unset
+ *   non-pointer times as `null` (events, conditions), empty labels, annotations and finalizers
+ *   are left out. A malformed quantity or time answers 400 (422 when a patch produced it).
+ * - Immutable fields answer 422: a claim's spec (but a first `volumeName`), a volume's source
+ *   and volume mode, a class's provisioner, parameters, reclaim policy and binding mode.
+ * - Lists of built-in kinds carry items without `apiVersion` and `kind` (custom resources keep
+ *   them, and an empty `continue`); watch events carry them.
  * - DELETE of an object with finalizers sets `deletionTimestamp` and answers the object; the
- *   update that removes the last finalizer deletes it (the watch sees DELETED with the last
- *   stored state). DELETE answers the deleted object (as PV, PVC and most built-ins do).
- *   `propagationPolicy` is ignored (no garbage collector). Deleting a namespace deletes its
- *   objects at once.
+ *   update that removes the last finalizer deletes it and answers the updated object (the watch
+ *   sees DELETED with the last stored state). DELETE answers the deleted object (as PV, PVC and
+ *   most built-ins do). `propagationPolicy` is ignored (no garbage collector). Deleting a
+ *   namespace deletes its objects at once.
  * - An update that changes nothing writes nothing (no new resourceVersion, no event).
  * - Strategic merge patch follows the Go struct tags for the fields the provisioner uses:
- *   `metadata.finalizers` is merged (`patchStrategy:"merge"`), not replaced; custom resources
- *   (snapshots) answer 415 to it, as in Kubernetes. Server-side apply answers 415.
+ *   `metadata.finalizers` is merged (`patchStrategy:"merge"`), not replaced, and merged lists
+ *   are ordered as Kubernetes orders them (new elements first); custom resources (snapshots)
+ *   answer 415 to it, as in Kubernetes. A JSON patch that does not apply answers 422 with
+ *   Kubernetes' generic message. Server-side apply answers 415 (Kubernetes applies it).
+ * - Label selectors are parsed by a port of Kubernetes' grammar, with its error messages.
+ * - No admission plugins and no controllers: volumes and claims get no `pv-protection` /
+ *   `pvc-protection` finalizers, claims are not bound, volumes stay `Pending`.
  */
 import type { KubeObject } from "../kube/objects.ts";
 import type { Resource } from "../kube/resources.ts";

@@ -219,6 +219,51 @@ function stripDirectives(v: Json, path: string, strategies: ListStrategies): Jso
   return v;
 }
 
+/** Whether two list elements are the same element: by value, or by merge key. */
+function sameElement(a: Json, b: Json, mergeKey: string | undefined): boolean {
+  if (mergeKey === undefined) return deepEqual(a, b);
+  return isObject(a) && isObject(b) && deepEqual(a[mergeKey], b[mergeKey]);
+}
+
+function indexIn(list: readonly Json[], x: Json, mergeKey: string | undefined): number {
+  return list.findIndex((y) => sameElement(x, y, mergeKey));
+}
+
+/**
+ * Orders a merged list the way Kubernetes does: the elements named in `order` (the patch list,
+ * or a `$setElementOrder` list) follow that order; the others ("server-only") keep their order in
+ * `original`; the two runs are interleaved, a server-only element going first only when both it
+ * and the next named element are in `original` and it comes earlier there. So elements new to
+ * the list land before the server-only ones.
+ */
+function orderMerged(
+  merged: readonly Json[],
+  order: readonly Json[],
+  original: readonly Json[],
+  mergeKey: string | undefined,
+): Json[] {
+  const byIndexIn = (list: readonly Json[]) => (a: Json, b: Json) =>
+    indexIn(list, a, mergeKey) - indexIn(list, b, mergeKey);
+  const named = merged.filter((x) => indexIn(order, x, mergeKey) >= 0).sort(byIndexIn(order));
+  const serverOnly = merged
+    .filter((x) => indexIn(order, x, mergeKey) < 0)
+    .sort(byIndexIn(original));
+  const out: Json[] = [];
+  let i = 0;
+  let j = 0;
+  while (i < serverOnly.length || j < named.length) {
+    if (i >= serverOnly.length) out.push(named[j++]!);
+    else if (j >= named.length) out.push(serverOnly[i++]!);
+    else {
+      const li = indexIn(original, serverOnly[i]!, mergeKey);
+      const ri = indexIn(original, named[j]!, mergeKey);
+      if (li >= 0 && ri >= 0 && li < ri) out.push(serverOnly[i++]!);
+      else out.push(named[j++]!);
+    }
+  }
+  return out;
+}
+
 function smpMap(
   original: JsonObject,
   patch: JsonObject,
@@ -236,7 +281,30 @@ function smpMap(
     throw new PatchError(`unknown patch type: ${JSON.stringify(directive)} in map`);
   }
   const result: JsonObject = clone(original);
-  // Deletions from primitive lists apply to the original list, before merging.
+  const done = new Set<string>();
+  // $setElementOrder lists first, each with the patch list of the same field.
+  for (const [k, order] of Object.entries(patch)) {
+    if (!k.startsWith(orderPrefix)) continue;
+    if (!Array.isArray(order)) throw new PatchError(`${k} must be a list`, true);
+    const field = k.slice(orderPrefix.length);
+    const childPath = join(path, field);
+    const cur = result[field];
+    const list = patch[field];
+    const mergeKey = strategies[childPath]?.mergeKey;
+    let merged: Json[];
+    if (Array.isArray(cur) && Array.isArray(list)) {
+      merged = smpList(cur, list, childPath, strategies);
+    } else if (Array.isArray(cur)) {
+      merged = cur;
+    } else if (Array.isArray(list)) {
+      merged = smpList(undefined, list, childPath, strategies);
+    } else {
+      continue;
+    }
+    result[field] = orderMerged(merged, order, Array.isArray(cur) ? cur : [], mergeKey);
+    done.add(field);
+  }
+  // Deletions from primitive lists apply to the list as it stands, before merging.
   for (const [k, v] of Object.entries(patch)) {
     if (!k.startsWith(deletePrefix)) continue;
     const field = k.slice(deletePrefix.length);
@@ -245,7 +313,7 @@ function smpMap(
     if (Array.isArray(cur)) result[field] = cur.filter((x) => !v.some((d) => deepEqual(d, x)));
   }
   for (const [k, v] of Object.entries(patch)) {
-    if (k === "$patch" || k === "$retainKeys") continue;
+    if (k === "$patch" || k === "$retainKeys" || done.has(k)) continue;
     if (k.startsWith(deletePrefix) || k.startsWith(orderPrefix)) continue;
     const childPath = join(path, k);
     if (v === null) {
@@ -260,25 +328,6 @@ function smpMap(
     } else {
       result[k] = v;
     }
-  }
-  for (const [k, v] of Object.entries(patch)) {
-    if (!k.startsWith(orderPrefix)) continue;
-    const field = k.slice(orderPrefix.length);
-    const cur = result[field];
-    if (!Array.isArray(v) || !Array.isArray(cur)) continue;
-    const key = strategies[join(path, field)]?.mergeKey;
-    const rank = (x: Json): number => {
-      const i = v.findIndex((o) =>
-        key !== undefined && isObject(o) && isObject(x)
-          ? deepEqual(o[key], x[key])
-          : deepEqual(o, x),
-      );
-      return i < 0 ? v.length : i;
-    };
-    result[field] = cur
-      .map((x, i) => ({ x, i, r: rank(x) }))
-      .sort((a, b) => a.r - b.r || a.i - b.i)
-      .map((e) => e.x);
   }
   const retain = patch.$retainKeys;
   if (retain !== undefined) {
@@ -303,32 +352,34 @@ function smpList(
       .filter((e) => !(isObject(e) && (e.$patch === "replace" || e.$patch === "delete")))
       .map((e) => stripDirectives(e, path, strategies));
   }
-  const result = clone(original);
+  if (original.length === 0 && patch.length === 0) return original;
   const key = strategy.mergeKey;
   if (key === undefined) {
-    for (const e of patch) {
-      if (!result.some((x) => deepEqual(x, e))) result.push(clone(e));
+    const merged: Json[] = [];
+    for (const x of [...original, ...patch]) {
+      if (!merged.some((y) => deepEqual(x, y))) merged.push(clone(x));
     }
-    return result;
+    return orderMerged(merged, patch, original, undefined);
   }
+  // Lists of objects merged by key: `$patch: delete` elements remove theirs first.
+  let base = clone(original);
+  const plain: JsonObject[] = [];
   for (const e of patch) {
     if (!isObject(e) || !Object.hasOwn(e, key)) {
       throw new PatchError(`map: ${JSON.stringify(e)} does not contain declared merge key: ${key}`);
     }
-    const at = result.findIndex((x) => isObject(x) && deepEqual(x[key], e[key]));
-    if (e.$patch === "delete") {
-      if (at >= 0) result.splice(at, 1);
-      continue;
-    }
-    if (at >= 0) {
-      const merged = smpMap(result[at] as JsonObject, e, path, strategies);
-      if (merged === undefined) result.splice(at, 1);
-      else result[at] = merged;
-    } else {
-      result.push(stripDirectives(e, path, strategies));
-    }
+    if (e.$patch === "delete") base = base.filter((x) => !sameElement(x, e, key));
+    else if (e.$patch !== undefined) {
+      throw new PatchError(`unknown patch type: ${JSON.stringify(e.$patch)} in list element`);
+    } else plain.push(e);
   }
-  return result;
+  const merged = clone(base);
+  for (const e of plain) {
+    const at = indexIn(merged, e, key);
+    if (at >= 0) merged[at] = smpMap(merged[at] as JsonObject, e, path, strategies) ?? {};
+    else merged.push(stripDirectives(e, path, strategies));
+  }
+  return orderMerged(merged, plain, base, key);
 }
 
 /** Applies a strategic merge patch to an object. */

@@ -11,6 +11,7 @@
  */
 import type { KubeObject, WatchEvent } from "../kube/objects.ts";
 import type { Clock, Random } from "../util/clock.ts";
+import { canonicalizeFields, DecodeError } from "./fields.ts";
 import {
   apiVersionOfServed,
   type FieldError,
@@ -45,6 +46,7 @@ import {
   failure,
   invalid,
   notFound,
+  preconditionConflict,
   qualifiedName,
   unsupportedMediaType,
 } from "./status.ts";
@@ -145,7 +147,9 @@ function decodeContinue(token: string): { rv: number; start: string } {
     }
     return { rv: parsed.rv, start: parsed.start };
   } catch (err) {
-    throw badRequest(`continue key is not valid: ${(err as Error).message}`);
+    throw badRequest(
+      `invalid continue token: continue key is not valid: ${(err as Error).message}`,
+    );
   }
 }
 
@@ -169,6 +173,56 @@ function sameMetaIgnoringRv(a: KubeObject, b: KubeObject): boolean {
 function specPart(o: KubeObject): Record<string, unknown> {
   const { metadata: _m, status: _s, ...rest } = o;
   return rest;
+}
+
+/** ObjectMeta fields Go leaves out when empty (`omitempty` maps, lists and strings). */
+const omitEmptyMeta = [
+  "generateName",
+  "namespace",
+  "selfLink",
+  "labels",
+  "annotations",
+  "ownerReferences",
+  "finalizers",
+] as const;
+
+/** Drops empty and null ObjectMeta fields, as a round trip through Go's ObjectMeta does. */
+function dropEmptyMeta(meta: KubeObject["metadata"]): void {
+  const m = meta as Record<string, unknown>;
+  for (const k of omitEmptyMeta) {
+    const v = m[k];
+    if (
+      v === null ||
+      v === "" ||
+      (Array.isArray(v) && v.length === 0) ||
+      (isObject(v) && Object.keys(v).length === 0)
+    ) {
+      delete m[k];
+    }
+  }
+}
+
+/** Decoder errors of a JSON patch body, as kube-apiserver words them (it decodes into `[]jsonPatchOp`). */
+function jsonPatchDecodeError(patch: unknown): string | undefined {
+  const goType = (v: unknown): string =>
+    v === null
+      ? "null"
+      : Array.isArray(v)
+        ? "array"
+        : typeof v === "object"
+          ? "object"
+          : typeof v === "boolean"
+            ? "bool"
+            : typeof v;
+  if (patch === null) return undefined;
+  if (!Array.isArray(patch)) {
+    return `error decoding patch: json: cannot unmarshal ${goType(patch)} into Go value of type []handlers.jsonPatchOp`;
+  }
+  const bad = patch.find((op) => op !== null && !isObject(op));
+  if (bad !== undefined) {
+    return `error decoding patch: json: cannot unmarshal ${goType(bad)} into Go value of type handlers.jsonPatchOp`;
+  }
+  return undefined;
 }
 
 export class Registry {
@@ -211,7 +265,15 @@ export class Registry {
     const supported = this.#strictFields
       ? ["metadata.name", "metadata.namespace", ...res.fieldLabels]
       : undefined;
-    const rawFields = parseFieldSelector(fieldSelector, supported);
+    // Kinds without field labels of their own use the default conversion and its message.
+    const rawFields = parseFieldSelector(
+      fieldSelector,
+      supported,
+      res.fieldLabels.length > 0
+        ? undefined
+        : (label) =>
+            `"${label}" is not a known field selector: only "metadata.name", "metadata.namespace"`,
+    );
     if (rawFields.empty || Object.keys(res.fieldAliases).length === 0)
       return both(labels, rawFields);
     // Re-parse against an object whose aliased labels hold their values.
@@ -420,6 +482,21 @@ export class Registry {
     }
   }
 
+  /**
+   * What decoding the body into the kind's Go type does: canonical quantities and times, `null`
+   * for unset non-pointer times; a value that does not decode answers 400.
+   */
+  #decode(res: ServedResource, obj: KubeObject): void {
+    try {
+      canonicalizeFields(obj, res.fieldPaths);
+    } catch (err) {
+      if (!(err instanceof DecodeError)) throw err;
+      throw badRequest(
+        `${res.kind} in version "${res.version}" cannot be handled as a ${res.kind}: ${err.message}`,
+      );
+    }
+  }
+
   #invalidIf(res: ServedResource, obj: KubeObject, errs: FieldError[]): void {
     if (errs.length > 0) throw invalid(res.group, res.kind, obj.metadata.name ?? "", errs);
   }
@@ -440,6 +517,7 @@ export class Registry {
     opts: WriteOptions = {},
   ): KubeObject {
     const obj = this.#checkBody(res, clone(body));
+    this.#decode(res, obj);
     this.#checkNamespace(res, obj, ns);
     const meta = obj.metadata;
     if (meta.resourceVersion) {
@@ -468,6 +546,7 @@ export class Registry {
     delete meta.selfLink;
     if (res.generation) meta.generation = 1;
     else delete meta.generation;
+    dropEmptyMeta(meta);
     res.prepareForCreate?.(obj, now);
     this.#invalidIf(res, obj, [
       ...nameErrors(meta.name!, res === servedFor(namespacesResource) ? "label" : "subdomain"),
@@ -495,6 +574,7 @@ export class Registry {
     opts: WriteOptions & { subresource?: "status" } = {},
   ): KubeObject {
     const obj = this.#checkBody(res, clone(body));
+    this.#decode(res, obj);
     if (obj.metadata.name !== name) {
       throw badRequest(
         `the name of the object (${obj.metadata.name ?? ""}) does not match the name on the URL (${name})`,
@@ -523,7 +603,7 @@ export class Registry {
           {
             type: "FieldValueInvalid",
             field: "metadata.resourceVersion",
-            message: "Invalid value: 0x0: must be specified for an update",
+            message: "Invalid value: 0: must be specified for an update",
           },
         ],
         qualifiedName(res),
@@ -531,14 +611,17 @@ export class Registry {
     }
     if (want && want !== current.metadata.resourceVersion) throw conflict(res, name);
     if (incoming.metadata.uid && incoming.metadata.uid !== current.metadata.uid) {
+      // The storage layer's precondition error, quoted whole by kube-apiserver.
+      const ns = res.namespaced ? `${current.metadata.namespace}/` : "";
       throw conflict(
         res,
         name,
-        `Precondition failed: UID in precondition: ${incoming.metadata.uid}, UID in object meta: ${current.metadata.uid}`,
+        `StorageError: invalid object, Code: 4, Key: /registry/${res.storagePrefix}/${ns}${name}, ResourceVersion: 0, AdditionalErrorMsg: Precondition failed: UID in precondition: ${incoming.metadata.uid}, UID in object meta: ${current.metadata.uid}`,
       );
     }
+    const statusWrite = opts.subresource === "status";
     let next: KubeObject;
-    if (opts.subresource === "status") {
+    if (statusWrite && res.statusResetsMeta) {
       next = clone(current);
       if (incoming.status === undefined) delete next.status;
       else next.status = clone(incoming.status);
@@ -560,34 +643,50 @@ export class Registry {
       if (old.generateName !== undefined && meta.generateName === undefined) {
         meta.generateName = old.generateName;
       }
-      if (res.statusSubresource) {
+      dropEmptyMeta(meta);
+      if (statusWrite) {
+        // A status write of PV, PVC, Namespace, Node: the stored spec, the sent metadata and status.
+        for (const k of Object.keys(next)) {
+          if (k !== "apiVersion" && k !== "kind" && k !== "metadata" && k !== "status") {
+            delete next[k];
+          }
+        }
+        for (const [k, v] of Object.entries(specPart(current))) {
+          if (k !== "apiVersion" && k !== "kind") next[k] = clone(v);
+        }
+      } else if (res.statusSubresource) {
         if (current.status === undefined) delete next.status;
         else next.status = clone(current.status);
       }
       if (old.deletionTimestamp) {
         const added = (meta.finalizers ?? []).filter((f) => !(old.finalizers ?? []).includes(f));
         if (added.length > 0) {
-          this.#invalidIf(res, next, [
-            {
-              type: "FieldValueForbidden",
-              field: "metadata.finalizers",
-              message: `Forbidden: no new finalizers can be added if the object is being deleted, found new finalizers []string{${added.map((f) => JSON.stringify(f)).join(", ")}}`,
-            },
-          ]);
+          const forbidden: FieldError = {
+            type: "FieldValueForbidden",
+            field: "metadata.finalizers",
+            message: `Forbidden: no new finalizers can be added if the object is being deleted, found new finalizers []string{${added.map((f) => JSON.stringify(f)).join(", ")}}`,
+          };
+          this.#invalidIf(res, next, res.metaValidatedTwice ? [forbidden, forbidden] : [forbidden]);
         }
       }
     }
     next.metadata.resourceVersion = current.metadata.resourceVersion;
     const now = this.#now();
     res.prepareForUpdate?.(next, current, now);
-    this.#invalidIf(res, next, res.validate?.(next) ?? []);
+    this.#invalidIf(res, next, [
+      ...(res.validate?.(next) ?? []),
+      ...(res.validateUpdate?.(next, current) ?? []),
+    ]);
     if (res.generation && !deepEqual(specPart(next), specPart(current))) {
       next.metadata.generation = (current.metadata.generation ?? 0) + 1;
     }
     const key = keyOf(res.namespaced ? current.metadata.namespace : undefined, name);
     if (current.metadata.deletionTimestamp && (next.metadata.finalizers ?? []).length === 0) {
-      if (opts.dryRun) return this.present(res, current);
-      return this.present(res, this.store.commit(res.bucket, key, undefined).object);
+      // The update that empties the finalizers deletes the object; like kube-apiserver, the
+      // answer is the updated object (at the version it replaced), the watch sees the last
+      // stored state as DELETED.
+      if (!opts.dryRun) this.store.commit(res.bucket, key, undefined);
+      return this.present(res, next);
     }
     if (sameMetaIgnoringRv(next, current)) return this.present(res, current);
     if (opts.dryRun) return this.present(res, next);
@@ -611,20 +710,47 @@ export class Registry {
         "application/apply-patch+yaml",
       ]);
     }
+    if (kind === "json") {
+      const decodeError = jsonPatchDecodeError(patch);
+      if (decodeError !== undefined) throw badRequest(decodeError);
+    }
     const current = this.#current(res, ns, name);
     const shown = this.present(res, current);
     let patched: unknown;
     try {
       if (kind === "merge") patched = mergePatch(shown, patch);
-      else if (kind === "json") patched = jsonPatch(shown, patch);
+      else if (kind === "json") patched = jsonPatch(shown, patch ?? []);
       else patched = strategicMergePatch(shown, patch, res.listStrategies);
     } catch (err) {
       if (err instanceof PatchError) {
-        throw err.malformed ? badRequest(err.message) : failure(422, "Invalid", err.message);
+        if (err.malformed) throw badRequest(err.message);
+        // kube-apiserver hides why a JSON patch did not apply behind a generic 422.
+        if (kind === "json") {
+          throw failure(
+            422,
+            "Invalid",
+            "the server rejected our request due to an error in our request",
+            {},
+          );
+        }
+        throw failure(422, "Invalid", err.message);
       }
       throw err;
     }
     const obj = this.#checkBody(res, patched);
+    try {
+      canonicalizeFields(obj, res.fieldPaths);
+    } catch (err) {
+      if (!(err instanceof DecodeError)) throw err;
+      // A patched object that does not decode: kube-apiserver quotes it whole.
+      throw invalid("", "", "", [
+        {
+          type: "FieldValueInvalid",
+          field: "patch",
+          message: `Invalid value: ${JSON.stringify(JSON.stringify(patched))}: ${err.message}`,
+        },
+      ]);
+    }
     if (obj.metadata.name !== name) {
       throw badRequest(
         `the name of the object (${obj.metadata.name ?? ""}) does not match the name on the URL (${name})`,
@@ -644,14 +770,14 @@ export class Registry {
   ): { object: KubeObject; deleted: boolean } {
     const current = this.#current(res, ns, name);
     if (opts.uid && opts.uid !== current.metadata.uid) {
-      throw conflict(
+      throw preconditionConflict(
         res,
         name,
         `the UID in the precondition (${opts.uid}) does not match the UID in record (${current.metadata.uid}). The object might have been deleted and then recreated`,
       );
     }
     if (opts.resourceVersion && opts.resourceVersion !== current.metadata.resourceVersion) {
-      throw conflict(
+      throw preconditionConflict(
         res,
         name,
         `the ResourceVersion in the precondition (${opts.resourceVersion}) does not match the ResourceVersion in record (${current.metadata.resourceVersion}). The object might have been modified`,

@@ -95,21 +95,45 @@ export function conflict(r: QualifiedResource, name: string, cause = modifiedMes
 }
 
 /**
- * 422 Invalid, one cause per field error, as `field.ErrorList.ToAggregate()` prints them.
- * `label` is how the message names the kind (default `kind`).
+ * 409 Conflict from a failed DELETE precondition: Kubernetes' storage layer names the object by
+ * its kind (`StorageClass.storage.k8s.io "x"`, details.kind `StorageClass`), not its resource.
+ */
+export function preconditionConflict(
+  r: { group: string; kind: string },
+  name: string,
+  cause: string,
+): ApiError {
+  const label = r.group === "" ? r.kind : `${r.kind}.${r.group}`;
+  const d: Details = { name };
+  if (r.group !== "") d.group = r.group;
+  d.kind = r.kind;
+  return failure(
+    409,
+    "Conflict",
+    `Operation cannot be fulfilled on ${label} "${name}": ${cause}`,
+    d,
+  );
+}
+
+/**
+ * 422 Invalid, one cause per field error, as `field.ErrorList.ToAggregate()` prints them (the
+ * message lists each distinct error once; the causes keep duplicates). `label` is how the
+ * message names the kind: default `Kind.group` (`StorageClass.storage.k8s.io`), or `Kind` for
+ * the core group. `details.name` is left out when the name is empty.
  */
 export function invalid(
   group: string,
   kind: string,
   name: string,
   causes: { type: string; field: string; message: string }[],
-  label = kind,
+  label = group === "" ? kind : `${kind}.${group}`,
 ): ApiError {
-  const parts = causes.map((c) => `${c.field}: ${c.message}`);
+  const parts = [...new Set(causes.map((c) => `${c.field}: ${c.message}`))];
   const joined = parts.length === 1 ? parts[0] : `[${parts.join(", ")}]`;
-  const details: Details = { name };
+  const details: Details = {};
+  if (name !== "") details.name = name;
   if (group !== "") details.group = group;
-  details.kind = kind;
+  if (kind !== "") details.kind = kind;
   // metav1.StatusCause serialises its type as "reason".
   details.causes = causes.map((c) => ({ reason: c.type, message: c.message, field: c.field }));
   return failure(422, "Invalid", `${label} "${name}" is invalid: ${joined}`, details);
@@ -132,13 +156,18 @@ export function pathNotFound(): ApiError {
   return failure(404, "NotFound", "the server could not find the requested resource", {});
 }
 
+/** 415 for a body in a format the server does not decode (no details, as kube-apiserver). */
 export function unsupportedMediaType(accepted: string[]): ApiError {
   return failure(
     415,
     "UnsupportedMediaType",
     `the body of the request was in an unknown format - accepted media types include: ${accepted.join(", ")}`,
-    {},
   );
+}
+
+/** 415 for a PATCH whose Content-Type is no patch type, worded as kube-apiserver words it. */
+export function unsupportedPatchType(): ApiError {
+  return failure(415, "UnsupportedMediaType", "415: Unsupported Media Type", {});
 }
 
 export function notAcceptable(accepted: string[]): ApiError {

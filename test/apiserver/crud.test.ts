@@ -199,7 +199,7 @@ describe("startApiServer() REST", () => {
     assert.equal(api.resourceVersion, before);
   });
 
-  it("keeps status on a main-resource update and changes only status through /status", async () => {
+  it("keeps status on a main-resource update, and keeps spec (not metadata) on a /status write", async () => {
     const created = (await call(api.url, "POST", pvs, pv("pv-sub"))).body;
     const withStatus = structuredClone(created);
     withStatus.status = { phase: "Available" };
@@ -221,10 +221,143 @@ describe("startApiServer() REST", () => {
       "2026-01-02T03:04:05Z",
     );
     assert.deepEqual((sub.body.spec as { mountOptions: string[] }).mountOptions, ["ro"]);
-    assert.equal(sub.body.metadata.labels, undefined);
+    // PersistentVolume's status strategy resets only spec: metadata changes are saved.
+    assert.deepEqual(sub.body.metadata.labels, { ignored: "yes" });
 
     const got = await call(api.url, "GET", `${pvs}/pv-sub/status`);
     assert.equal((got.body.status as { phase: string }).phase, "Available");
+  });
+
+  it("keeps the stored metadata on a VolumeAttachment /status write", async () => {
+    const path = "/apis/storage.k8s.io/v1/volumeattachments";
+    const created = (
+      await call(api.url, "POST", path, {
+        apiVersion: "storage.k8s.io/v1",
+        kind: "VolumeAttachment",
+        metadata: { name: "va" },
+        spec: { attacher: "x.example.com", nodeName: "n", source: { persistentVolumeName: "p" } },
+        status: { attached: true },
+      })
+    ).body;
+    assert.deepEqual(created.status, { attached: false });
+    const r = await call(api.url, "PUT", `${path}/va/status`, {
+      ...created,
+      metadata: { ...created.metadata, labels: { dropped: "yes" } },
+      status: { attached: true },
+    });
+    assert.equal(r.status, 200);
+    assert.equal(r.body.metadata.labels, undefined);
+    assert.deepEqual(r.body.status, { attached: true });
+  });
+
+  it("answers list items of built-in kinds without apiVersion and kind", async () => {
+    await call(api.url, "POST", pvcs, pvc("listed"));
+    const r = await call<KubeList<KubeObject>>(api.url, "GET", pvcs);
+    assert.equal(r.body.kind, "PersistentVolumeClaimList");
+    assert.ok(r.body.items.length > 0);
+    for (const item of r.body.items) {
+      assert.equal(item.apiVersion, undefined);
+      assert.equal(item.kind, undefined);
+    }
+  });
+
+  it("writes quantities in canonical form and answers 400 to a malformed one", async () => {
+    const ok = await call(
+      api.url,
+      "POST",
+      pvcs,
+      pvc("canonical", {
+        spec: { accessModes: ["ReadWriteOnce"], resources: { requests: { storage: "1024Mi" } } },
+      }),
+    );
+    assert.equal(ok.status, 201);
+    assert.deepEqual((ok.body.spec as { resources: unknown }).resources, {
+      requests: { storage: "1Gi" },
+    });
+    const bad = await call(
+      api.url,
+      "POST",
+      pvcs,
+      pvc("malformed", {
+        spec: { accessModes: ["ReadWriteOnce"], resources: { requests: { storage: "1Gx" } } },
+      }),
+    );
+    assert.equal(bad.status, 400);
+    assert.equal(
+      asStatus(bad).message,
+      `PersistentVolumeClaim in version "v1" cannot be handled as a PersistentVolumeClaim: quantities must match the regular expression '^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$'`,
+    );
+  });
+
+  it("leaves out emptied labels, annotations and finalizers", async () => {
+    const created = (
+      await call(
+        api.url,
+        "POST",
+        pvcs,
+        pvc("empties", { metadata: { name: "empties", labels: {}, finalizers: [] } }),
+      )
+    ).body;
+    assert.equal(created.metadata.labels, undefined);
+    assert.equal(created.metadata.finalizers, undefined);
+    const r = await call(
+      api.url,
+      "PATCH",
+      `${pvcs}/empties`,
+      { metadata: { annotations: { a: "1" } } },
+      { "content-type": "application/merge-patch+json" },
+    );
+    assert.deepEqual(r.body.metadata.annotations, { a: "1" });
+    const emptied = await call(
+      api.url,
+      "PATCH",
+      `${pvcs}/empties`,
+      { metadata: { annotations: { a: null } } },
+      { "content-type": "application/merge-patch+json" },
+    );
+    assert.equal(emptied.body.metadata.annotations, undefined);
+  });
+
+  it("answers 422 to a change of a claim's spec, but lets a first volumeName through", async () => {
+    await call(api.url, "POST", pvcs, pvc("fixed"));
+    const patchClaim = (p: unknown) =>
+      call(api.url, "PATCH", `${pvcs}/fixed`, p, {
+        "content-type": "application/merge-patch+json",
+      });
+    const changed = await patchClaim({ spec: { storageClassName: "other" } });
+    assert.equal(changed.status, 422);
+    assert.match(
+      asStatus(changed).message!,
+      /^PersistentVolumeClaim "fixed" is invalid: spec: Forbidden: spec is immutable after creation except resources.requests and volumeAttributesClassName for bound claims\n/,
+    );
+    assert.equal((await patchClaim({ spec: { volumeName: "pv-1" } })).status, 200);
+    assert.equal((await patchClaim({ spec: { volumeName: "pv-2" } })).status, 422);
+  });
+
+  it("serves events with the fields Go always serialises", async () => {
+    const path = "/api/v1/namespaces/default/events";
+    const r = await call(api.url, "POST", path, {
+      metadata: { name: "e" },
+      involvedObject: { kind: "Pod", name: "p" },
+      reason: "R",
+      firstTimestamp: "2026-01-01T01:00:00+01:00",
+    });
+    assert.equal(r.status, 201);
+    assert.equal(r.body.firstTimestamp, "2026-01-01T00:00:00Z");
+    assert.equal(r.body.lastTimestamp, null);
+    assert.equal(r.body.eventTime, null);
+    assert.deepEqual(r.body.source, {});
+    assert.equal(r.body.reportingComponent, "");
+    const v1 = await call(api.url, "GET", "/apis/events.k8s.io/v1/namespaces/default/events/e");
+    assert.deepEqual(v1.body.deprecatedSource, {});
+    assert.equal(v1.body.deprecatedFirstTimestamp, "2026-01-01T00:00:00Z");
+    assert.equal(v1.body.reportingController, undefined);
+    const badTime = await call(api.url, "POST", path, {
+      metadata: { name: "bad" },
+      involvedObject: { kind: "Pod", name: "p" },
+      eventTime: "2026-01-01T00:00:00Z",
+    });
+    assert.equal(badTime.status, 400);
   });
 
   it("answers 404 to /status of a resource without a status subresource", async () => {
@@ -293,7 +426,7 @@ describe("startApiServer() REST", () => {
     assert.equal(r.status, 422);
     assert.equal(
       asStatus(r).message,
-      'volumesnapshotcontents.snapshot.storage.k8s.io "content" is invalid: metadata.resourceVersion: Invalid value: 0x0: must be specified for an update',
+      'volumesnapshotcontents.snapshot.storage.k8s.io "content" is invalid: metadata.resourceVersion: Invalid value: 0: must be specified for an update',
     );
   });
 

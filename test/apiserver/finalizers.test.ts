@@ -106,6 +106,48 @@ describe("startApiServer() finalizers and deletion", () => {
     assert.equal((await call(api.url, "GET", `${pvcs}/jp`)).status, 404);
   });
 
+  it("answers the updated object, at the version it replaced, to the update removing the last finalizer", async () => {
+    await createWithFinalizers("last", ["x.example.com/a"]);
+    const deleting = (await call(api.url, "DELETE", `${pvcs}/last`)).body;
+    const r = await call(
+      api.url,
+      "PATCH",
+      `${pvcs}/last`,
+      { metadata: { finalizers: null } },
+      { "content-type": "application/merge-patch+json" },
+    );
+    assert.equal(r.status, 200);
+    assert.equal(r.body.metadata.finalizers, undefined);
+    assert.equal(r.body.metadata.deletionTimestamp, deleting.metadata.deletionTimestamp);
+    assert.equal(r.body.metadata.resourceVersion, deleting.metadata.resourceVersion);
+    assert.equal((await call(api.url, "GET", `${pvcs}/last`)).status, 404);
+  });
+
+  it("forbids new finalizers on an object being deleted, listing the error as Kubernetes does", async () => {
+    await createWithFinalizers("nonew", ["x.example.com/a"]);
+    await call(api.url, "DELETE", `${pvcs}/nonew`);
+    const r = await call(
+      api.url,
+      "PATCH",
+      `${pvcs}/nonew`,
+      { metadata: { finalizers: ["x.example.com/a", "x.example.com/b"] } },
+      { "content-type": "application/merge-patch+json" },
+    );
+    assert.equal(r.status, 422);
+    const st = r.body as Status;
+    const message =
+      'Forbidden: no new finalizers can be added if the object is being deleted, found new finalizers []string{"x.example.com/b"}';
+    assert.equal(
+      st.message,
+      `PersistentVolumeClaim "nonew" is invalid: metadata.finalizers: ${message}`,
+    );
+    // Claims validate their metadata twice on update: the cause is listed twice.
+    assert.deepEqual(st.details?.causes, [
+      { reason: "FieldValueForbidden", message, field: "metadata.finalizers" },
+      { reason: "FieldValueForbidden", message, field: "metadata.finalizers" },
+    ]);
+  });
+
   it("keeps an object with finalizers that is not being deleted when they are removed", async () => {
     const created = await createWithFinalizers("keep", ["x"]);
     const next = structuredClone(created);
@@ -123,10 +165,12 @@ describe("startApiServer() finalizers and deletion", () => {
     });
     assert.equal(uid.status, 409);
     assert.equal((uid.body as Status).reason, "Conflict");
-    assert.match(
+    assert.equal(
       (uid.body as Status).message!,
-      /the UID in the precondition \(not-the-uid\) does not match/,
+      `Operation cannot be fulfilled on PersistentVolumeClaim "pre": the UID in the precondition (not-the-uid) does not match the UID in record (${created.metadata.uid}). The object might have been deleted and then recreated`,
     );
+    // The storage layer names the kind, not the resource.
+    assert.deepEqual((uid.body as Status).details, { name: "pre", kind: "PersistentVolumeClaim" });
     const rv = await call(api.url, "DELETE", `${pvcs}/pre`, {
       preconditions: { resourceVersion: "1" },
     });

@@ -74,10 +74,19 @@ describe("strategicMergePatch()", () => {
     const out = strategicMergePatch(obj, {
       metadata: { finalizers: ["external-provisioner.volume.kubernetes.io/finalizer"] },
     });
+    // Kubernetes puts elements new to the list before the ones only the server had.
     assert.deepEqual((out as typeof obj).metadata.finalizers, [
-      "kubernetes.io/pvc-protection",
       "external-provisioner.volume.kubernetes.io/finalizer",
+      "kubernetes.io/pvc-protection",
     ]);
+  });
+
+  it("keeps the server's order for patch elements it already has", () => {
+    const out = strategicMergePatch(
+      { metadata: { finalizers: ["a", "b", "c"] } },
+      { metadata: { finalizers: ["c", "n", "a"] } },
+    ) as typeof obj;
+    assert.deepEqual(out.metadata.finalizers, ["b", "c", "n", "a"]);
   });
 
   it("removes finalizers listed in $deleteFromPrimitiveList", () => {
@@ -165,8 +174,8 @@ describe("startApiServer() PATCH", () => {
     });
     assert.equal(r.status, 200);
     assert.deepEqual(r.body.metadata.finalizers, [
-      "kubernetes.io/pvc-protection",
       "example.com/mine",
+      "kubernetes.io/pvc-protection",
     ]);
   });
 
@@ -267,6 +276,49 @@ describe("startApiServer() PATCH", () => {
     assert.equal((await patch("nothing", "application/merge-patch+json", {})).status, 404);
     await call(api.url, "POST", pvcs, pvc("bad"));
     assert.equal((await patch("bad", "application/merge-patch+json", "{not json")).status, 400);
-    assert.equal((await patch("bad", "application/json-patch+json", { op: "add" })).status, 400);
+    const notList = await patch("bad", "application/json-patch+json", { op: "add" });
+    assert.equal(notList.status, 400);
+    assert.equal(
+      (notList.body as Status).message,
+      "error decoding patch: json: cannot unmarshal object into Go value of type []handlers.jsonPatchOp",
+    );
+  });
+
+  it("hides why a JSON patch did not apply behind Kubernetes' generic 422", async () => {
+    await call(api.url, "POST", pvcs, pvc("generic"));
+    const r = await patch("generic", "application/json-patch+json", [
+      { op: "remove", path: "/metadata/labels/missing" },
+    ]);
+    assert.equal(r.status, 422);
+    assert.deepEqual(r.body, {
+      kind: "Status",
+      apiVersion: "v1",
+      metadata: {},
+      status: "Failure",
+      message: "the server rejected our request due to an error in our request",
+      reason: "Invalid",
+      details: {},
+      code: 422,
+    });
+  });
+
+  it("answers 422 quoting the patched object when the result does not decode", async () => {
+    await call(api.url, "POST", pvcs, pvc("quantity"));
+    const r = await patch("quantity", "application/merge-patch+json", {
+      metadata: { labels: { a: "b" } },
+      spec: { resources: { requests: { storage: "lots" } } },
+    });
+    assert.equal(r.status, 422);
+    const st = r.body as Status;
+    assert.match(st.message!, /^ "" is invalid: patch: Invalid value: ".*": quantities must match/);
+    assert.equal(st.details?.causes?.[0]?.field, "patch");
+    assert.equal(st.details?.kind, undefined);
+  });
+
+  it("answers 415 with Kubernetes' words to a PATCH that is no patch type", async () => {
+    await call(api.url, "POST", pvcs, pvc("xml"));
+    const r = await patch("xml", "application/xml", {});
+    assert.equal(r.status, 415);
+    assert.equal((r.body as Status).message, "415: Unsupported Media Type");
   });
 });

@@ -236,7 +236,10 @@ describe("startApiServer() watch", () => {
   it("answers 400 to an unsupported field selector", async () => {
     const r = await call(api.url, "GET", `${pvcs}?watch=1&fieldSelector=spec.volumeName%3Dx`);
     assert.equal(r.status, 400);
-    assert.equal((r.body as Status).message, "field label not supported: spec.volumeName");
+    assert.equal(
+      (r.body as Status).message,
+      '"spec.volumeName" is not a known field selector: only "metadata.name", "metadata.namespace"',
+    );
   });
 
   it("watches one namespace only when the path names it", async () => {

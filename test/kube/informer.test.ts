@@ -690,7 +690,9 @@ async function httpModelCheck(seed: number, steps: number): Promise<InformerStat
           case "latency":
             // Requests sent now hang for longer than any watch timeout: the watchdog ends them.
             api.latency(700_000);
-            await turns(3);
+            // Enough turns for a new connection to be opened and the request to arrive (a watch
+            // has a connection of its own, which takes Deno a few more turns than Node and Bun).
+            await turns(30);
             api.latency(0);
             break;
           case "bookmark":
