@@ -56,7 +56,10 @@ describe("createProvisionerMetrics()", () => {
       /csi_sidecar_operations_seconds_bucket\{driver_name="hostpath.csi.k8s.io",grpc_status_code="OK",method_name="\/csi.v1.Controller\/CreateVolume",le="0.5"\} 1/,
     );
     assert.match(text, /le="600"/);
-    assert.match(text, /controller_persistentvolumeclaim_provision_total\{class="fast",source=""\} 1/);
+    assert.match(
+      text,
+      /controller_persistentvolumeclaim_provision_total\{class="fast",source=""\} 1/,
+    );
     assert.match(text, /controller_persistentvolume_delete_failed_total\{class="fast"\} 1/);
     assert.match(text, /workqueue_adds_total\{name="claims"\} 1/);
     for (const name of [
