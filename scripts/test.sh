@@ -85,6 +85,17 @@ if [ "${E2E:-1}" != "0" ]; then
   fi
   export E2E_BIN_DIR
   [ -n "${E2E_BIN_DIR:-}" ] && [ -x "$E2E_BIN_DIR/kubectl" ] && export KUBECTL="${KUBECTL:-$E2E_BIN_DIR/kubectl}"
+  # The end-to-end suite runs the compiled executable, built from this tree.
+  if [ -n "${E2E_BIN_DIR:-}" ] && [ -z "${E2E_PROVISIONER:-}" ]; then
+    echo "=== building the executable for the end-to-end suite"
+    if DIST_DIR="$logdir/dist" bash scripts/build.sh linux-x64 >"$logdir/build.log" 2>&1; then
+      export E2E_PROVISIONER="$logdir/dist/csi-provisioner-linux-x64"
+    else
+      cat "$logdir/build.log"
+      status=1
+      failed=$((failed + 1))
+    fi
+  fi
   if [ -n "${E2E_BIN_DIR:-}" ]; then
     log="$logdir/e2e.log"
     echo "=== end-to-end tests (binaries in $E2E_BIN_DIR)"

@@ -16,6 +16,7 @@ export const GIT_COMMIT: string = "unknown";
  * `src/runtime/process.ts`).
  */
 export function versionLine(runtime: string): string {
-  const commit = GIT_COMMIT.length > 12 ? GIT_COMMIT.slice(0, 12) : GIT_COMMIT;
+  // A bare hash is shortened to 12 characters; a suffix such as `-dirty` is kept whole.
+  const commit = /^[0-9a-f]{13,}$/.test(GIT_COMMIT) ? GIT_COMMIT.slice(0, 12) : GIT_COMMIT;
   return `csi-provisioner v${VERSION.replace(/^v/, "")} (commit ${commit}, ${runtime})`;
 }

@@ -357,6 +357,8 @@ export async function startSidecar(
       }
       return 0;
     } catch (err) {
+      // Stopped by a signal while starting (e.g. during the journal load): a clean stop.
+      if (signal.aborted) return 0;
       logger.error("The provisioner stopped with an error", { err: errorText(err) });
       return 1;
     } finally {

@@ -38,6 +38,7 @@ import type {
 } from "../kube/objects.ts";
 import { resources } from "../kube/resources.ts";
 import type { ProvisionerMetrics } from "../metrics/provisioner-metrics.ts";
+import { supportsTopology } from "../provision/capabilities.ts";
 import { volumeNameForClaim } from "../provision/names.ts";
 import { classifyCreateVolumeError } from "../provision/outcome.ts";
 import { buildPersistentVolume, volumeBelongsToClaim } from "../provision/pv.ts";
@@ -174,8 +175,14 @@ export class ClaimSyncer {
         .info("Not provisioning claim", { claim: claimKey(claim), reason: decision.reason });
       // The claim stopped being ours (bound elsewhere, annotation changed) after an intent was
       // recorded: its volume, if any, must go.
-      if (intent && !o.volumes.store.get(intent.pvName))
-        return this.#cleanUpAfterClaim(intent, signal);
+      if (intent) {
+        // Bound to the volume of this very intent: provisioning finished; only the record is left.
+        if (claim.spec.volumeName === intent.pvName) {
+          o.journal.clear(uid);
+          return { kind: "done" };
+        }
+        if (!o.volumes.store.get(intent.pvName)) return this.#cleanUpAfterClaim(intent, signal);
+      }
       return { kind: "done" };
     }
     if (decision.kind === "noStorageClass") {
@@ -269,6 +276,8 @@ export class ClaimSyncer {
     else o.clock.sleep(o.slowEventMs ?? 5000, slowTimer.signal).then(announce, () => {});
 
     const fail = (message: string, result: ClaimSyncResult): ClaimSyncResult => {
+      // A call this process cancelled because it is stopping is not the claim's failure.
+      if (signal?.aborted) return result;
       o.events.event(subject, "Warning", "ProvisioningFailed", message);
       o.metrics?.provisionFailed.inc(labels);
       o.onProvisionFailed?.(storageClassName);
@@ -283,6 +292,22 @@ export class ClaimSyncer {
         const r = await this.#save(claim, unsaved, undefined, labels, start, signal);
         if (r.kind === "done") this.#withdrawStale(withdraw);
         return r;
+      }
+
+      // The selected node must exist (upstream's library GETs it); with topology the requirements
+      // code reads it, without topology it is checked here. Gone → ask the scheduler again.
+      if (
+        selectedNode &&
+        !o.ownership &&
+        !supportsTopology(o.config.capabilities, o.config.features?.topology ?? true)
+      ) {
+        try {
+          await o.api.resource(resources.nodes).get(selectedNode, undefined, { signal });
+        } catch (err) {
+          if (!isNotFound(err)) throw err;
+          fail(`failed to get target node: nodes "${selectedNode}" not found`, { kind: "done" });
+          return await this.#reschedule(claim, signal);
+        }
       }
 
       const prepared = await buildCreateVolumeRequest({
@@ -527,8 +552,24 @@ export class ClaimSyncer {
   async #cleanUpAfterClaim(intent: Intent, signal?: AbortSignal): Promise<ClaimSyncResult> {
     const o = this.#o;
     const key = `${intent.namespace}/${intent.name}`;
-    if (o.volumes.store.get(intent.pvName)) {
-      // The PV was saved: its reclaim policy decides what happens to the volume.
+    // The PV may have been saved: then its reclaim policy decides what happens to the volume.
+    // The cache can lag this process's own writes (a watch throttled or relisting after an API
+    // restart), so before deleting anything, the API itself is asked.
+    let saved = o.volumes.store.get(intent.pvName) !== undefined;
+    if (!saved) {
+      try {
+        await o.api.resource(resources.persistentVolumes).get(intent.pvName, undefined, { signal });
+        saved = true;
+      } catch (err) {
+        if (!isNotFound(err)) {
+          return {
+            kind: "retry",
+            reason: `Cannot check PersistentVolume ${intent.pvName}: ${errorText(err)}`,
+          };
+        }
+      }
+    }
+    if (saved) {
       o.journal.clear(intent.uid);
       return { kind: "done" };
     }

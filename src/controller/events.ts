@@ -21,8 +21,11 @@ export interface EventRecorder {
    * did.
    */
   event(obj: EventSubject, type: EventType, reason: string, message: string): () => boolean;
-  /** Resolves when every queued event has been written (or dropped). */
-  flush(): Promise<void>;
+  /**
+   * Resolves when every queued event has been written (or dropped). When `signal` aborts first,
+   * the events still queued are dropped (with one log line) and it resolves at once.
+   */
+  flush(signal?: AbortSignal): Promise<void>;
 }
 
 /** What an event is about: enough to build its `involvedObject`. */
@@ -189,8 +192,25 @@ export function createEventRecorder(opts: EventRecorderOptions): EventRecorder {
         return true;
       };
     },
-    async flush() {
-      while (running) await running;
+    async flush(signal) {
+      const onAbort = () => {
+        if (queue.length > 0) {
+          opts.logger.warn("Dropping events not written before shutdown", { count: queue.length });
+          queue.length = 0;
+        }
+      };
+      if (signal?.aborted) onAbort();
+      signal?.addEventListener("abort", onAbort, { once: true });
+      try {
+        while (running && !signal?.aborted) {
+          await Promise.race([
+            running,
+            new Promise<void>((r) => signal?.addEventListener("abort", () => r(), { once: true })),
+          ]);
+        }
+      } finally {
+        signal?.removeEventListener("abort", onAbort);
+      }
     },
   };
 }

@@ -103,6 +103,9 @@ interface Shard {
   intents: Map<string, Intent>;
   adds: Map<string, { intent: Intent; waiters: Waiter[] }>;
   removes: Set<string>;
+  /** Removals and additions in the write now in flight (not yet stored, already decided). */
+  removing: Set<string>;
+  adding: Map<string, Intent>;
   writing?: Promise<void>;
   removeTimer?: AbortController;
 }
@@ -116,6 +119,8 @@ export function createIntentJournal(opts: JournalOptions): IntentJournal {
     intents: new Map(),
     adds: new Map(),
     removes: new Set(),
+    removing: new Set(),
+    adding: new Map(),
   }));
   let writes = 0;
   const shardOf = (uid: string) => shards[fnv32a(uid) % shardCount]!;
@@ -163,6 +168,12 @@ export function createIntentJournal(opts: JournalOptions): IntentJournal {
     const removes = new Set(shard.removes);
     shard.adds.clear();
     shard.removes.clear();
+    for (const uid of removes) shard.removing.add(uid);
+    for (const [uid, a] of adds) shard.adding.set(uid, a.intent);
+    const settle = () => {
+      for (const uid of removes) shard.removing.delete(uid);
+      for (const uid of adds.keys()) shard.adding.delete(uid);
+    };
     const next = new Map(shard.intents);
     for (const uid of removes) next.delete(uid);
     const accepted: Waiter[] = [];
@@ -211,6 +222,7 @@ export function createIntentJournal(opts: JournalOptions): IntentJournal {
           : await opts.leases.create(lease);
         shard.lease = saved;
         shard.intents = next;
+        settle();
         for (const w of accepted) w.resolve();
         return true;
       } catch (err) {
@@ -226,6 +238,7 @@ export function createIntentJournal(opts: JournalOptions): IntentJournal {
           for (const uid of removes) next.delete(uid);
           continue;
         }
+        settle();
         for (const w of accepted) w.reject(err);
         // Put removals back so that a later write retries them.
         for (const uid of removes) shard.removes.add(uid);
@@ -310,7 +323,13 @@ export function createIntentJournal(opts: JournalOptions): IntentJournal {
       const shard = shardOf(intent.uid);
       shard.removes.delete(intent.uid);
       const existing = shard.intents.get(intent.uid);
-      if (existing && JSON.stringify(existing) === JSON.stringify(intent)) return Promise.resolve();
+      if (
+        existing &&
+        !shard.removing.has(intent.uid) &&
+        JSON.stringify(existing) === JSON.stringify(intent)
+      ) {
+        return Promise.resolve();
+      }
       return new Promise<void>((resolve, reject) => {
         const pending = shard.adds.get(intent.uid);
         if (pending) {
@@ -330,19 +349,25 @@ export function createIntentJournal(opts: JournalOptions): IntentJournal {
         shard.adds.delete(uid);
         for (const w of pending.waiters) w.resolve();
       }
-      if (!shard.intents.has(uid)) return;
+      // Stored, or being stored by the write in flight: either way it must be removed.
+      if (!shard.intents.has(uid) && !shard.adding.has(uid)) return;
       shard.removes.add(uid);
       scheduleRemoval(shard);
     },
     get(uid) {
       const shard = shardOf(uid);
-      if (shard.removes.has(uid)) return undefined;
-      return shard.adds.get(uid)?.intent ?? shard.intents.get(uid);
+      const pending = shard.adds.get(uid);
+      if (pending) return pending.intent;
+      if (shard.removes.has(uid) || shard.removing.has(uid)) return undefined;
+      return shard.adding.get(uid) ?? shard.intents.get(uid);
     },
     list() {
       const out: Intent[] = [];
       for (const s of shards) {
-        for (const [uid, i] of s.intents) if (!s.removes.has(uid)) out.push(i);
+        for (const [uid, i] of s.intents) {
+          if (!s.removes.has(uid) && !s.removing.has(uid) && !s.adds.has(uid)) out.push(i);
+        }
+        for (const [uid, p] of s.adds) if (s.intents.has(uid)) out.push(p.intent);
         for (const [uid, p] of s.adds) if (!s.intents.has(uid)) out.push(p.intent);
       }
       return out;

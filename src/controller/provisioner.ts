@@ -460,7 +460,16 @@ export function createProvisionController(o: ProvisionControllerOptions): Provis
       await o.journal
         .flush()
         .catch((err) => o.logger.warn("Could not flush the intent journal", { err }));
-      await o.events.flush();
+      // Events still waiting for the API budget get a short while, then are dropped: the
+      // process must end inside Kubernetes' termination grace period.
+      const eventsDeadline = new AbortController();
+      const eventsTimer = new AbortController();
+      o.clock.sleep(2000, eventsTimer.signal).then(
+        () => eventsDeadline.abort(),
+        () => {},
+      );
+      await o.events.flush(eventsDeadline.signal);
+      eventsTimer.abort();
       stopInformers.abort();
       await Promise.all(informerRuns);
       o.logger.info("Provisioning controller stopped");

@@ -19,7 +19,7 @@ import type {
   VolumeSnapshot,
 } from "../../src/kube/objects.ts";
 import { resources } from "../../src/kube/resources.ts";
-import { DRIVER, storageClass } from "../support/sidecar-harness.ts";
+import { DRIVER, startHarness, storageClass } from "../support/sidecar-harness.ts";
 import {
   blockCapability,
   editVolume,
@@ -677,7 +677,10 @@ describe("provisioning table: which claims are provisioned", () => {
       annotations: { "volume.kubernetes.io/selected-node": "node-1" },
     });
     return runRow({
-      objects: [sc("late", { volumeBindingMode: "WaitForFirstConsumer" })],
+      objects: [
+        sc("late", { volumeBindingMode: "WaitForFirstConsumer" }),
+        { apiVersion: "v1", kind: "Node", metadata: { name: "node-1" } },
+      ],
       claim: c,
       createVolume: [
         {
@@ -688,6 +691,29 @@ describe("provisioning table: which claims are provisioned", () => {
       ],
       pv: expectedPv(c, { capacity: "1Gi" }),
     });
+  });
+
+  it("reschedules a claim whose selected node does not exist (driver without topology)", async () => {
+    const h = await startHarness();
+    try {
+      h.apiserver.put(sc("late", { volumeBindingMode: "WaitForFirstConsumer" }));
+      await h.start(["--kube-api-qps=1000", "--kube-api-burst=1000"]);
+      const c = tableClaim("lost-node", "late", newUid(), {
+        annotations: { "volume.kubernetes.io/selected-node": "gone-node" },
+      });
+      h.apiserver.put(c);
+      await h.apiserver.waitFor(() => {
+        const live = h.apiserver.get(resources.persistentVolumeClaims, "lost-node", "default");
+        return live && !live.metadata.annotations?.["volume.kubernetes.io/selected-node"];
+      });
+      const ev = h.apiserver
+        .objects(resources.coreEvents)
+        .find((e) => e.reason === "ProvisioningFailed");
+      assert.match(ev?.message ?? "", /failed to get target node: nodes "gone-node" not found/);
+      assert.equal(h.driver.callsTo("createVolume").length, 0);
+    } finally {
+      await h.close();
+    }
   });
 });
 
