@@ -155,8 +155,14 @@ describe("createIntentJournal()", () => {
     let writes = 0;
     const counting = {
       ...leases.client,
-      update: (l: Lease) => (writes++, leases.client.update(l)),
-      create: (l: Lease) => (writes++, leases.client.create(l)),
+      update: (l: Lease) => {
+        writes++;
+        return leases.client.update(l);
+      },
+      create: (l: Lease) => {
+        writes++;
+        return leases.client.create(l);
+      },
     } as ResourceClient<Lease>;
     const j = createIntentJournal({
       leases: counting,
