@@ -72,10 +72,12 @@ export interface ProvisionControllerOptions {
   slowEventMs?: number;
   /**
    * On stop, operations in flight get this long to finish before their calls are cancelled
-   * (cancelling is safe: the intent journal covers them). Default 3 s, so that SIGTERM ends the
+   * (cancelling is safe: the intent journal covers them). Default 2 s, so that SIGTERM ends the
    * process well inside Kubernetes' 30 s grace period.
    */
   drainMs?: number;
+  /** After the drain, how long batched journal and event writes may take. Default 1.5 s. */
+  flushMs?: number;
   /** `--cloning-protection-threads`; the controller runs when the driver can clone. */
   cloningProtectionThreads?: number;
   /** `--snapshot-orphan-sweep-interval` in ms; the sweep runs when the driver has snapshots. */
@@ -445,7 +447,7 @@ export function createProvisionController(o: ProvisionControllerOptions): Provis
       claimQueue.shutDown();
       volumeQueue.shutDown();
       const grace = new AbortController();
-      o.clock.sleep(o.drainMs ?? 3000, grace.signal).then(
+      o.clock.sleep(o.drainMs ?? 2000, grace.signal).then(
         () => {
           o.logger.info("Cancelling operations still in flight");
           ops.abort(new Error("the provisioner is stopping"));
@@ -456,20 +458,28 @@ export function createProvisionController(o: ProvisionControllerOptions): Provis
       grace.abort();
       ops.abort();
       await Promise.all(side);
-      // Removals of finished intents are batched: write them before leaving.
-      await o.journal
-        .flush()
-        .catch((err) => o.logger.warn("Could not flush the intent journal", { err }));
-      // Events still waiting for the API budget get a short while, then are dropped: the
-      // process must end inside Kubernetes' termination grace period.
-      const eventsDeadline = new AbortController();
-      const eventsTimer = new AbortController();
-      o.clock.sleep(2000, eventsTimer.signal).then(
-        () => eventsDeadline.abort(),
+      // Batched intent removals and events still waiting for the API budget get a short while
+      // together, then are left: the process must end well inside Kubernetes' grace period. An
+      // intent left behind costs nothing but a check at the next start.
+      const deadline = new AbortController();
+      const timer = new AbortController();
+      o.clock.sleep(o.flushMs ?? 1500, timer.signal).then(
+        () => deadline.abort(),
         () => {},
       );
-      await o.events.flush(eventsDeadline.signal);
-      eventsTimer.abort();
+      const journalFlushed = o.journal
+        .flush()
+        .catch((err) => o.logger.warn("Could not flush the intent journal", { err }));
+      await Promise.all([
+        Promise.race([
+          journalFlushed,
+          new Promise<void>((r) =>
+            deadline.signal.addEventListener("abort", () => r(), { once: true }),
+          ),
+        ]),
+        o.events.flush(deadline.signal),
+      ]);
+      timer.abort();
       stopInformers.abort();
       await Promise.all(informerRuns);
       o.logger.info("Provisioning controller stopped");
