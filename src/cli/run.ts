@@ -338,11 +338,19 @@ export async function startSidecar(
   }
 
   // 6. Run until the signal, then drain.
+  /** `/healthz` says ready once every informer has listed. */
+  const readyOnSync = () =>
+    void controller.synced(signal).then(
+      () => {
+        running = true;
+      },
+      () => {},
+    );
   const done = (async (): Promise<number> => {
     try {
       if (elector) {
         const outcome = await elector.run(async (leadSignal) => {
-          running = true;
+          readyOnSync();
           await controller.run(leadSignal);
           running = false;
         }, signal);
@@ -351,7 +359,7 @@ export async function startSidecar(
           return 1;
         }
       } else {
-        running = true;
+        readyOnSync();
         await controller.run(signal);
         running = false;
       }
