@@ -68,6 +68,18 @@ function intent(uid: string): Intent {
   };
 }
 
+/** A one-shard journal of driver `d` in namespace `ns` over `leases`. */
+function journalOn(leases: ResourceClient<Lease>) {
+  return createIntentJournal({
+    leases,
+    namespace: "ns",
+    driverName: "d",
+    clock: new FakeClock(),
+    logger: nullLogger,
+    shards: 1,
+  });
+}
+
 async function settle() {
   for (let i = 0; i < 20; i++) await new Promise((r) => setImmediate(r));
 }
@@ -75,24 +87,9 @@ async function settle() {
 describe("createIntentJournal()", () => {
   it("records an intent durably before record() resolves and reloads it", async () => {
     const leases = fakeLeases();
-    const clock = new FakeClock();
-    const j = createIntentJournal({
-      leases: leases.client,
-      namespace: "ns",
-      driverName: "d",
-      clock,
-      logger: nullLogger,
-      shards: 1,
-    });
+    const j = journalOn(leases.client);
     await j.record(intent("a"));
-    const again = createIntentJournal({
-      leases: leases.client,
-      namespace: "ns",
-      driverName: "d",
-      clock,
-      logger: nullLogger,
-      shards: 1,
-    });
+    const again = journalOn(leases.client);
     assert.deepEqual(
       (await again.load()).map((i) => i.uid),
       ["a"],
@@ -101,15 +98,7 @@ describe("createIntentJournal()", () => {
 
   it("does not report an intent whose removal is being written", async () => {
     const leases = fakeLeases();
-    const clock = new FakeClock();
-    const j = createIntentJournal({
-      leases: leases.client,
-      namespace: "ns",
-      driverName: "d",
-      clock,
-      logger: nullLogger,
-      shards: 1,
-    });
+    const j = journalOn(leases.client);
     await j.record(intent("a"));
     j.clear("a");
     leases.hold();
@@ -125,15 +114,7 @@ describe("createIntentJournal()", () => {
 
   it("removes an intent cleared while its addition was being written", async () => {
     const leases = fakeLeases();
-    const clock = new FakeClock();
-    const j = createIntentJournal({
-      leases: leases.client,
-      namespace: "ns",
-      driverName: "d",
-      clock,
-      logger: nullLogger,
-      shards: 1,
-    });
+    const j = journalOn(leases.client);
     leases.hold();
     const recorded = j.record(intent("b"));
     await settle();
@@ -151,7 +132,6 @@ describe("createIntentJournal()", () => {
 
   it("group-commits the intents of concurrent claims into few writes", async () => {
     const leases = fakeLeases();
-    const clock = new FakeClock();
     let writes = 0;
     const counting = {
       ...leases.client,
@@ -164,14 +144,7 @@ describe("createIntentJournal()", () => {
         return leases.client.create(l);
       },
     } as ResourceClient<Lease>;
-    const j = createIntentJournal({
-      leases: counting,
-      namespace: "ns",
-      driverName: "d",
-      clock,
-      logger: nullLogger,
-      shards: 1,
-    });
+    const j = journalOn(counting);
     await Promise.all(Array.from({ length: 50 }, (_, i) => j.record(intent(`u${i}`))));
     assert.ok(writes <= 2, `50 intents took ${writes} writes`);
     assert.equal(j.list().length, 50);
