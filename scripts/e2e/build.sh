@@ -81,8 +81,78 @@ warm() {
   done
 }
 
+# --- Peers: hostpathplugin, snapshot-controller, csi-snapshotter and upstream csi-provisioner, built
+# offline (-mod=vendor) from the source tarballs in ../shared/peers, cached under their own key (the
+# tarballs' hashes), then linked into the control plane's bin dir, so that tests find every binary
+# in one place.
+peers_src=${E2E_PEERS_DIR:-$(cd "$here/../.." && pwd)/../shared/peers}
+peer_binaries=(hostpathplugin snapshot-controller csi-snapshotter csi-provisioner-upstream)
+peer_tarball() {
+  case "$1" in
+    hostpathplugin) echo csi-driver-host-path-*.tar.gz ;;
+    snapshot-controller | csi-snapshotter) echo external-snapshotter-*.tar.gz ;;
+    csi-provisioner-upstream) echo external-provisioner-*.tar.gz ;;
+  esac
+}
+peer_build() { # name -> "dir pkg version"
+  case "$1" in
+    hostpathplugin) echo "csi-driver-host-path ./cmd/hostpathplugin v1.18.0" ;;
+    snapshot-controller) echo "external-snapshotter ./cmd/snapshot-controller v8.6.0" ;;
+    csi-snapshotter) echo "external-snapshotter ./cmd/csi-snapshotter v8.6.0" ;;
+    csi-provisioner-upstream) echo "external-provisioner ./cmd/csi-provisioner v6.3.0" ;;
+  esac
+}
+
+build_peers() {
+  if [[ "${E2E_PEERS:-1}" == 0 ]]; then return 0; fi
+  [[ -d "$peers_src" ]] || die "no peer sources at $peers_src (set E2E_PEERS_DIR, or E2E_PEERS=0 to skip them)"
+  local peers_hash peers_dir peers_bin b t missing=0
+  # -s -w: the upstream binary is measured stripped, as it ships (release images strip it too).
+  PEERS_RECIPE_REVISION=1
+  peers_hash=$( (cd "$peers_src" && sha256sum ./*.tar.gz && echo "rev=$PEERS_RECIPE_REVISION") | sha256sum | cut -c1-12)
+  peers_dir="$cache_root/peers_${go_version}_${goarch}_${peers_hash}"
+  peers_bin="$peers_dir/bin"
+  for b in "${peer_binaries[@]}"; do [[ -x "$peers_bin/$b" ]] || missing=1; done
+  if [[ $missing == 1 || "${E2E_REBUILD:-}" == 1 ]]; then
+    mkdir -p "$cache_root"
+    exec 8>"$cache_root/.peers.lock"
+    command -v flock >/dev/null 2>&1 && flock 8
+    missing=0
+    for b in "${peer_binaries[@]}"; do [[ -x "$peers_bin/$b" ]] || missing=1; done
+    if [[ $missing == 1 || "${E2E_REBUILD:-}" == 1 ]]; then
+      local stage src_dir start
+      stage=$(mktemp -d "$cache_root/.build-peers.XXXXXX")
+      mkdir -p "$stage/bin" "$stage/src"
+      log "building peers from $peers_src into $peers_bin"
+      for t in "$peers_src"/*.tar.gz; do
+        tar xzf "$t" -C "$stage/src" || { rm -rf "$stage"; die "cannot unpack $t"; }
+      done
+      for b in "${peer_binaries[@]}"; do
+        read -r src_dir pkg ver <<<"$(peer_build "$b")"
+        start=$SECONDS
+        log "building $b ($src_dir $pkg $ver) ..."
+        (cd "$stage/src/$src_dir" && GOFLAGS=-mod=vendor GOPROXY=off CGO_ENABLED=0 "$GO" build -buildvcs=false -trimpath \
+          -ldflags="-s -w -X main.version=$ver" -o "$stage/bin/$b" "$pkg") >&2 || { rm -rf "$stage"; die "building $b failed"; }
+        log "built $b in $((SECONDS - start))s ($(du -h "$stage/bin/$b" | cut -f1))"
+      done
+      # The snapshot CRDs and upstream's RBAC travel with the binaries (tests read them).
+      mkdir -p "$stage/crd" "$stage/upstream"
+      cp "$stage/src/external-snapshotter/client/config/crd/"*.yaml "$stage/crd/"
+      cp "$stage/src/external-provisioner/deploy/kubernetes/rbac.yaml" "$stage/upstream/rbac.yaml"
+      (cd "$peers_src" && sha256sum ./*.tar.gz) >"$stage/SOURCES"
+      rm -rf "$stage/src" "$peers_dir"
+      mv "$stage" "$peers_dir"
+    fi
+    exec 8>&-
+  fi
+  for b in "${peer_binaries[@]}"; do ln -sfn "$peers_bin/$b" "$bin_dir/$b"; done
+  ln -sfn "$peers_dir/crd" "$bin_dir/snapshot-crd"
+  ln -sfn "$peers_dir/upstream" "$bin_dir/upstream"
+}
+
 if [[ "${E2E_REBUILD:-}" != 1 ]] && warm; then
   log "cache warm: $bin_dir (kubernetes $k8s_version, etcd $etcd_version)"
+  build_peers
   echo "$bin_dir"
   exit 0
 fi
@@ -94,6 +164,8 @@ if command -v flock >/dev/null 2>&1; then
   flock 9
   if [[ "${E2E_REBUILD:-}" != 1 ]] && warm; then
     log "cache warm: $bin_dir (built by a concurrent run)"
+    exec 9>&-
+    build_peers
     echo "$bin_dir"
     exit 0
   fi
@@ -132,4 +204,6 @@ rm -rf "$out_dir"
 mv "$staging_dir" "$out_dir"
 trap - EXIT
 log "all built in $((SECONDS - total_start))s: $bin_dir"
+exec 9>&-
+build_peers
 echo "$bin_dir"
