@@ -11,9 +11,10 @@
  * - Upward imports: imports from a lower layer to a higher one, with the layers below (a folder
  *   may import its own layer and any layer under it).
  * - Escapes: imports from `src/` to files outside it (`examples/`, `test/`).
- * - The `run` closure: files the sidecar command can load — `src/main.ts` and `src/cli/run.ts`
- *   and everything they reach, static and dynamic imports alike — and whether the dev kit
- *   (`src/dev/`, the embedded API server, the sample driver) is among them.
+ * - The `run` closure: files the sidecar command can load — the static imports of `src/main.ts`,
+ *   and the run command's module (`src/sidecar.ts`, formerly `src/cli/run.ts`) with everything it
+ *   reaches, static and dynamic imports alike — and whether the dev kit (`src/dev/`, the
+ *   embedded API server, the sample driver) is among them.
  */
 import { readdirSync, readFileSync, statSync } from "node:fs";
 import { dirname, join, relative, resolve } from "node:path";
@@ -114,7 +115,9 @@ function cycles(nodes: string[], next: (n: string) => string[]): string[][] {
 
 const files = walk(src);
 const examples = join(root, "examples");
-const exampleFiles = statSync(examples, { throwIfNoEntry: false })?.isDirectory() ? walk(examples) : [];
+const exampleFiles = statSync(examples, { throwIfNoEntry: false })?.isDirectory()
+  ? walk(examples)
+  : [];
 const edges = [...files, ...exampleFiles].flatMap(importsOf);
 const rel = (f: string) => relative(root, f);
 
@@ -161,13 +164,20 @@ const escapes = edges
   .filter((e) => relative(src, e.to).startsWith(".."))
   .map((e) => `${rel(e.from)} -> ${rel(e.to)}`);
 
-// The run closure.
+// The run closure: main.ts's static imports, and the run command's module with everything it
+// reaches (dynamic imports too). The run command's module is the one main.ts loads for `run`.
+const runEntry = ["src/sidecar.ts", "src/cli/run.ts"]
+  .map((f) => join(root, f))
+  .find((f) => statSync(f, { throwIfNoEntry: false }) !== undefined);
 const closure = new Set<string>();
-const pending = [join(src, "main.ts"), join(src, "cli/run.ts")];
+const pending = [join(src, "main.ts")];
+if (runEntry) pending.push(runEntry);
 for (let f = pending.pop(); f !== undefined; f = pending.pop()) {
   if (closure.has(f)) continue;
   closure.add(f);
-  for (const e of edges) if (e.from === f && !e.typeOnly) pending.push(e.to);
+  const main = f === join(src, "main.ts");
+  for (const e of edges)
+    if (e.from === f && !e.typeOnly && !(main && e.dynamic)) pending.push(e.to);
 }
 const runFiles = [...closure].map(rel).sort();
 const devKit = runFiles.filter(
@@ -207,5 +217,6 @@ if (json) {
   );
   for (const f of devKit) console.log(`  ${f}`);
   console.log("Largest rooms (lines, without src/gen):");
-  for (const r of rooms.slice(0, 8)) console.log(`  ${r.name.padEnd(22)} ${r.lines} (${r.files} files)`);
+  for (const r of rooms.slice(0, 8))
+    console.log(`  ${r.name.padEnd(22)} ${r.lines} (${r.files} files)`);
 }

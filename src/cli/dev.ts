@@ -19,9 +19,9 @@ import type { PersistentVolume, PersistentVolumeClaim, StorageClass } from "../k
 import { resources } from "../kube/resources.ts";
 import { writeFileAtomic } from "../runtime/files.ts";
 import { writeStdout } from "../runtime/process.ts";
+import type { RunDeps } from "../sidecar.ts";
+import { startSidecar } from "../sidecar.ts";
 import type { Clock } from "../util/clock.ts";
-import type { RunDeps } from "./run.ts";
-import { startSidecar } from "./run.ts";
 
 /** The StorageClass name for a driver: its first DNS label (`hostdir.csi.example.com` → `hostdir`). */
 export function devStorageClassName(driverName: string): string {

@@ -2,13 +2,19 @@
  * The provisioner's metrics, with upstream's names, labels and buckets so that existing
  * dashboards and alerts keep working (reference §2.15).
  */
-import type { WorkQueueMetrics } from "../controller/workqueue.ts";
 import { type Counter, type Gauge, type Histogram, Registry } from "./registry.ts";
 
 /** Buckets of `csi_sidecar_operations_seconds`, in seconds. */
 export const CSI_OPERATION_BUCKETS = [0.1, 0.25, 0.5, 1, 2.5, 5, 10, 15, 25, 50, 120, 300, 600];
 /** Prometheus' default buckets, used by the controller duration histograms. */
 export const DEFAULT_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
+
+/** The work-queue observations (the queues take any object of this shape). */
+export interface WorkQueueMetrics {
+  depth(name: string, depth: number): void;
+  added(name: string): void;
+  retried(name: string): void;
+}
 
 export interface ProvisionerMetrics {
   readonly registry: Registry;
