@@ -74,7 +74,7 @@ async function main(): Promise<number> {
         const run =
           resolved.kind === "run"
             ? (await import("./sidecar.ts")).runSidecar
-            : (await import("./cli/dev.ts")).runDev;
+            : (await import("./dev/command.ts")).runDev;
         return await run(config, {
           logger,
           signal: stop.signal,

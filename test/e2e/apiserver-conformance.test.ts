@@ -33,7 +33,7 @@ import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import { readFile } from "node:fs/promises";
 import { after, before, describe, it } from "node:test";
-import { type ApiServer, namespacesResource, startApiServer } from "../../src/apiserver/mod.ts";
+import { type ApiServer, namespacesResource, startApiServer } from "../../src/dev/apiserver/mod.ts";
 import type { KubeApi, ListOptions, ResourceClient, WatchOptions } from "../../src/kube/api.ts";
 import { createKubeApi } from "../../src/kube/client.ts";
 import { loadKubeConnection } from "../../src/kube/config.ts";

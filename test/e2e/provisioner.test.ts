@@ -29,7 +29,7 @@ import * as os from "node:os";
 import * as path from "node:path";
 import { after, before, describe, it, type TestContext } from "node:test";
 import { fileURLToPath } from "node:url";
-import { startApiServer } from "../../src/apiserver/mod.ts";
+import { startApiServer } from "../../src/dev/apiserver/mod.ts";
 import { runBinder } from "../../src/dev/binder.ts";
 import { noAuth } from "../../src/kube/auth.ts";
 import { createKubeApi } from "../../src/kube/client.ts";

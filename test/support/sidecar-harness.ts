@@ -4,9 +4,9 @@
  * three. `stop()` drains the sidecar; `close()` stops everything and frees sockets and ports.
  */
 
-import { type ApiServer, startApiServer } from "../../src/apiserver/mod.ts";
 import { resolveCommand } from "../../src/cli/main-args.ts";
 import type { Config } from "../../src/config/schema.ts";
+import { type ApiServer, startApiServer } from "../../src/dev/apiserver/mod.ts";
 import { noAuth } from "../../src/kube/auth.ts";
 import type { KubeConnection } from "../../src/kube/config.ts";
 import type { PersistentVolumeClaim, StorageClass } from "../../src/kube/objects.ts";
