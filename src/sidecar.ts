@@ -5,7 +5,8 @@
  * manager, behind leader election when asked, until a termination signal drains them.
  *
  * Exit codes: 0 after a clean drain; 1 when start-up fails (one line naming the cause), the
- * leader Lease is lost, or the driver connection is lost (then the reason is also written to
+ * controllers do not stop after the leader Lease was lost (a lost Lease otherwise stops the work
+ * and campaigns again), or the driver connection is lost (then the reason is also written to
  * /dev/termination-log).
  */
 
@@ -19,7 +20,7 @@ import type { Config } from "./config/schema.ts";
 import { createCloningProtectionController } from "./controller/clone-protection.ts";
 import { createEventRecorder, type EventRecorder } from "./controller/events.ts";
 import { createIntentJournal, type IntentJournal } from "./controller/journal.ts";
-import { createManager, type Manager, type Runnable } from "./controller/manager.ts";
+import { createManager, type Manager, type Peers, type Runnable } from "./controller/manager.ts";
 import {
   createProvisionControllers,
   createSharedInformers,
@@ -38,7 +39,12 @@ import { type KubeConnection, loadKubeConnection } from "./kube/config.ts";
 import { createRateLimiter } from "./kube/ratelimit.ts";
 import { resources } from "./kube/resources.ts";
 import { KubeTransport } from "./kube/transport.ts";
-import { createLeaderElector, type LeaderElector, leaseNameForDriver } from "./leader/election.ts";
+import {
+  createLeaderElector,
+  type LeaderElector,
+  leaderIdentity,
+  leaseNameForDriver,
+} from "./leader/election.ts";
 import {
   createProvisionerMetrics,
   type ProvisionerMetrics,
@@ -219,6 +225,12 @@ export async function startSidecar(
       metrics,
       elector,
       pconfig: provisionerConfig(config, info, vacAvailable),
+      identity: provisionerIdentity({
+        clock,
+        random,
+        driverName: info.name,
+        nodeName: config.nodeName,
+      }),
       capacity: capacityApi
         ? { api: capacityApi, namespace: config.namespace ?? namespace, owner }
         : undefined,
@@ -231,8 +243,8 @@ export async function startSidecar(
     const done = (async (): Promise<number> => {
       try {
         const outcome = await manager.run(signal);
-        if (outcome === "lost") {
-          logger.error("Lost the leader election lease; exiting");
+        if (outcome === "failed") {
+          logger.error("Leader election failed; exiting");
           return 1;
         }
         return 0;
@@ -342,11 +354,12 @@ function leaderElector(
   o: { api: KubeApi; namespace: string; driverName: string; metrics: ProvisionerMetrics },
 ): LeaderElector {
   const name = leaseNameForDriver(o.driverName);
+  const identity = leaderIdentity(config.podName, deps.hostname);
   return createLeaderElector({
     leases: o.api.resource(resources.leases),
     namespace: o.namespace,
     name,
-    identity: deps.hostname,
+    identity,
     clock: deps.clock,
     random: deps.random,
     logger: deps.logger,
@@ -355,6 +368,13 @@ function leaderElector(
     retryPeriodMs: config.leaderElectionRetryPeriodMs,
     labels: config.leaderElectionLabels,
     releaseOnCancel: config.featureGates.ReleaseLeaderElectionOnExit,
+    // upstream's leader-election recorder: source `<driver with / as ->/<identity>`.
+    recorder: createEventRecorder({
+      events: o.api.resource(resources.coreEvents),
+      clock: deps.clock,
+      logger: deps.logger,
+      component: `${o.driverName.replace(/\//g, "-")}/${identity}`,
+    }),
     onStatus: (leading) => o.metrics.leaderStatus.set({ name }, leading ? 1 : 0),
   });
 }
@@ -369,16 +389,36 @@ interface Parts {
   metrics: ProvisionerMetrics;
   elector: LeaderElector | undefined;
   pconfig: ProvisionerConfig;
+  /** This process's provisioner identity (`provision/names.ts`), the same in every term. */
+  identity: string;
   /** `--enable-capacity`: the client with the capacity budget, the namespace and owner. */
   capacity: { api: KubeApi; namespace: string; owner: CapacityOwner | undefined } | undefined;
 }
 
 /**
- * Every peer controller on one set of shared informers, and the manager that runs them: claims
- * and volumes always; capacity with `--enable-capacity`; clone protection when the driver can
- * clone; the snapshot sweep when it has snapshots.
+ * The manager of every peer controller, on one set of shared informers: claims and volumes
+ * always; capacity with `--enable-capacity`; clone protection when the driver can clone; the
+ * snapshot sweep when it has snapshots. A replica that loses the Lease and wins it again gets
+ * fresh ones.
  */
 function buildControllers(config: Config, deps: RunDeps, p: Parts): Manager {
+  const { clock, logger } = deps;
+  const workers = Math.max(1, config.workerThreads);
+  return createManager({
+    clock,
+    logger,
+    build: () => buildPeers(config, deps, p),
+    flushers: [() => p.journal.flush(), (deadline) => p.events.flush(deadline)],
+    retryMaxMs: config.retryIntervalMaxMs,
+    elector: p.elector,
+    startedMessage: {
+      text: "Started provisioning controller",
+      fields: { driver: p.info.name, workers },
+    },
+  });
+}
+
+function buildPeers(config: Config, deps: RunDeps, p: Parts): Peers {
   const { clock, random, logger } = deps;
   const { info, node, metrics } = p;
   const topology = info.pluginCapabilities.volumeAccessibilityConstraints;
@@ -399,12 +439,7 @@ function buildControllers(config: Config, deps: RunDeps, p: Parts): Manager {
     api: p.api,
     driver: p.driver,
     config: p.pconfig,
-    identity: provisionerIdentity({
-      clock,
-      random,
-      driverName: info.name,
-      nodeName: config.nodeName,
-    }),
+    identity: p.identity,
     informers,
     journal: p.journal,
     events: p.events,
@@ -445,21 +480,7 @@ function buildControllers(config: Config, deps: RunDeps, p: Parts): Manager {
     runnables.push({ name: "snapshot sweep", run: (s) => c.run(s) });
   }
   if (capacity) runnables.push({ name: "capacity", run: (s) => capacity.run(s) });
-  const workers = Math.max(1, config.workerThreads);
-  return createManager({
-    clock,
-    logger,
-    informers: informers.all,
-    controllers: [claims, volumes],
-    runnables,
-    flushers: [() => p.journal.flush(), (deadline) => p.events.flush(deadline)],
-    retryMaxMs: config.retryIntervalMaxMs,
-    elector: p.elector,
-    startedMessage: {
-      text: "Started provisioning controller",
-      fields: { driver: info.name, workers },
-    },
-  });
+  return { informers: informers.all, controllers: [claims, volumes], runnables };
 }
 
 function capacityController(

@@ -3,7 +3,8 @@
  * runs the queue workers of each (applying sync results to their queues in one place), and on
  * stop drains them: no new keys, operations in flight get `drainMs` to finish before their
  * calls are cancelled, then batched writes get `flushMs`, then the informers stop. With a leader
- * elector, all of this runs only while this replica leads.
+ * elector, all of this runs only while this replica leads; a replica that loses the Lease stops
+ * its controllers and campaigns again, and each term gets fresh ones (`build`).
  *
  * Two kinds of peers: a {@link QueueController} gives a queue and a `sync(key)` returning a
  * {@link SyncResult}; the manager runs its workers. A {@link Runnable} runs its own loop (a
@@ -81,18 +82,27 @@ export interface SharedInformer {
   waitForSync(signal?: AbortSignal): Promise<void>;
 }
 
-/** A leader elector (see `leader/election.ts`). */
+/** A leader elector (see `leader/election.ts`): `"failed"` when the work cannot go on. */
 export interface Elector {
-  run(lead: (signal: AbortSignal) => Promise<void>, signal: AbortSignal): Promise<string>;
+  run(
+    lead: (signal: AbortSignal) => Promise<void>,
+    signal: AbortSignal,
+  ): Promise<"stopped" | "failed">;
+}
+
+/** The peers of one run (one leadership term): informers first, then the controllers. */
+export interface Peers {
+  informers: readonly SharedInformer[];
+  // biome-ignore lint/suspicious/noExplicitAny: controllers of any key type
+  controllers: readonly QueueController<any>[];
+  runnables?: readonly Runnable[];
 }
 
 export interface ManagerOptions {
   clock: Clock;
   logger: Logger;
-  informers: readonly SharedInformer[];
-  // biome-ignore lint/suspicious/noExplicitAny: controllers of any key type
-  controllers: readonly QueueController<any>[];
-  runnables?: readonly Runnable[];
+  /** Builds the peers; called once per run (per leadership term). */
+  build: () => Peers;
   /** Batched writes to finish after the drain (journal, events); each gets the flush deadline. */
   flushers?: readonly ((deadline: AbortSignal) => Promise<void>)[];
   /** Delay of a `retrySlow` result (`--retry-interval-max`). */
@@ -109,12 +119,10 @@ export interface ManagerOptions {
 
 export interface Manager {
   /**
-   * Runs until `signal` aborts (or leadership is lost); resolves after the drain with
-   * `"stopped"`, or `"lost"` when the leader Lease was lost.
+   * Runs until `signal` aborts; resolves after the drain with `"stopped"`, or `"failed"` when
+   * leader election could not go on (see `leader/election.ts`).
    */
-  run(signal: AbortSignal): Promise<"stopped" | "lost">;
-  /** Resolves once every informer has listed. */
-  synced(signal?: AbortSignal): Promise<void>;
+  run(signal: AbortSignal): Promise<"stopped" | "failed">;
   /** True from the informers' first list until the controllers stop (for `/healthz`). */
   ready(): boolean;
 }
@@ -135,8 +143,6 @@ function after(clock: Clock, ms: number, cancel: AbortSignal, then: () => void):
 export function createManager(o: ManagerOptions): Manager {
   const { clock, logger } = o;
   let running = false;
-  const synced = (signal?: AbortSignal) =>
-    Promise.all(o.informers.map((i) => i.waitForSync(signal))).then(() => {});
 
   /** Workers of one controller: sync, then apply the result (unless operations were cancelled). */
   // biome-ignore lint/suspicious/noExplicitAny: controllers of any key type
@@ -181,30 +187,31 @@ export function createManager(o: ManagerOptions): Manager {
   };
 
   const runControllers = async (signal: AbortSignal): Promise<void> => {
+    const peers = o.build();
     const stopInformers = new AbortController();
-    const informerRuns = o.informers.map((i) =>
+    const informerRuns = peers.informers.map((i) =>
       i.run(stopInformers.signal).catch((err) => logger.error("Informer stopped", { err })),
     );
     try {
       try {
-        await synced(signal);
+        await Promise.all(peers.informers.map((i) => i.waitForSync(signal)));
       } catch {
         return;
       }
       running = true;
-      for (const c of o.controllers) await c.start?.(signal);
+      for (const c of peers.controllers) await c.start?.(signal);
 
       // Operations get their own signal: a stop lets them finish for `drainMs`, then cancels.
       const ops = new AbortController();
-      const workers = o.controllers.map((c) => work(c, ops.signal, signal));
-      const runnables = (o.runnables ?? []).map((r) =>
+      const workers = peers.controllers.map((c) => work(c, ops.signal, signal));
+      const runnables = (peers.runnables ?? []).map((r) =>
         r
           .run(ops.signal)
           .catch((err) => logger.error("A secondary controller stopped", { name: r.name, err })),
       );
       if (o.startedMessage) logger.info(o.startedMessage.text, o.startedMessage.fields);
       await aborted(signal);
-      for (const c of o.controllers) c.queue.shutDown();
+      for (const c of peers.controllers) c.queue.shutDown();
       const grace = new AbortController();
       after(clock, o.drainMs ?? 2000, grace.signal, () => {
         logger.info("Cancelling operations still in flight");
@@ -225,15 +232,13 @@ export function createManager(o: ManagerOptions): Manager {
   };
 
   return {
-    synced,
     ready: () => running,
     async run(signal) {
       if (!o.elector) {
         await runControllers(signal);
         return "stopped";
       }
-      const outcome = await o.elector.run(runControllers, signal);
-      return outcome === "lost" ? "lost" : "stopped";
+      return o.elector.run(runControllers, signal);
     },
   };
 }

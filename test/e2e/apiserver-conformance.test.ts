@@ -1,5 +1,5 @@
 /**
- * Conformance of the test API server (src/apiserver) with a real kube-apiserver, where
+ * Conformance of the test API server (src/dev/apiserver) with a real kube-apiserver, where
  * Kubernetes semantics matter to the provisioner: defaults, Status errors, optimistic
  * concurrency, the three patch formats, finalizers and graceful deletion, preconditions, the
  * status subresource, watches, selectors, pagination, generateName and events.
