@@ -111,3 +111,16 @@ export function processStats(): {
     startTimeSeconds: start,
   };
 }
+
+/** This process' id (klog's thread id field). */
+export function processId(): number {
+  return process.pid;
+}
+
+/**
+ * Wall-clock milliseconds since the epoch with sub-millisecond precision: the time origin of this
+ * process plus the monotonic clock, so log lines carry real microseconds.
+ */
+export function preciseNow(): number {
+  return performance.timeOrigin + performance.now();
+}
