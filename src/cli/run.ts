@@ -28,6 +28,7 @@ import { createLeaderElector, leaseNameForDriver } from "../leader/election.ts";
 import {
   createProvisionerMetrics,
   type ProvisionerMetrics,
+  UNKNOWN_DRIVER_NAME,
 } from "../metrics/provisioner-metrics.ts";
 import { provisionerIdentity } from "../provision/names.ts";
 import type { ProvisionerConfig } from "../provision/request.ts";
@@ -170,8 +171,8 @@ export async function startSidecar(
   const api = createKubeApi(transport);
 
   // 2. The driver: connect, probe until ready, learn its name and capabilities.
-  const metrics = createProvisionerMetrics(deps.processStats);
-  let driverName = "unknown";
+  const metrics = createProvisionerMetrics(deps.processStats, { clock });
+  let driverName = UNKNOWN_DRIVER_NAME;
   const driver = await connectDriver({
     socketPath: config.csiSocketPath,
     timeoutMs: config.timeoutMs,
