@@ -429,8 +429,8 @@ export const FEATURE_GATES = {
   },
   ReleaseLeaderElectionOnExit: {
     stage: "ALPHA",
-    default: false,
-    help: "On SIGTERM or SIGINT, stop the controllers, then release the leader-election Lease.",
+    default: true,
+    help: "On SIGTERM or SIGINT, stop the controllers, then release the leader-election Lease, so a standby replica takes over at once instead of after the lease duration. On by default here (upstream: off); =false keeps the Lease until it expires.",
     status: "implemented",
   },
 } as const satisfies Record<string, GateMeta>;

@@ -71,7 +71,7 @@ const EXPECTED_DEFAULTS: [string, string, unknown][] = [
       Topology: true,
       CrossNamespaceVolumeDataSource: false,
       VolumeAttributesClass: true,
-      ReleaseLeaderElectionOnExit: false,
+      ReleaseLeaderElectionOnExit: true,
     },
   ],
   // 1.4 logging (component-base logs)
@@ -178,7 +178,7 @@ describe("the flag table", () => {
         Topology: ["GA", true],
         CrossNamespaceVolumeDataSource: ["ALPHA", false],
         VolumeAttributesClass: ["GA", true],
-        ReleaseLeaderElectionOnExit: ["ALPHA", false],
+        ReleaseLeaderElectionOnExit: ["ALPHA", true],
       },
     );
   });
