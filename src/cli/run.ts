@@ -86,6 +86,7 @@ export function provisionerConfig(
     volumeNameUuidLength: config.volumeNameUuidLength,
     defaultFsType: config.defaultFstype,
     extraCreateMetadata: config.extraCreateMetadata,
+    claimMetadataPrefixes: config.claimMetadataPrefixes,
     strictTopology: config.strictTopology,
     immediateTopology: config.immediateTopology,
     preventVolumeModeConversion: config.preventVolumeModeConversion,
