@@ -48,6 +48,7 @@ import {
 import {
   createProvisionerMetrics,
   type ProvisionerMetrics,
+  UNKNOWN_DRIVER_NAME,
 } from "./metrics/provisioner-metrics.ts";
 import { provisionerIdentity } from "./provision/names.ts";
 import type { ProvisionerConfig } from "./provision/request.ts";
@@ -104,6 +105,7 @@ export function provisionerConfig(
     volumeNameUuidLength: config.volumeNameUuidLength,
     defaultFsType: config.defaultFstype,
     extraCreateMetadata: config.extraCreateMetadata,
+    claimMetadataPrefixes: config.claimMetadataPrefixes,
     strictTopology: config.strictTopology,
     immediateTopology: config.immediateTopology,
     preventVolumeModeConversion: config.preventVolumeModeConversion,
@@ -174,7 +176,7 @@ export async function startSidecar(
   const api = createKubeApi(transport);
 
   // 2. The driver: connect, probe until ready, learn its name and capabilities.
-  const metrics = createProvisionerMetrics(deps.processStats);
+  const metrics = createProvisionerMetrics(deps.processStats, { clock });
   const { driver, info } = await connectAndHandshake(config, deps, metrics);
 
   try {
@@ -283,7 +285,7 @@ async function connectAndHandshake(
   metrics: ProvisionerMetrics,
 ): Promise<{ driver: CsiDriver; info: DriverInfo }> {
   const { clock, logger, signal } = deps;
-  let driverName = "unknown";
+  let driverName = UNKNOWN_DRIVER_NAME;
   const driver = await connectDriver({
     socketPath: config.csiSocketPath,
     timeoutMs: config.timeoutMs,

@@ -161,7 +161,7 @@ export interface ProvisionControllers {
  */
 function lookupsFor(o: ProvisionControllersOptions): ProvisionLookups {
   const { claims, csiNodes, nodes } = o.informers;
-  const base = createLookups({ api: o.api, claims, csiNodes, nodes });
+  const base = createLookups({ api: o.api, claims, csiNodes, nodes, clock: o.clock });
   const node = o.node;
   if (!node) return base;
   return {

@@ -63,6 +63,8 @@ const EXPECTED_DEFAULTS: [string, string, unknown][] = [
   ["node-deployment-max-delay", "nodeDeploymentMaxDelayMs", 60_000],
   ["controller-publish-readonly", "controllerPublishReadonly", false],
   ["prevent-volume-mode-conversion", "preventVolumeModeConversion", true],
+  // beyond upstream
+  ["claim-metadata-prefixes", "claimMetadataPrefixes", []],
   // 1.3 feature gates
   [
     "feature-gates",
