@@ -1,7 +1,8 @@
 /**
- * The default command: the sidecar. Start-up follows upstream (reference §2.1): Kubernetes
- * configuration, the driver connection and handshake, then the controllers — behind leader
- * election when asked — until a termination signal drains them.
+ * The default command: the sidecar. Start-up does what upstream does (reference §2.1): the driver
+ * connection and handshake, the Kubernetes configuration (read while the driver answers: the
+ * first Probe is not kept waiting), then the controllers — behind leader election when asked —
+ * until a termination signal drains them.
  *
  * Exit codes: 0 after a clean drain; 1 when start-up fails (one line naming the cause), the
  * leader Lease is lost, or the driver connection is lost (then the reason is also written to
@@ -146,17 +147,67 @@ export async function startSidecar(
 ): Promise<StartedSidecar> {
   const { logger, clock, random, signal } = deps;
 
-  // 1. Kubernetes configuration (kubeconfig / --master / in-cluster).
-  const connection =
-    kube ??
-    (await loadKubeConnection({
-      kubeconfigPath: config.kubeconfig || undefined,
-      masterUrl: config.master || undefined,
-      env: deps.env,
-      readFile: deps.readFile,
+  // 1. The driver: connect, probe until ready, learn its name and capabilities. It starts first:
+  // the first Probe is what start-up waits on, and reading a kubeconfig (client-node) takes
+  // longer than the whole handshake. The Kubernetes configuration is read once the handshake is
+  // done, or after 1 s if the driver is not answering yet; an error there ends start-up at once.
+  const metrics = createProvisionerMetrics(deps.processStats);
+  let driverName = "unknown";
+  const stopDriver = new AbortController();
+  const driverSignal = AbortSignal.any([signal, stopDriver.signal]);
+  const driverReady = (async () => {
+    const driver = await connectDriver({
+      socketPath: config.csiSocketPath,
+      timeoutMs: config.timeoutMs,
       clock,
       logger,
-    }));
+      signal: driverSignal,
+      onConnectionLost: exitOnConnectionLoss({
+        writeTerminationMessage: deps.writeTerminationMessage,
+        exit: deps.exit,
+        logger,
+      }),
+      onCall: (r) => metrics.observeCsiCall(driverName, r.method, r.code, r.durationMs / 1000),
+    });
+    try {
+      return { driver, info: await handshake(driver, { clock, logger, signal: driverSignal }) };
+    } catch (err) {
+      driver.close();
+      throw err;
+    }
+  })();
+  driverReady.catch(() => {});
+  const waited = new AbortController();
+  await Promise.race([
+    driverReady.then(
+      () => {},
+      () => {},
+    ),
+    clock.sleep(1000, waited.signal).catch(() => {}),
+  ]);
+  waited.abort();
+
+  // 2. Kubernetes configuration (kubeconfig / --master / in-cluster).
+  let connection: KubeConnection;
+  try {
+    connection =
+      kube ??
+      (await loadKubeConnection({
+        kubeconfigPath: config.kubeconfig || undefined,
+        masterUrl: config.master || undefined,
+        env: deps.env,
+        readFile: deps.readFile,
+        clock,
+        logger,
+      }));
+  } catch (err) {
+    stopDriver.abort(err);
+    await driverReady.then(
+      ({ driver }) => driver.close(),
+      () => {},
+    );
+    throw err;
+  }
   const transportFor = (qps: number, burst: number) =>
     new KubeTransport({
       connection,
@@ -168,30 +219,7 @@ export async function startSidecar(
     });
   const transport = transportFor(config.kubeApiQps, config.kubeApiBurst);
   const api = createKubeApi(transport);
-
-  // 2. The driver: connect, probe until ready, learn its name and capabilities.
-  const metrics = createProvisionerMetrics(deps.processStats);
-  let driverName = "unknown";
-  const driver = await connectDriver({
-    socketPath: config.csiSocketPath,
-    timeoutMs: config.timeoutMs,
-    clock,
-    logger,
-    signal,
-    onConnectionLost: exitOnConnectionLoss({
-      writeTerminationMessage: deps.writeTerminationMessage,
-      exit: deps.exit,
-      logger,
-    }),
-    onCall: (r) => metrics.observeCsiCall(driverName, r.method, r.code, r.durationMs / 1000),
-  });
-  let info: DriverInfo;
-  try {
-    info = await handshake(driver, { clock, logger, signal });
-  } catch (err) {
-    driver.close();
-    throw err;
-  }
+  const { driver, info } = await driverReady;
   driverName = info.name;
   logger.info("Detected CSI driver", { driver: info.name, vendorVersion: info.vendorVersion });
 
