@@ -5,7 +5,8 @@
  * until a termination signal drains them.
  *
  * Exit codes: 0 after a clean drain; 1 when start-up fails (one line naming the cause), the
- * leader Lease is lost, or the driver connection is lost (then the reason is also written to
+ * controllers do not stop after the leader Lease was lost (a lost Lease otherwise stops the work
+ * and campaigns again), or the driver connection is lost (then the reason is also written to
  * /dev/termination-log).
  */
 
@@ -25,7 +26,7 @@ import { type KubeConnection, loadKubeConnection } from "../kube/config.ts";
 import { createRateLimiter } from "../kube/ratelimit.ts";
 import { resources } from "../kube/resources.ts";
 import { KubeTransport } from "../kube/transport.ts";
-import { createLeaderElector, leaseNameForDriver } from "../leader/election.ts";
+import { createLeaderElector, leaderIdentity, leaseNameForDriver } from "../leader/election.ts";
 import {
   createProvisionerMetrics,
   type ProvisionerMetrics,
@@ -85,6 +86,7 @@ export function provisionerConfig(
     volumeNameUuidLength: config.volumeNameUuidLength,
     defaultFsType: config.defaultFstype,
     extraCreateMetadata: config.extraCreateMetadata,
+    claimMetadataPrefixes: config.claimMetadataPrefixes,
     strictTopology: config.strictTopology,
     immediateTopology: config.immediateTopology,
     preventVolumeModeConversion: config.preventVolumeModeConversion,
@@ -300,40 +302,47 @@ export async function startSidecar(
     };
   }
 
-  const controller = createProvisionController({
-    api,
-    driver,
-    config: pconfig,
-    identity,
-    journal,
-    events,
-    metrics,
-    clock,
-    random,
-    logger,
-    workerThreads: config.workerThreads,
-    retryStartMs: config.retryIntervalStartMs,
-    retryMaxMs: config.retryIntervalMaxMs,
-    watchAttachments: info.controllerCapabilities.has(
-      ControllerServiceCapability_RPC_Type.PUBLISH_UNPUBLISH_VOLUME,
-    ),
-    watchTopology:
-      config.featureGates.Topology && info.pluginCapabilities.volumeAccessibilityConstraints,
-    cloningProtectionThreads: config.cloningProtectionThreads,
-    snapshotSweepIntervalMs: config.snapshotOrphanSweepIntervalMs,
-    node,
-    capacity,
-    capacityTopology: info.pluginCapabilities.volumeAccessibilityConstraints,
-  });
+  // A replica that loses the Lease and wins it again runs a fresh controller.
+  const newController = () =>
+    createProvisionController({
+      api,
+      driver,
+      config: pconfig,
+      identity,
+      journal,
+      events,
+      metrics,
+      clock,
+      random,
+      logger,
+      workerThreads: config.workerThreads,
+      retryStartMs: config.retryIntervalStartMs,
+      retryMaxMs: config.retryIntervalMaxMs,
+      watchAttachments: info.controllerCapabilities.has(
+        ControllerServiceCapability_RPC_Type.PUBLISH_UNPUBLISH_VOLUME,
+      ),
+      watchTopology:
+        config.featureGates.Topology && info.pluginCapabilities.volumeAccessibilityConstraints,
+      cloningProtectionThreads: config.cloningProtectionThreads,
+      snapshotSweepIntervalMs: config.snapshotOrphanSweepIntervalMs,
+      node,
+      capacity,
+      capacityTopology: info.pluginCapabilities.volumeAccessibilityConstraints,
+    });
+  let controller = newController();
+  let terms = 0;
 
-  const elector = config.leaderElection
+  const leaseName = leaseNameForDriver(info.name);
+  const electionIdentity = leaderIdentity(config.podName, deps.hostname);
+  const electionApi = config.leaderElection
+    ? createKubeApi(transportFor(config.kubeApiQps, config.kubeApiBurst))
+    : undefined;
+  const elector = electionApi
     ? createLeaderElector({
-        leases: createKubeApi(transportFor(config.kubeApiQps, config.kubeApiBurst)).resource(
-          resources.leases,
-        ),
+        leases: electionApi.resource(resources.leases),
         namespace,
-        name: leaseNameForDriver(info.name),
-        identity: deps.hostname,
+        name: leaseName,
+        identity: electionIdentity,
         clock,
         random,
         logger,
@@ -342,8 +351,14 @@ export async function startSidecar(
         retryPeriodMs: config.leaderElectionRetryPeriodMs,
         labels: config.leaderElectionLabels,
         releaseOnCancel: config.featureGates.ReleaseLeaderElectionOnExit,
-        onStatus: (leading) =>
-          metrics.leaderStatus.set({ name: leaseNameForDriver(info.name) }, leading ? 1 : 0),
+        // upstream's leader-election recorder: source `<driver with / as ->/<identity>`.
+        recorder: createEventRecorder({
+          events: electionApi.resource(resources.coreEvents),
+          clock,
+          logger,
+          component: `${info.name.replace(/\//g, "-")}/${electionIdentity}`,
+        }),
+        onStatus: (leading) => metrics.leaderStatus.set({ name: leaseName }, leading ? 1 : 0),
       })
     : undefined;
 
@@ -367,8 +382,8 @@ export async function startSidecar(
 
   // 6. Run until the signal, then drain.
   /** `/healthz` says ready once every informer has listed. */
-  const readyOnSync = () =>
-    void controller.synced(signal).then(
+  const readyOnSync = (until: AbortSignal) =>
+    void controller.synced(until).then(
       () => {
         running = true;
       },
@@ -378,16 +393,17 @@ export async function startSidecar(
     try {
       if (elector) {
         const outcome = await elector.run(async (leadSignal) => {
-          readyOnSync();
+          if (terms++ > 0) controller = newController();
+          readyOnSync(leadSignal);
           await controller.run(leadSignal);
           running = false;
         }, signal);
-        if (outcome === "lost") {
-          logger.error("Lost the leader election lease; exiting");
+        if (outcome === "failed") {
+          logger.error("Leader election failed; exiting");
           return 1;
         }
       } else {
-        readyOnSync();
+        readyOnSync(signal);
         await controller.run(signal);
         running = false;
       }

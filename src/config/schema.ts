@@ -32,6 +32,7 @@ export type FlagGroup =
   | "provisioner"
   | "capacity"
   | "nodeDeployment"
+  | "extensions"
   | "featureGates"
   | "logging"
   | "probe"
@@ -43,6 +44,7 @@ export const GROUP_TITLES: Readonly<Record<FlagGroup, string>> = {
   provisioner: "Provisioner flags",
   capacity: "Storage capacity flags",
   nodeDeployment: "Distributed provisioning flags",
+  extensions: "Beyond upstream (each off by default)",
   featureGates: "Feature gates",
   logging: "Logging flags",
   probe: "probe flags",
@@ -395,6 +397,34 @@ const labelsValue = () =>
     return ok(labels);
   });
 
+/** `a,b,c`: a list of key prefixes; repeated flags append. */
+const prefixesValue = () =>
+  merged<string[]>("string", "strings", (all) => {
+    const out: string[] = [];
+    for (const occurrence of all) {
+      for (const item of occurrence.split(",")) {
+        const prefix = item.trim();
+        if (prefix === "") continue;
+        if (/\s/.test(prefix)) {
+          return {
+            ...fail(`prefix ${JSON.stringify(prefix)} contains white space`),
+            raw: occurrence,
+          };
+        }
+        if (prefix.startsWith("csi.storage.k8s.io/")) {
+          return {
+            ...fail(
+              `prefix ${JSON.stringify(prefix)} is reserved: keys under csi.storage.k8s.io/ (secret references) are never copied`,
+            ),
+            raw: occurrence,
+          };
+        }
+        if (!out.includes(prefix)) out.push(prefix);
+      }
+    }
+    return ok(out);
+  });
+
 // ---------------------------------------------------------------------------------------------
 // Feature gates (reference 1.3)
 
@@ -429,8 +459,8 @@ export const FEATURE_GATES = {
   },
   ReleaseLeaderElectionOnExit: {
     stage: "ALPHA",
-    default: false,
-    help: "On SIGTERM or SIGINT, stop the controllers, then release the leader-election Lease.",
+    default: true,
+    help: "On SIGTERM or SIGINT, stop the controllers, then release the leader-election Lease, so a standby replica takes over at once instead of after the lease duration. On by default here (upstream: off); =false keeps the Lease until it expires.",
     status: "implemented",
   },
 } as const satisfies Record<string, GateMeta>;
@@ -846,6 +876,15 @@ export const FLAG_ENTRIES = {
       group: "provisioner",
     },
     boolValue(),
+  ),
+  claimMetadataPrefixes: flag(
+    {
+      name: "claim-metadata-prefixes",
+      default: "",
+      help: "Comma-separated key prefixes: the claim's labels and annotations and its namespace's labels whose keys start with one go to CreateVolume as csi.storage.k8s.io/pvc/label/<key>, csi.storage.k8s.io/pvc/annotation/<key> and csi.storage.k8s.io/namespace/label/<key> parameters (keys under csi.storage.k8s.io/ never). Needs get on namespaces. Empty: off.",
+      group: "extensions",
+    },
+    prefixesValue(),
   ),
   enablePprof: flag(
     {

@@ -52,6 +52,7 @@ import {
   missingCapability,
   supportsTopology,
 } from "./capabilities.ts";
+import { addClaimMetadata } from "./claim-metadata.ts";
 import {
   CLONE_PROTECTION_FINALIZER,
   checkReferenceGrant,
@@ -92,6 +93,8 @@ export interface ProvisionerConfig {
   defaultFsType?: string;
   /** `--extra-create-metadata`; default false. */
   extraCreateMetadata?: boolean;
+  /** `--claim-metadata-prefixes`; default none (see `claim-metadata.ts`). */
+  claimMetadataPrefixes?: readonly string[];
   /** `--strict-topology`; default false. */
   strictTopology?: boolean;
   /** `--immediate-topology`; default true. */
@@ -128,6 +131,8 @@ export interface ProvisionLookups {
   getVolumeSnapshotContent(name: string): Promise<VolumeSnapshotContent | undefined>;
   /** A VolumeAttributesClass by API GET. */
   getVolumeAttributesClass(name: string): Promise<VolumeAttributesClass | undefined>;
+  /** A namespace's labels by API GET (may be cached); needed only with `--claim-metadata-prefixes`. */
+  getNamespaceLabels?(name: string): Promise<Readonly<Record<string, string>> | undefined>;
   /** ReferenceGrants of a namespace; needed only with CrossNamespaceVolumeDataSource. */
   listReferenceGrants?(namespace: string): Promise<ReferenceGrant[]>;
   /** Every CSINode (cache); read only when topology is in use. */
@@ -448,6 +453,13 @@ export async function buildCreateVolumeRequest(
   } catch (error) {
     return fail("finished", errorMessage(error));
   }
+  const metadataProblem = await addClaimMetadata(
+    parameters,
+    config.claimMetadataPrefixes,
+    claim,
+    lookups.getNamespaceLabels?.bind(lookups),
+  );
+  if (metadataProblem) return fail("noChange", metadataProblem);
 
   // 11. VolumeAttributesClass.
   let mutableParameters: Record<string, string> = {};

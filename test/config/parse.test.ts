@@ -330,7 +330,7 @@ describe("parseArgs() feature gates", () => {
       Topology: true,
       CrossNamespaceVolumeDataSource: false,
       VolumeAttributesClass: true,
-      ReleaseLeaderElectionOnExit: false,
+      ReleaseLeaderElectionOnExit: true,
     });
   });
 
