@@ -30,6 +30,7 @@ import { createLeaderElector, leaderIdentity, leaseNameForDriver } from "../lead
 import {
   createProvisionerMetrics,
   type ProvisionerMetrics,
+  UNKNOWN_DRIVER_NAME,
 } from "../metrics/provisioner-metrics.ts";
 import { provisionerIdentity } from "../provision/names.ts";
 import type { ProvisionerConfig } from "../provision/request.ts";
@@ -153,8 +154,8 @@ export async function startSidecar(
   // the first Probe is what start-up waits on, and reading a kubeconfig (client-node) takes
   // longer than the whole handshake. The Kubernetes configuration is read once the handshake is
   // done, or after 1 s if the driver is not answering yet; an error there ends start-up at once.
-  const metrics = createProvisionerMetrics(deps.processStats);
-  let driverName = "unknown";
+  const metrics = createProvisionerMetrics(deps.processStats, { clock });
+  let driverName = UNKNOWN_DRIVER_NAME;
   const stopDriver = new AbortController();
   const driverSignal = AbortSignal.any([signal, stopDriver.signal]);
   const driverReady = (async () => {

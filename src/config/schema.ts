@@ -480,6 +480,47 @@ export const REMOVED_GATES: Readonly<Record<string, string>> = {
     "the feature is GA and always on (the PV deletion-protection finalizer is always used)",
 };
 
+/**
+ * Flags of older upstream releases that v6 rejects (exit 2) but published manifests still pass
+ * (csi-driver-smb's older deploys, Portworx's operator for older images). Each is accepted with
+ * one start-up warning and mapped onto today's meaning; none is listed in `--help`.
+ */
+export type LegacyFlag =
+  | {
+      /** A boolean read exactly like the flag it stands for. */
+      readonly kind: "alias";
+      readonly replacement: string;
+      readonly warning: string;
+    }
+  | {
+      /** Takes a value; `check` says why a value cannot be honoured. */
+      readonly kind: "value";
+      readonly warning: (value: string) => string;
+      readonly check?: (value: string) => string | undefined;
+    };
+
+export const LEGACY_FLAGS: Readonly<Record<string, LegacyFlag>> = {
+  "enable-leader-election": {
+    kind: "alias",
+    replacement: "leader-election",
+    warning: "--enable-leader-election is the old name of --leader-election: read as such",
+  },
+  "leader-election-type": {
+    kind: "value",
+    warning: () =>
+      "--leader-election-type=leases is accepted and ignored: a Lease is the only kind of leader-election lock",
+    check: (value) =>
+      value === "leases"
+        ? undefined
+        : `--leader-election-type=${value} is not supported: leader election uses coordination.k8s.io Leases only (--leader-election-type=leases, or drop the flag)`,
+  },
+  provisioner: {
+    kind: "value",
+    warning: (value) =>
+      `--provisioner=${value} is ignored: the provisioner name is the driver's own, from GetPluginInfo`,
+  },
+};
+
 /** Gates every Kubernetes feature gate set knows: they switch all alpha or all beta gates. */
 export const META_GATES = { AllAlpha: "ALPHA", AllBeta: "BETA" } as const;
 
@@ -1292,8 +1333,11 @@ function derive(input: v.InferOutput<typeof RawConfigSchema>) {
     explicitFeatureGates: featureGates.explicit,
     /** Long names of the flags given on the command line, in first-seen order. */
     explicitFlags,
-    /** `NODE_NAME`: this node, in `--node-deployment` mode. */
-    nodeName: nonEmpty(env.NODE_NAME),
+    /**
+     * `NODE_NAME`: this node, in `--node-deployment` mode; unset otherwise, as upstream reads it
+     * only there (it ends the provisioner identity, so a stray NODE_NAME must not change it).
+     */
+    nodeName: flags.nodeDeployment ? nonEmpty(env.NODE_NAME) : undefined,
     /** `NAMESPACE`: where CSIStorageCapacity objects live. */
     namespace: nonEmpty(env.NAMESPACE),
     /** `POD_NAME`: this pod, the start of the CSIStorageCapacity owner chain. */

@@ -196,7 +196,7 @@ export type BuildRequestResult =
   | {
       kind: "error";
       outcome: "finished" | "noChange" | "reschedule";
-      /** `Cannot provision claim <namespace>/<name>: <cause>`. */
+      /** The cause, in upstream's words where it has them (the ProvisioningFailed event). */
       message: string;
       /** Set when topology ran: keep it (noChange) or drop it (finished, reschedule). */
       topologyMemo?: TopologyMemo;
@@ -214,17 +214,12 @@ export async function buildCreateVolumeRequest(
   input: BuildRequestInput,
 ): Promise<BuildRequestResult> {
   const { config, claim, lookups } = input;
-  const claimKey = `${claim.metadata.namespace}/${claim.metadata.name}`;
   let topologyMemo: TopologyMemo | undefined;
   const fail = (
     outcome: "finished" | "noChange" | "reschedule",
     cause: string,
   ): BuildRequestResult => {
-    const result: BuildRequestResult = {
-      kind: "error",
-      outcome,
-      message: `Cannot provision claim ${claimKey}: ${cause}`,
-    };
+    const result: BuildRequestResult = { kind: "error", outcome, message: cause };
     if (topologyMemo) result.topologyMemo = topologyMemo;
     return result;
   };
@@ -451,7 +446,10 @@ export async function buildCreateVolumeRequest(
       pvName,
     });
   } catch (error) {
-    return fail("finished", errorMessage(error));
+    return fail(
+      "finished",
+      `failed to strip CSI Parameters of prefixed keys: ${errorMessage(error)}`,
+    );
   }
   const metadataProblem = await addClaimMetadata(
     parameters,
