@@ -1,8 +1,9 @@
 /**
- * The composition root of the sidecar (the default `run` command). Start-up follows upstream
- * (reference §2.1): Kubernetes configuration, the driver connection and handshake, then every
- * peer controller — claims, volumes, capacity, clone protection, snapshot sweep — run by one
- * manager, behind leader election when asked, until a termination signal drains them.
+ * The composition root of the sidecar (the default `run` command). Start-up does what upstream
+ * does (reference §2.1): the driver connection and handshake, the Kubernetes configuration (read
+ * while the driver answers: the first Probe is not kept waiting), then every peer controller —
+ * claims, volumes, capacity, clone protection, snapshot sweep — run by one manager, behind
+ * leader election when asked, until a termination signal drains them.
  *
  * Exit codes: 0 after a clean drain; 1 when start-up fails (one line naming the cause), the
  * controllers do not stop after the leader Lease was lost (a lost Lease otherwise stops the work
@@ -161,8 +162,40 @@ export async function startSidecar(
 ): Promise<StartedSidecar> {
   const { logger, clock, random, signal } = deps;
 
-  // 1. Kubernetes configuration (kubeconfig / --master / in-cluster).
-  const connection = kube ?? (await loadConnection(config, deps));
+  // 1. The driver: connect, probe until ready, learn its name and capabilities. It starts first:
+  // the first Probe is what start-up waits on, and reading a kubeconfig (client-node) takes
+  // longer than the whole handshake. The Kubernetes configuration is read once the handshake is
+  // done, or after 1 s if the driver is not answering yet; an error there ends start-up at once.
+  const metrics = createProvisionerMetrics(deps.processStats, { clock });
+  const stopDriver = new AbortController();
+  const driverReady = connectAndHandshake(
+    config,
+    { ...deps, signal: AbortSignal.any([signal, stopDriver.signal]) },
+    metrics,
+  );
+  driverReady.catch(() => {});
+  const waited = new AbortController();
+  await Promise.race([
+    driverReady.then(
+      () => {},
+      () => {},
+    ),
+    clock.sleep(1000, waited.signal).catch(() => {}),
+  ]);
+  waited.abort();
+
+  // 2. Kubernetes configuration (kubeconfig / --master / in-cluster).
+  let connection: KubeConnection;
+  try {
+    connection = kube ?? (await loadConnection(config, deps));
+  } catch (err) {
+    stopDriver.abort(err);
+    await driverReady.then(
+      ({ driver }) => driver.close(),
+      () => {},
+    );
+    throw err;
+  }
   const transportFor = (qps: number, burst: number) =>
     new KubeTransport({
       connection,
@@ -174,10 +207,8 @@ export async function startSidecar(
     });
   const transport = transportFor(config.kubeApiQps, config.kubeApiBurst);
   const api = createKubeApi(transport);
-
-  // 2. The driver: connect, probe until ready, learn its name and capabilities.
-  const metrics = createProvisionerMetrics(deps.processStats, { clock });
-  const { driver, info } = await connectAndHandshake(config, deps, metrics);
+  const { driver, info } = await driverReady;
+  logger.info("Detected CSI driver", { driver: info.name, vendorVersion: info.vendorVersion });
 
   try {
     // 3. Node mode: this node's topology, from the driver (fatal on error, as upstream).
@@ -307,7 +338,6 @@ async function connectAndHandshake(
     throw err;
   }
   driverName = info.name;
-  logger.info("Detected CSI driver", { driver: info.name, vendorVersion: info.vendorVersion });
   return { driver, info };
 }
 
