@@ -331,7 +331,7 @@ export async function startSidecar(
           logger,
           component: `${info.name.replace(/\//g, "-")}/${electionIdentity}`,
         }),
-        onStatus: (leading) => metrics.leaderStatus.set({ name: leaseName }, leading ? 1 : 0),
+        onStatus: (leading) => metrics.setLeading(leading),
       })
     : undefined;
 
