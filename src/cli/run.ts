@@ -1,10 +1,12 @@
 /**
- * The default command: the sidecar. Start-up follows upstream (reference §2.1): Kubernetes
- * configuration, the driver connection and handshake, then the controllers — behind leader
- * election when asked — until a termination signal drains them.
+ * The default command: the sidecar. Start-up does what upstream does (reference §2.1): the driver
+ * connection and handshake, the Kubernetes configuration (read while the driver answers: the
+ * first Probe is not kept waiting), then the controllers — behind leader election when asked —
+ * until a termination signal drains them.
  *
  * Exit codes: 0 after a clean drain; 1 when start-up fails (one line naming the cause), the
- * leader Lease is lost, or the driver connection is lost (then the reason is also written to
+ * controllers do not stop after the leader Lease was lost (a lost Lease otherwise stops the work
+ * and campaigns again), or the driver connection is lost (then the reason is also written to
  * /dev/termination-log).
  */
 
@@ -24,10 +26,11 @@ import { type KubeConnection, loadKubeConnection } from "../kube/config.ts";
 import { createRateLimiter } from "../kube/ratelimit.ts";
 import { resources } from "../kube/resources.ts";
 import { KubeTransport } from "../kube/transport.ts";
-import { createLeaderElector, leaseNameForDriver } from "../leader/election.ts";
+import { createLeaderElector, leaderIdentity, leaseNameForDriver } from "../leader/election.ts";
 import {
   createProvisionerMetrics,
   type ProvisionerMetrics,
+  UNKNOWN_DRIVER_NAME,
 } from "../metrics/provisioner-metrics.ts";
 import { provisionerIdentity } from "../provision/names.ts";
 import type { ProvisionerConfig } from "../provision/request.ts";
@@ -84,6 +87,7 @@ export function provisionerConfig(
     volumeNameUuidLength: config.volumeNameUuidLength,
     defaultFsType: config.defaultFstype,
     extraCreateMetadata: config.extraCreateMetadata,
+    claimMetadataPrefixes: config.claimMetadataPrefixes,
     strictTopology: config.strictTopology,
     immediateTopology: config.immediateTopology,
     preventVolumeModeConversion: config.preventVolumeModeConversion,
@@ -146,17 +150,67 @@ export async function startSidecar(
 ): Promise<StartedSidecar> {
   const { logger, clock, random, signal } = deps;
 
-  // 1. Kubernetes configuration (kubeconfig / --master / in-cluster).
-  const connection =
-    kube ??
-    (await loadKubeConnection({
-      kubeconfigPath: config.kubeconfig || undefined,
-      masterUrl: config.master || undefined,
-      env: deps.env,
-      readFile: deps.readFile,
+  // 1. The driver: connect, probe until ready, learn its name and capabilities. It starts first:
+  // the first Probe is what start-up waits on, and reading a kubeconfig (client-node) takes
+  // longer than the whole handshake. The Kubernetes configuration is read once the handshake is
+  // done, or after 1 s if the driver is not answering yet; an error there ends start-up at once.
+  const metrics = createProvisionerMetrics(deps.processStats, { clock });
+  let driverName = UNKNOWN_DRIVER_NAME;
+  const stopDriver = new AbortController();
+  const driverSignal = AbortSignal.any([signal, stopDriver.signal]);
+  const driverReady = (async () => {
+    const driver = await connectDriver({
+      socketPath: config.csiSocketPath,
+      timeoutMs: config.timeoutMs,
       clock,
       logger,
-    }));
+      signal: driverSignal,
+      onConnectionLost: exitOnConnectionLoss({
+        writeTerminationMessage: deps.writeTerminationMessage,
+        exit: deps.exit,
+        logger,
+      }),
+      onCall: (r) => metrics.observeCsiCall(driverName, r.method, r.code, r.durationMs / 1000),
+    });
+    try {
+      return { driver, info: await handshake(driver, { clock, logger, signal: driverSignal }) };
+    } catch (err) {
+      driver.close();
+      throw err;
+    }
+  })();
+  driverReady.catch(() => {});
+  const waited = new AbortController();
+  await Promise.race([
+    driverReady.then(
+      () => {},
+      () => {},
+    ),
+    clock.sleep(1000, waited.signal).catch(() => {}),
+  ]);
+  waited.abort();
+
+  // 2. Kubernetes configuration (kubeconfig / --master / in-cluster).
+  let connection: KubeConnection;
+  try {
+    connection =
+      kube ??
+      (await loadKubeConnection({
+        kubeconfigPath: config.kubeconfig || undefined,
+        masterUrl: config.master || undefined,
+        env: deps.env,
+        readFile: deps.readFile,
+        clock,
+        logger,
+      }));
+  } catch (err) {
+    stopDriver.abort(err);
+    await driverReady.then(
+      ({ driver }) => driver.close(),
+      () => {},
+    );
+    throw err;
+  }
   const transportFor = (qps: number, burst: number) =>
     new KubeTransport({
       connection,
@@ -168,30 +222,7 @@ export async function startSidecar(
     });
   const transport = transportFor(config.kubeApiQps, config.kubeApiBurst);
   const api = createKubeApi(transport);
-
-  // 2. The driver: connect, probe until ready, learn its name and capabilities.
-  const metrics = createProvisionerMetrics(deps.processStats);
-  let driverName = "unknown";
-  const driver = await connectDriver({
-    socketPath: config.csiSocketPath,
-    timeoutMs: config.timeoutMs,
-    clock,
-    logger,
-    signal,
-    onConnectionLost: exitOnConnectionLoss({
-      writeTerminationMessage: deps.writeTerminationMessage,
-      exit: deps.exit,
-      logger,
-    }),
-    onCall: (r) => metrics.observeCsiCall(driverName, r.method, r.code, r.durationMs / 1000),
-  });
-  let info: DriverInfo;
-  try {
-    info = await handshake(driver, { clock, logger, signal });
-  } catch (err) {
-    driver.close();
-    throw err;
-  }
+  const { driver, info } = await driverReady;
   driverName = info.name;
   logger.info("Detected CSI driver", { driver: info.name, vendorVersion: info.vendorVersion });
 
@@ -272,40 +303,47 @@ export async function startSidecar(
     };
   }
 
-  const controller = createProvisionController({
-    api,
-    driver,
-    config: pconfig,
-    identity,
-    journal,
-    events,
-    metrics,
-    clock,
-    random,
-    logger,
-    workerThreads: config.workerThreads,
-    retryStartMs: config.retryIntervalStartMs,
-    retryMaxMs: config.retryIntervalMaxMs,
-    watchAttachments: info.controllerCapabilities.has(
-      ControllerServiceCapability_RPC_Type.PUBLISH_UNPUBLISH_VOLUME,
-    ),
-    watchTopology:
-      config.featureGates.Topology && info.pluginCapabilities.volumeAccessibilityConstraints,
-    cloningProtectionThreads: config.cloningProtectionThreads,
-    snapshotSweepIntervalMs: config.snapshotOrphanSweepIntervalMs,
-    node,
-    capacity,
-    capacityTopology: info.pluginCapabilities.volumeAccessibilityConstraints,
-  });
+  // A replica that loses the Lease and wins it again runs a fresh controller.
+  const newController = () =>
+    createProvisionController({
+      api,
+      driver,
+      config: pconfig,
+      identity,
+      journal,
+      events,
+      metrics,
+      clock,
+      random,
+      logger,
+      workerThreads: config.workerThreads,
+      retryStartMs: config.retryIntervalStartMs,
+      retryMaxMs: config.retryIntervalMaxMs,
+      watchAttachments: info.controllerCapabilities.has(
+        ControllerServiceCapability_RPC_Type.PUBLISH_UNPUBLISH_VOLUME,
+      ),
+      watchTopology:
+        config.featureGates.Topology && info.pluginCapabilities.volumeAccessibilityConstraints,
+      cloningProtectionThreads: config.cloningProtectionThreads,
+      snapshotSweepIntervalMs: config.snapshotOrphanSweepIntervalMs,
+      node,
+      capacity,
+      capacityTopology: info.pluginCapabilities.volumeAccessibilityConstraints,
+    });
+  let controller = newController();
+  let terms = 0;
 
-  const elector = config.leaderElection
+  const leaseName = leaseNameForDriver(info.name);
+  const electionIdentity = leaderIdentity(config.podName, deps.hostname);
+  const electionApi = config.leaderElection
+    ? createKubeApi(transportFor(config.kubeApiQps, config.kubeApiBurst))
+    : undefined;
+  const elector = electionApi
     ? createLeaderElector({
-        leases: createKubeApi(transportFor(config.kubeApiQps, config.kubeApiBurst)).resource(
-          resources.leases,
-        ),
+        leases: electionApi.resource(resources.leases),
         namespace,
-        name: leaseNameForDriver(info.name),
-        identity: deps.hostname,
+        name: leaseName,
+        identity: electionIdentity,
         clock,
         random,
         logger,
@@ -314,8 +352,14 @@ export async function startSidecar(
         retryPeriodMs: config.leaderElectionRetryPeriodMs,
         labels: config.leaderElectionLabels,
         releaseOnCancel: config.featureGates.ReleaseLeaderElectionOnExit,
-        onStatus: (leading) =>
-          metrics.leaderStatus.set({ name: leaseNameForDriver(info.name) }, leading ? 1 : 0),
+        // upstream's leader-election recorder: source `<driver with / as ->/<identity>`.
+        recorder: createEventRecorder({
+          events: electionApi.resource(resources.coreEvents),
+          clock,
+          logger,
+          component: `${info.name.replace(/\//g, "-")}/${electionIdentity}`,
+        }),
+        onStatus: (leading) => metrics.leaderStatus.set({ name: leaseName }, leading ? 1 : 0),
       })
     : undefined;
 
@@ -339,8 +383,8 @@ export async function startSidecar(
 
   // 6. Run until the signal, then drain.
   /** `/healthz` says ready once every informer has listed. */
-  const readyOnSync = () =>
-    void controller.synced(signal).then(
+  const readyOnSync = (until: AbortSignal) =>
+    void controller.synced(until).then(
       () => {
         running = true;
       },
@@ -350,16 +394,17 @@ export async function startSidecar(
     try {
       if (elector) {
         const outcome = await elector.run(async (leadSignal) => {
-          readyOnSync();
+          if (terms++ > 0) controller = newController();
+          readyOnSync(leadSignal);
           await controller.run(leadSignal);
           running = false;
         }, signal);
-        if (outcome === "lost") {
-          logger.error("Lost the leader election lease; exiting");
+        if (outcome === "failed") {
+          logger.error("Leader election failed; exiting");
           return 1;
         }
       } else {
-        readyOnSync();
+        readyOnSync(signal);
         await controller.run(signal);
         running = false;
       }

@@ -172,7 +172,7 @@ export function createProvisionController(o: ProvisionControllerOptions): Provis
   };
   const claimQueue = new WorkQueue<string>({ ...queueOpts, name: "claims" });
   const volumeQueue = new WorkQueue<string>({ ...queueOpts, name: "volumes" });
-  const baseLookups = createLookups({ api: o.api, claims, csiNodes, nodes });
+  const baseLookups = createLookups({ api: o.api, claims, csiNodes, nodes, clock: o.clock });
   // In node mode this instance sees only its own node, described by NodeGetInfo (as upstream,
   // which builds static Node and CSINode objects instead of watching every Node).
   const node = o.node;
