@@ -5,9 +5,9 @@
  * Table and PartialObjectMetadata responses, streams watches, and applies injected faults.
  * JSON only: protobuf, YAML bodies and server-side apply answer 415 / 406.
  */
-import type { KubeObject, WatchEvent } from "../kube/objects.ts";
-import type { Clock } from "../util/clock.ts";
-import type { Logger } from "../util/log.ts";
+import type { KubeObject, WatchEvent } from "../../kube/objects.ts";
+import type { Clock } from "../../util/clock.ts";
+import type { Logger } from "../../util/log.ts";
 import {
   type FailRule,
   type Faults,

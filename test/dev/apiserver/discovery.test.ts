@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
-import { type ApiServer, startApiServer } from "../../src/apiserver/mod.ts";
+import { type ApiServer, startApiServer } from "../../../src/dev/apiserver/mod.ts";
 import { call } from "./support.ts";
 
 interface ApiResource {

@@ -8,7 +8,7 @@
  * path into the object (`metadata.name`, `involvedObject.kind`); `\,` `\=` `\\` escape. A missing
  * field reads as "".
  */
-import type { KubeObject } from "../kube/objects.ts";
+import type { KubeObject } from "../../kube/objects.ts";
 import { badRequest } from "./status.ts";
 
 type LabelOp = "exists" | "!exists" | "=" | "!=" | "in" | "notin" | ">" | "<";

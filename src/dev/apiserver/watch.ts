@@ -4,8 +4,8 @@
  * fault (abruptly: the connection is cut mid-stream). BOOKMARK events are sent only when the
  * client allowed them: every `bookmarkIntervalMs`, on demand, and as the watch times out.
  */
-import type { WatchEvent } from "../kube/objects.ts";
-import type { Clock } from "../util/clock.ts";
+import type { WatchEvent } from "../../kube/objects.ts";
+import type { Clock } from "../../util/clock.ts";
 
 export interface WatchSessionOptions {
   clock: Clock;

@@ -3,7 +3,7 @@
  * `metadata: {}`, `status: Failure`, `message`, `reason`, `details`, `code`), and the error type
  * the server's layers throw to answer with one.
  */
-import type { Status } from "../kube/objects.ts";
+import type { Status } from "../../kube/objects.ts";
 
 type Details = NonNullable<Status["details"]>;
 export type Cause = NonNullable<Details["causes"]>[number];

@@ -58,9 +58,10 @@ import {
   type VolumeCapability,
   type VolumeContentSource,
   VolumeSchema,
-} from "../../src/gen/csi/v1/csi_pb.js";
-import type { Clock } from "../../src/util/clock.ts";
-import { type Logger, nullLogger } from "../../src/util/log.ts";
+} from "../../gen/csi/v1/csi_pb.js";
+import type { DataKind, HostdirStorage, TargetState } from "../../runtime/hostdir-io.ts";
+import type { Clock } from "../../util/clock.ts";
+import { type Logger, nullLogger } from "../../util/log.ts";
 
 /** `GetPluginInfo.vendor_version` of the sample driver. */
 export const HOSTDIR_DRIVER_VERSION = "0.1.0";
@@ -75,45 +76,9 @@ export const DEFAULT_VOLUME_BYTES = 1024n ** 3n;
 const DRIVER_NAME_RE = /^[a-zA-Z][A-Za-z0-9.\-_]{0,61}[a-zA-Z]$/;
 
 // ---------------------------------------------------------------------------------------------
-// Storage: the seam to the file system (implemented in io.ts).
+// Storage: the seam to the file system (declared and implemented in runtime/hostdir-io.ts).
 
-/** A volume's directory, or a snapshot's. */
-export type DataKind = "volume" | "snapshot";
-
-/** What is at a NodePublishVolume target path. */
-export type TargetState =
-  | { kind: "absent" }
-  | { kind: "link"; to: string }
-  | { kind: "empty-dir" }
-  | { kind: "other" };
-
-/**
- * Where volumes and snapshots live. Each has a data directory and a metadata file (text);
- * ids passed in are always ids this driver generated, never raw request fields.
- */
-export interface HostdirStorage {
-  /** The absolute data directory. */
-  readonly root: string;
-  /** The absolute path of the data directory of `id`. */
-  dataPath(kind: DataKind, id: string): string;
-  /**
-   * Every metadata file of `kind`, by id. Removes the leftovers of interrupted calls (data
-   * directories without metadata, temporary files) and names them in `removed`.
-   */
-  load(kind: DataKind): Promise<{ records: { id: string; text: string }[]; removed: string[] }>;
-  /** Creates the data directory of `id`: empty, or a copy of another data directory. */
-  createData(kind: DataKind, id: string, copyOf?: { kind: DataKind; id: string }): Promise<void>;
-  /** Replaces the metadata of `id` atomically (temporary file, then rename). */
-  writeMeta(kind: DataKind, id: string, text: string): Promise<void>;
-  /** Removes the metadata of `id`, then its data directory; missing ones are fine. */
-  remove(kind: DataKind, id: string): Promise<void>;
-  /** What is at `path` (symbolic links are not followed). */
-  inspectTarget(path: string): Promise<TargetState>;
-  /** Makes `path` a symbolic link to `to`, replacing an empty directory at `path`. */
-  link(path: string, to: string): Promise<void>;
-  /** Removes the symbolic link at `path`; a missing one is fine. */
-  unlink(path: string): Promise<void>;
-}
+export type { DataKind, HostdirStorage, TargetState };
 
 // ---------------------------------------------------------------------------------------------
 // Records and their JSON form.

@@ -1,7 +1,7 @@
 /**
  * The hostdir sample driver's I/O: the file-system {@link HostdirStorage} and the gRPC server on
- * a unix socket. Everything that touches `node:*` is here (Bun, Deno and Node all provide these
- * modules); the rules live in `driver.ts`.
+ * a unix socket. Everything of it that touches `node:*` is here (Bun, Deno and Node all provide
+ * these modules); the rules live in `dev/hostdir-driver/driver.ts`.
  *
  * Layout of the data directory:
  *
@@ -29,7 +29,44 @@ import * as http2 from "node:http2";
 import { dirname, join, resolve } from "node:path";
 import type { ConnectRouter, Interceptor } from "@connectrpc/connect";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
-import type { DataKind, HostdirStorage, TargetState } from "./driver.ts";
+
+/** A volume's directory, or a snapshot's. */
+export type DataKind = "volume" | "snapshot";
+
+/** What is at a NodePublishVolume target path. */
+export type TargetState =
+  | { kind: "absent" }
+  | { kind: "link"; to: string }
+  | { kind: "empty-dir" }
+  | { kind: "other" };
+
+/**
+ * Where volumes and snapshots live. Each has a data directory and a metadata file (text);
+ * ids passed in are always ids this driver generated, never raw request fields.
+ */
+export interface HostdirStorage {
+  /** The absolute data directory. */
+  readonly root: string;
+  /** The absolute path of the data directory of `id`. */
+  dataPath(kind: DataKind, id: string): string;
+  /**
+   * Every metadata file of `kind`, by id. Removes the leftovers of interrupted calls (data
+   * directories without metadata, temporary files) and names them in `removed`.
+   */
+  load(kind: DataKind): Promise<{ records: { id: string; text: string }[]; removed: string[] }>;
+  /** Creates the data directory of `id`: empty, or a copy of another data directory. */
+  createData(kind: DataKind, id: string, copyOf?: { kind: DataKind; id: string }): Promise<void>;
+  /** Replaces the metadata of `id` atomically (temporary file, then rename). */
+  writeMeta(kind: DataKind, id: string, text: string): Promise<void>;
+  /** Removes the metadata of `id`, then its data directory; missing ones are fine. */
+  remove(kind: DataKind, id: string): Promise<void>;
+  /** What is at `path` (symbolic links are not followed). */
+  inspectTarget(path: string): Promise<TargetState>;
+  /** Makes `path` a symbolic link to `to`, replacing an empty directory at `path`. */
+  link(path: string, to: string): Promise<void>;
+  /** Removes the symbolic link at `path`; a missing one is fine. */
+  unlink(path: string): Promise<void>;
+}
 
 const META = ".json";
 const TEMP = ".tmp";

@@ -3,11 +3,11 @@ import { mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, it } from "node:test";
-import { startApiServer } from "../../src/apiserver/mod.ts";
-import type { StateFiles } from "../../src/apiserver/persist.ts";
-import type { Status } from "../../src/kube/objects.ts";
-import { resources } from "../../src/kube/resources.ts";
-import { FakeClock } from "../../src/util/clock.ts";
+import { startApiServer } from "../../../src/dev/apiserver/mod.ts";
+import type { StateFiles } from "../../../src/dev/apiserver/persist.ts";
+import type { Status } from "../../../src/kube/objects.ts";
+import { resources } from "../../../src/kube/resources.ts";
+import { FakeClock } from "../../../src/util/clock.ts";
 import { call, openWatch, pvc, pvcs, within } from "./support.ts";
 
 describe("startApiServer() persistence", () => {

@@ -10,18 +10,19 @@
  * `--demo` creates a claim, prints its PV, deletes the claim, waits for the volume to go and
  * exits: the whole life of a volume in one command.
  */
-import { startHostdirDriver } from "../../examples/hostdir-driver/main.ts";
-import { type ApiServer, startApiServer } from "../apiserver/mod.ts";
+
 import type { Config } from "../config/schema.ts";
-import { runBinder } from "../dev/binder.ts";
 import { noAuth } from "../kube/auth.ts";
 import type { PersistentVolume, PersistentVolumeClaim, StorageClass } from "../kube/objects.ts";
 import { resources } from "../kube/resources.ts";
 import { writeFileAtomic } from "../runtime/files.ts";
 import { writeStdout } from "../runtime/process.ts";
+import type { RunDeps } from "../sidecar.ts";
+import { startSidecar } from "../sidecar.ts";
 import type { Clock } from "../util/clock.ts";
-import type { RunDeps } from "./run.ts";
-import { startSidecar } from "./run.ts";
+import { type ApiServer, startApiServer } from "./apiserver/mod.ts";
+import { runBinder } from "./binder.ts";
+import { startHostdirDriver } from "./hostdir-driver/mod.ts";
 
 /** The StorageClass name for a driver: its first DNS label (`hostdir.csi.example.com` → `hostdir`). */
 export function devStorageClassName(driverName: string): string {

@@ -6,7 +6,7 @@ import {
   canonicalTime,
   DecodeError,
   quantityFormatMessage,
-} from "../../src/apiserver/fields.ts";
+} from "../../../src/dev/apiserver/fields.ts";
 
 // Expected values are kube-apiserver v1.36's answers (test/e2e/apiserver-conformance.test.ts).
 

@@ -8,7 +8,7 @@
  *
  * Stored objects are never mutated in place; readers get copies.
  */
-import type { KubeObject } from "../kube/objects.ts";
+import type { KubeObject } from "../../kube/objects.ts";
 
 export type ChangeType = "ADDED" | "MODIFIED" | "DELETED";
 

@@ -2,7 +2,7 @@
  * Helpers for the API server tests: JSON requests over real HTTP, and a watch reader that
  * awaits the next event with a deadline (never a sleep).
  */
-import type { KubeObject, Status, WatchEvent } from "../../src/kube/objects.ts";
+import type { KubeObject, Status, WatchEvent } from "../../../src/kube/objects.ts";
 
 export interface Reply<T = unknown> {
   status: number;

@@ -1,9 +1,9 @@
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
-import { type ApiServer, startApiServer } from "../../src/apiserver/mod.ts";
-import type { KubeList, KubeObject } from "../../src/kube/objects.ts";
-import { resources } from "../../src/kube/resources.ts";
-import { FakeClock } from "../../src/util/clock.ts";
+import { type ApiServer, startApiServer } from "../../../src/dev/apiserver/mod.ts";
+import type { KubeList, KubeObject } from "../../../src/kube/objects.ts";
+import { resources } from "../../../src/kube/resources.ts";
+import { FakeClock } from "../../../src/util/clock.ts";
 import { asStatus, call, pv, pvc, pvcs, pvs } from "./support.ts";
 
 function sequence(values: number[]): () => number {

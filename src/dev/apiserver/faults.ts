@@ -4,8 +4,8 @@
  * resource (the controllers' API budget is measured on the write counter).
  */
 
-import type { Status } from "../kube/objects.ts";
-import type { Resource } from "../kube/resources.ts";
+import type { Status } from "../../kube/objects.ts";
+import type { Resource } from "../../kube/resources.ts";
 import { type ApiError, failure, reasonForCode } from "./status.ts";
 
 /** What a request is, as the fault rules and counters see it. */

@@ -9,8 +9,8 @@
  * Objects come in and go out in the served shape of the resource; views (core v1 events) are
  * converted to their stored shape here.
  */
-import type { KubeObject, WatchEvent } from "../kube/objects.ts";
-import type { Clock, Random } from "../util/clock.ts";
+import type { KubeObject, WatchEvent } from "../../kube/objects.ts";
+import type { Clock, Random } from "../../util/clock.ts";
 import { canonicalizeFields, DecodeError } from "./fields.ts";
 import {
   apiVersionOfServed,

@@ -7,8 +7,8 @@
  * Core `v1` `events` is a view of the `events.k8s.io/v1` events (one storage, two shapes, as in
  * Kubernetes), so that `kubectl describe` shows what the provisioner records.
  */
-import type { KubeObject } from "../kube/objects.ts";
-import { type Resource, resources } from "../kube/resources.ts";
+import type { KubeObject } from "../../kube/objects.ts";
+import { type Resource, resources } from "../../kube/resources.ts";
 import type { FieldPaths } from "./fields.ts";
 import { type ListStrategies, objectMetaStrategies } from "./patch.ts";
 

@@ -2,7 +2,7 @@
  * Server-side printing (`Accept: application/json;as=Table;v=v1;g=meta.k8s.io`), which
  * `kubectl get` asks for, and the metadata-only forms (`as=PartialObjectMetadata[List]`).
  */
-import type { KubeObject, ListMeta } from "../kube/objects.ts";
+import type { KubeObject, ListMeta } from "../../kube/objects.ts";
 import type { ServedResource } from "./kinds.ts";
 
 export type IncludeObject = "None" | "Object" | "Metadata";

@@ -5,9 +5,9 @@
  * After a restart the history is empty: watches and continue tokens from before the restart
  * answer 410 Gone, and clients relist, as after an etcd compaction.
  */
-import type { KubeObject } from "../kube/objects.ts";
-import type { Clock } from "../util/clock.ts";
-import type { Logger } from "../util/log.ts";
+import type { KubeObject } from "../../kube/objects.ts";
+import type { Clock } from "../../util/clock.ts";
+import type { Logger } from "../../util/log.ts";
 import type { StoreState, VersionedStore } from "./store.ts";
 
 /** The file operations persistence needs (implemented by `src/runtime/files.ts`). */

@@ -1,15 +1,15 @@
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
-import { type ApiServer, startApiServer } from "../../src/apiserver/mod.ts";
+import { type ApiServer, startApiServer } from "../../../src/dev/apiserver/mod.ts";
 import {
   jsonPatch,
   mergePatch,
   objectMetaStrategies,
   PatchError,
   strategicMergePatch,
-} from "../../src/apiserver/patch.ts";
-import type { Status } from "../../src/kube/objects.ts";
-import { FakeClock } from "../../src/util/clock.ts";
+} from "../../../src/dev/apiserver/patch.ts";
+import type { Status } from "../../../src/kube/objects.ts";
+import { FakeClock } from "../../../src/util/clock.ts";
 import { call, pvc, pvcs } from "./support.ts";
 
 describe("mergePatch()", () => {

@@ -1,8 +1,8 @@
 import assert from "node:assert/strict";
 import { afterEach, beforeEach, describe, it } from "node:test";
-import { type ApiServer, startApiServer } from "../../src/apiserver/mod.ts";
-import type { KubeObject, Status } from "../../src/kube/objects.ts";
-import { FakeClock } from "../../src/util/clock.ts";
+import { type ApiServer, startApiServer } from "../../../src/dev/apiserver/mod.ts";
+import type { KubeObject, Status } from "../../../src/kube/objects.ts";
+import { FakeClock } from "../../../src/util/clock.ts";
 import { call, openWatch, pvc, pvcs, type WatchReader, within } from "./support.ts";
 
 describe("startApiServer() watch", () => {

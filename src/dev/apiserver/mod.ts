@@ -54,12 +54,12 @@
  * - No admission plugins and no controllers: volumes and claims get no `pv-protection` /
  *   `pvc-protection` finalizers, claims are not bound, volumes stay `Pending`.
  */
-import type { KubeObject } from "../kube/objects.ts";
-import type { Resource } from "../kube/resources.ts";
-import { nodeTextFiles } from "../runtime/files.ts";
-import { serve } from "../runtime/serve.ts";
-import { type Clock, type Random, systemClock } from "../util/clock.ts";
-import { type Logger, nullLogger } from "../util/log.ts";
+import type { KubeObject } from "../../kube/objects.ts";
+import type { Resource } from "../../kube/resources.ts";
+import { nodeTextFiles } from "../../runtime/files.ts";
+import { serve } from "../../runtime/serve.ts";
+import { type Clock, type Random, systemClock } from "../../util/clock.ts";
+import { type Logger, nullLogger } from "../../util/log.ts";
 import { type FailRule, Faults, RequestCounter } from "./faults.ts";
 import { createHandler, type VersionInfo } from "./handler.ts";
 import { namespacesResource, servedFor, servedForObject, servedResources } from "./kinds.ts";

@@ -11,9 +11,9 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import process from "node:process";
 import { after, before, describe, it } from "node:test";
-import { type ApiServer, startApiServer } from "../../src/apiserver/mod.ts";
-import type { KubeList, KubeObject } from "../../src/kube/objects.ts";
-import { resources } from "../../src/kube/resources.ts";
+import { type ApiServer, startApiServer } from "../../../src/dev/apiserver/mod.ts";
+import type { KubeList, KubeObject } from "../../../src/kube/objects.ts";
+import { resources } from "../../../src/kube/resources.ts";
 import { call, pv, within } from "./support.ts";
 
 const kubectl = process.env.KUBECTL ?? "/usr/bin/kubectl";

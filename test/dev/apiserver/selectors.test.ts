@@ -4,9 +4,9 @@ import {
   fieldValue,
   parseFieldSelector,
   parseLabelSelector,
-} from "../../src/apiserver/selectors.ts";
-import { ApiError } from "../../src/apiserver/status.ts";
-import type { KubeObject } from "../../src/kube/objects.ts";
+} from "../../../src/dev/apiserver/selectors.ts";
+import { ApiError } from "../../../src/dev/apiserver/status.ts";
+import type { KubeObject } from "../../../src/kube/objects.ts";
 
 const obj = (labels: Record<string, string>, extra: Record<string, unknown> = {}): KubeObject => ({
   metadata: { name: "n", namespace: "ns", labels },
