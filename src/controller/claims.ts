@@ -370,7 +370,8 @@ export class ClaimSyncer {
         response = await o.driver.createVolume(prepared.request, { signal });
       } catch (err) {
         const failure = classifyCreateVolumeError(err, prepared.mayReschedule);
-        const message = `failed to provision volume with StorageClass "${storageClassName}": ${rpcErrorText(err)}`;
+        // Upstream's event text: the gRPC error as it is.
+        const message = rpcErrorText(err);
         if (failure.outcome === "inBackground") {
           // The driver may still be creating it: keep the intent and the topology memo.
           return fail(message, { kind: "retry", reason: message });
@@ -383,17 +384,17 @@ export class ClaimSyncer {
           return await this.#reschedule(claim, signal);
         }
         if (failure.infeasible) {
-          fail(message, { kind: "done" });
+          // One event, in upstream's words.
+          fail(
+            `Volume provisioning failed with infeasible error. Retries will be delayed. ${message}`,
+            {
+              kind: "done",
+            },
+          );
           this.#infeasible.set(uid, {
             until: o.clock.now() + o.retryMaxMs,
             classUid: storageClass.metadata.uid,
           });
-          o.events.event(
-            subject,
-            "Warning",
-            "ProvisioningFailed",
-            "Volume provisioning failed with infeasible error. Retries will be delayed.",
-          );
           return { kind: "retrySlow", reason: message };
         }
         return fail(message, { kind: "retry", reason: message });

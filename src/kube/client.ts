@@ -96,6 +96,7 @@ class HttpResourceClient<T extends KubeObject> implements ResourceClient<T> {
       method: "GET",
       path: this.#objectPath("get", name, namespace),
       signal: opts?.signal,
+      priority: opts?.priority,
       verb: "get",
       target: this.#target(name, namespace),
     });
@@ -115,6 +116,7 @@ class HttpResourceClient<T extends KubeObject> implements ResourceClient<T> {
         resourceVersionMatch: opts?.resourceVersionMatch,
       },
       signal: opts?.signal,
+      priority: opts?.priority,
       verb: "list",
       target: this.#collectionTarget(opts?.namespace),
     });
@@ -137,6 +139,7 @@ class HttpResourceClient<T extends KubeObject> implements ResourceClient<T> {
         timeoutSeconds: opts?.timeoutSeconds,
       },
       signal: opts?.signal,
+      priority: opts?.priority,
       verb: "watch",
       target: this.#collectionTarget(opts?.namespace),
       check: isWatchEvent,
@@ -162,6 +165,7 @@ class HttpResourceClient<T extends KubeObject> implements ResourceClient<T> {
       query: writeQuery(opts),
       body,
       signal: opts?.signal,
+      priority: opts?.priority,
       verb: "create",
       target: this.#target(label, ns),
     });
@@ -190,6 +194,7 @@ class HttpResourceClient<T extends KubeObject> implements ResourceClient<T> {
       query: writeQuery(opts),
       body,
       signal: opts?.signal,
+      priority: opts?.priority,
       verb: "update",
       target: this.#target(name, namespace, sub),
     });
@@ -212,6 +217,7 @@ class HttpResourceClient<T extends KubeObject> implements ResourceClient<T> {
       body: patch,
       contentType,
       signal: opts?.signal,
+      priority: opts?.priority,
       verb: "patch",
       target: this.#target(name, namespace, opts?.subresource),
     });
@@ -232,6 +238,7 @@ class HttpResourceClient<T extends KubeObject> implements ResourceClient<T> {
       path: this.#objectPath("delete", name, namespace),
       body,
       signal: opts?.signal,
+      priority: opts?.priority,
       verb: "delete",
       target: this.#target(name, namespace),
     });

@@ -22,7 +22,7 @@ import { type Logger, nullLogger } from "../util/log.ts";
 import type { Credentials } from "./auth.ts";
 import type { KubeConnection } from "./config.ts";
 import { KubeApiError, parseRetryAfter } from "./errors.ts";
-import { type RateLimiter, unlimited } from "./ratelimit.ts";
+import { type Priority, type RateLimiter, unlimited } from "./ratelimit.ts";
 
 export type HttpMethod = "GET" | "POST" | "PUT" | "PATCH" | "DELETE";
 
@@ -37,6 +37,8 @@ export interface KubeRequest {
   /** Default `application/json` when there is a body. */
   contentType?: string;
   signal?: AbortSignal;
+  /** Place in the rate limiter's line (default normal). */
+  priority?: Priority;
   /** Kubernetes verb for error messages; default derived from the method (GET is `get`). */
   verb?: string;
   /** What the request addresses, for error messages; default the path. */
@@ -222,7 +224,7 @@ export class KubeTransport {
     let reauthorised = false;
 
     for (;;) {
-      await this.#limiter.acquire(signal);
+      await this.#limiter.acquire(signal, req.priority);
       let creds: Credentials;
       try {
         creds = await this.#conn.auth.credentials();

@@ -29,10 +29,22 @@ function labelString(
   return parts.length ? `{${parts.join(",")}}` : "";
 }
 
-function formatValue(v: number): string {
+/**
+ * A sample value or `le` bound as Go's client writes it (`strconv.FormatFloat(v, 'g', -1, 64)`):
+ * the shortest digits, in exponent form when the exponent is below -4 or at least 6, with at
+ * least two exponent digits (`1e-08`, `4.4421888e+07`), so bucket labels match upstream's.
+ */
+export function formatValue(v: number): string {
   if (Number.isNaN(v)) return "NaN";
   if (v === Number.POSITIVE_INFINITY) return "+Inf";
   if (v === Number.NEGATIVE_INFINITY) return "-Inf";
+  if (v === 0) return Object.is(v, -0) ? "-0" : "0";
+  const [mantissa, expText] = v.toExponential().split("e") as [string, string];
+  const exp = Number(expText);
+  if (exp < -4 || exp >= 6) {
+    const digits = String(Math.abs(exp)).padStart(2, "0");
+    return `${mantissa}e${exp < 0 ? "-" : "+"}${digits}`;
+  }
   return String(v);
 }
 
@@ -63,6 +75,11 @@ abstract class Family<S> implements Metric {
   }
 
   protected abstract renderSeries(values: string[], state: S): string[];
+
+  /** Creates the series for `labels` if missing, so that it is rendered (at zero) from now on. */
+  touch(labels: Labels = {}): void {
+    this.get(labels);
+  }
 
   render(): string {
     const lines = [
