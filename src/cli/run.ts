@@ -26,6 +26,7 @@ import { createRateLimiter } from "../kube/ratelimit.ts";
 import { resources } from "../kube/resources.ts";
 import { KubeTransport } from "../kube/transport.ts";
 import { createLeaderElector, leaderIdentity, leaseNameForDriver } from "../leader/election.ts";
+import { registerLatencyMetrics } from "../metrics/latency-metrics.ts";
 import {
   createProvisionerMetrics,
   type ProvisionerMetrics,
@@ -275,6 +276,7 @@ export async function startSidecar(
     };
   }
 
+  const latency = registerLatencyMetrics(metrics.registry, clock);
   // A replica that loses the Lease and wins it again runs a fresh controller.
   const newController = () =>
     createProvisionController({
@@ -285,6 +287,7 @@ export async function startSidecar(
       journal,
       events,
       metrics,
+      latency,
       clock,
       random,
       logger,

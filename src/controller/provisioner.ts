@@ -28,9 +28,12 @@ import {
   volumeAttachmentsByPv,
 } from "../kube/projections.ts";
 import { resources } from "../kube/resources.ts";
+import type { LatencyMetrics } from "../metrics/latency-metrics.ts";
 import type { ProvisionerMetrics } from "../metrics/provisioner-metrics.ts";
+import { volumeNameForClaim } from "../provision/names.ts";
 import type { ProvisionerConfig } from "../provision/request.ts";
 import { buildCreateVolumeRequest } from "../provision/request.ts";
+import { claimProvisionerName } from "../provision/should-provision.ts";
 import type { Clock, Random } from "../util/clock.ts";
 import type { Logger } from "../util/log.ts";
 import { ClaimSyncer, type ClaimSyncResult } from "./claims.ts";
@@ -55,6 +58,8 @@ export interface ProvisionControllerOptions {
   journal: IntentJournal;
   events: EventRecorder;
   metrics?: ProvisionerMetrics;
+  /** End-to-end latency histograms (`src/metrics/latency-metrics.ts`). */
+  latency?: LatencyMetrics;
   clock: Clock;
   random: Random;
   logger: Logger;
@@ -271,8 +276,13 @@ export function createProvisionController(o: ProvisionControllerOptions): Provis
     failures: (uid) => claimQueue.failures(uid),
     slowEventMs: o.slowEventMs,
     ownership,
-    onProvisioned: capacity ? (pv) => capacity.onProvisioned(pv) : undefined,
+    onProvisioned: (pv) => {
+      capacity?.onProvisioned(pv);
+      const ref = pv.spec.claimRef;
+      o.latency?.provisioned(claims.store.get(`${ref?.namespace}/${ref?.name}`), pv);
+    },
     onProvisionFailed: capacity ? (className) => capacity.onProvisionFailed(className) : undefined,
+    onApiWait: o.latency && ((className, ms) => o.latency?.apiWait(className, ms)),
   });
   const volumeSyncer = new VolumeSyncer({
     api: o.api,
@@ -287,7 +297,10 @@ export function createProvisionController(o: ProvisionControllerOptions): Provis
     clock: o.clock,
     logger: o.logger,
     nodeSegments: node?.segments,
-    onDeleted: capacity ? (pv) => capacity.onDeleted(pv) : undefined,
+    onDeleted: (pv) => {
+      capacity?.onDeleted(pv);
+      o.latency?.deleted(pv);
+    },
   });
   const caps = o.config.capabilities.controller;
   const cloneProtection =
@@ -336,6 +349,16 @@ export function createProvisionController(o: ProvisionControllerOptions): Provis
 
   let synced: Promise<void> | undefined;
 
+  /** A claim for this driver deleted before it got a PV (for the end-to-end latency). */
+  const isAbandoned = (c: PersistentVolumeClaim): boolean => {
+    if (c.spec.volumeName || claimProvisionerName(c) !== o.config.driverName) return false;
+    try {
+      return !volumes.store.get(volumeNameForClaim(c, o.config));
+    } catch {
+      return false;
+    }
+  };
+
   return {
     claimQueue,
     volumeQueue,
@@ -370,6 +393,7 @@ export function createProvisionController(o: ProvisionControllerOptions): Provis
         onUpdate: (_old, c) => claimQueue.add(c.metadata.uid ?? ""),
         onDelete: (c) => {
           const uid = c.metadata.uid ?? "";
+          if (o.latency && isAbandoned(c)) o.latency.abandoned(c);
           claimSyncer.forgetClaim(uid);
           ownership?.forget(uid);
           // Still synced once: an intent may name a volume that must now be deleted.
