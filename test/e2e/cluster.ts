@@ -57,6 +57,8 @@ export interface ClusterOptions {
   readyTimeoutMs?: number;
   /** Keep the temporary directory (certificates, logs, data) after stop(). Default: false. */
   keepWorkDir?: boolean;
+  /** Extra kube-apiserver flags, e.g. an audit policy (`--audit-policy-file=…`). */
+  apiServerArgs?: string[];
 }
 
 export interface ServiceAccountRef {
@@ -824,6 +826,7 @@ export async function startCluster(opts: ClusterOptions): Promise<Cluster> {
       "--shutdown-watch-termination-grace-period=2s",
       "--profiling=false",
       "--v=1",
+      ...(opts.apiServerArgs ?? []),
     ];
     const startApiServer = async (): Promise<Child> => {
       const c = startChild(
