@@ -110,6 +110,8 @@ export interface ClaimSyncerOptions {
   onProvisioned?: (pv: PersistentVolume) => void;
   /** Told about a failed attempt (other than "no change") for a StorageClass. */
   onProvisionFailed?: (storageClassName: string) => void;
+  /** Told how long a PV save waited for the client-side API budget. */
+  onApiWait?: (storageClassName: string, ms: number) => void;
 }
 
 const PROVISIONING_MESSAGE = (key: string) =>
@@ -495,7 +497,8 @@ export class ClaimSyncer {
     const subject = claimSubject(claim);
     const pvs = o.api.resource(resources.persistentVolumes);
     try {
-      await pvs.create(pv, { signal });
+      const onThrottled = o.onApiWait && ((ms: number) => o.onApiWait?.(labels.class, ms));
+      await pvs.create(pv, { signal, onThrottled });
     } catch (err) {
       if (!isAlreadyExists(err)) {
         this.#unsaved.set(uid, pv);
