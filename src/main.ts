@@ -74,8 +74,11 @@ async function main(): Promise<number> {
         });
       case "run":
       case "dev": {
-        const { runCommand } = await import("./cli/run.ts");
-        return await runCommand(resolved.kind, config, {
+        const run =
+          resolved.kind === "run"
+            ? (await import("./sidecar.ts")).runSidecar
+            : (await import("./dev/command.ts")).runDev;
+        return await run(config, {
           logger,
           signal: stop.signal,
           clock: systemClock,

@@ -2,7 +2,6 @@
  * The provisioner's metrics, with upstream's names, labels and buckets so that existing
  * dashboards and alerts keep working (reference §2.15).
  */
-import type { WorkQueueMetrics } from "../controller/workqueue.ts";
 import { type Clock, systemClock } from "../util/clock.ts";
 import { type Counter, type Gauge, type Histogram, Registry } from "./registry.ts";
 
@@ -22,6 +21,23 @@ export const WORKQUEUE_BUCKETS: readonly number[] = (() => {
 })();
 /** The driver name of CSI calls made before GetPluginInfo answered (csi-lib-utils' value). */
 export const UNKNOWN_DRIVER_NAME = "unknown-driver";
+
+/** What the work queues (`controller/workqueue.ts`) report. */
+export interface WorkQueueMetrics {
+  depth(name: string, depth: number): void;
+  added(name: string): void;
+  retried(name: string): void;
+  /**
+   * A queue named `name` was created (its series start at zero, as client-go's do). `inFlight`
+   * gives, on demand, when each key now being processed was taken (ms). Returns a function
+   * to call once the queue is shut down.
+   */
+  created?(name: string, inFlight: () => Iterable<number>): () => void;
+  /** A key waited `seconds` between being queued and being taken by a worker. */
+  waited?(name: string, seconds: number): void;
+  /** A worker spent `seconds` on a key. */
+  worked?(name: string, seconds: number): void;
+}
 
 export interface ProvisionerMetrics {
   readonly registry: Registry;

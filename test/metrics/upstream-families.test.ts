@@ -12,6 +12,7 @@ import { after, before, describe, it } from "node:test";
 import { Code } from "@connectrpc/connect";
 import type { PersistentVolume } from "../../src/kube/objects.ts";
 import { resources } from "../../src/kube/resources.ts";
+import { API_WAIT, DELETE_LATENCY, PROVISION_LATENCY } from "../../src/metrics/latency-metrics.ts";
 import { processStats } from "../../src/runtime/process.ts";
 import { fail } from "../support/fake-driver.ts";
 import { type FamilyShape, metricFamilies } from "../support/metric-families.ts";
@@ -47,6 +48,9 @@ const VALUES_ABSENT_ON_PURPOSE: Record<string, string> = {
 /** Families this sidecar adds, with the reason. */
 const OURS_ONLY: Record<string, string> = {
   process_heap_bytes: "the JavaScript heap; Go reports its heap under go_memstats_*",
+  [PROVISION_LATENCY]: "end-to-end latency, not in upstream (src/metrics/latency-metrics.ts)",
+  [DELETE_LATENCY]: "end-to-end latency, not in upstream (src/metrics/latency-metrics.ts)",
+  [API_WAIT]: "the PV save's wait for the API budget, not in upstream",
 };
 
 /** Families with samples only when something specific happens (a failed delete). */
