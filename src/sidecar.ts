@@ -46,6 +46,7 @@ import {
   leaderIdentity,
   leaseNameForDriver,
 } from "./leader/election.ts";
+import { type LatencyMetrics, registerLatencyMetrics } from "./metrics/latency-metrics.ts";
 import {
   createProvisionerMetrics,
   type ProvisionerMetrics,
@@ -256,6 +257,7 @@ export async function startSidecar(
       journal,
       events,
       metrics,
+      latency: registerLatencyMetrics(metrics.registry, clock),
       elector,
       pconfig: provisionerConfig(config, info, vacAvailable),
       identity: provisionerIdentity({
@@ -407,7 +409,7 @@ function leaderElector(
       logger: deps.logger,
       component: `${o.driverName.replace(/\//g, "-")}/${identity}`,
     }),
-    onStatus: (leading) => o.metrics.leaderStatus.set({ name }, leading ? 1 : 0),
+    onStatus: (leading) => o.metrics.setLeading(leading),
   });
 }
 
@@ -419,6 +421,8 @@ interface Parts {
   journal: IntentJournal;
   events: EventRecorder;
   metrics: ProvisionerMetrics;
+  /** End-to-end latency histograms, registered once for every term. */
+  latency: LatencyMetrics;
   elector: LeaderElector | undefined;
   pconfig: ProvisionerConfig;
   /** This process's provisioner identity (`provision/names.ts`), the same in every term. */
@@ -476,6 +480,7 @@ function buildPeers(config: Config, deps: RunDeps, p: Parts): Peers {
     journal: p.journal,
     events: p.events,
     metrics,
+    latency: p.latency,
     clock,
     random,
     logger,

@@ -625,7 +625,7 @@ function objectDiff(at: string, a: unknown, b: unknown): string[] {
 /** Starts kube-apiserver, kube-controller-manager and the driver; RBAC from deploy/rbac.yaml. */
 async function setUpCluster(): Promise<void> {
   dir = mkdtempSync(path.join(os.tmpdir(), "e2e-provisioner-"));
-  const cluster = await startCluster({ binDir: binDir!, log });
+  const cluster = await startCluster({ binDir: binDir!, log, driver: "mock" });
   be = {
     driverName: cluster.driverName,
     csiSocket: cluster.csiSocket,

@@ -619,10 +619,28 @@ export const servedResources: readonly ServedResource[] = [
       }
       const capacity = spec.capacity as Record<string, unknown> | undefined;
       if (!capacity || capacity.storage === undefined) errs.push(required("spec.capacity"));
-      const sources = ["csi", "hostPath", "local", "nfs", "iscsi", "fc", "flexVolume"];
+      const sources = [
+        "csi",
+        "hostPath",
+        "local",
+        "nfs",
+        "iscsi",
+        "fc",
+        "flexVolume",
+        // In-tree sources, written by CSI migration.
+        "awsElasticBlockStore",
+        "gcePersistentDisk",
+        "azureDisk",
+        "azureFile",
+        "cinder",
+        "vsphereVolume",
+        "portworxVolume",
+      ];
       if (!sources.some((s) => spec[s] !== undefined && spec[s] !== null)) {
         errs.push(required("spec", "must specify a volume type"));
       }
+      const vsphere = spec.vsphereVolume as Record<string, unknown> | undefined;
+      if (vsphere && !vsphere.volumePath) errs.push(required("spec.vsphereVolume.volumePath"));
       return errs;
     },
   }),
