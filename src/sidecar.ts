@@ -409,7 +409,7 @@ function leaderElector(
       logger: deps.logger,
       component: `${o.driverName.replace(/\//g, "-")}/${identity}`,
     }),
-    onStatus: (leading) => o.metrics.leaderStatus.set({ name }, leading ? 1 : 0),
+    onStatus: (leading) => o.metrics.setLeading(leading),
   });
 }
 

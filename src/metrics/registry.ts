@@ -177,6 +177,7 @@ export class Histogram extends Family<HistState> {
 export class Registry {
   readonly #metrics = new Map<string, Metric>();
   readonly #collectors: (() => void)[] = [];
+  readonly #rendered: (() => void)[] = [];
 
   register<M extends Metric>(m: M): M {
     if (this.#metrics.has(m.name)) throw new Error(`Metric ${m.name} is registered twice`);
@@ -205,13 +206,20 @@ export class Registry {
     this.#collectors.push(fn);
   }
 
+  /** Runs `fn` after each rendering (counting scrapes). */
+  onRendered(fn: () => void): void {
+    this.#rendered.push(fn);
+  }
+
   /** The exposition text, metrics sorted by name. */
   render(): string {
     for (const c of this.#collectors) c();
-    return `${[...this.#metrics.values()]
+    const text = `${[...this.#metrics.values()]
       .sort((a, b) => a.name.localeCompare(b.name))
       .map((m) => m.render())
       .join("\n")}\n`;
+    for (const r of this.#rendered) r();
+    return text;
   }
 }
 
