@@ -203,7 +203,7 @@ export async function startSidecar(
       version: VERSION,
       clock,
       random,
-      logger,
+      logger: logger.named("kube"),
       rateLimiter: createRateLimiter({ qps, burst, clock }),
     });
   const transport = transportFor(config.kubeApiQps, config.kubeApiBurst);
@@ -224,12 +224,12 @@ export async function startSidecar(
       namespace,
       driverName: info.name,
       clock,
-      logger,
+      logger: logger.named("journal"),
     });
     const events = createEventRecorder({
       events: api.resource(resources.coreEvents),
       clock,
-      logger,
+      logger: logger.named("events"),
       component: `${info.name}_${deps.hostname}_${deps.uuid()}`,
       host: deps.hostname,
     });
@@ -317,7 +317,8 @@ async function connectAndHandshake(
   deps: RunDeps,
   metrics: ProvisionerMetrics,
 ): Promise<{ driver: CsiDriver; info: DriverInfo }> {
-  const { clock, logger, signal } = deps;
+  const { clock, signal } = deps;
+  const logger = deps.logger.named("csi");
   let driverName = UNKNOWN_DRIVER_NAME;
   const driver = await connectDriver({
     socketPath: config.csiSocketPath,
@@ -396,7 +397,7 @@ function leaderElector(
     identity,
     clock: deps.clock,
     random: deps.random,
-    logger: deps.logger,
+    logger: deps.logger.named("leader"),
     leaseDurationMs: config.leaderElectionLeaseDurationMs,
     renewDeadlineMs: config.leaderElectionRenewDeadlineMs,
     retryPeriodMs: config.leaderElectionRetryPeriodMs,
@@ -462,7 +463,7 @@ function buildPeers(config: Config, deps: RunDeps, p: Parts): Peers {
     api: p.api,
     clock,
     random,
-    logger,
+    logger: logger.named("informers"),
     watchAttachments: info.controllerCapabilities.has(Cap.PUBLISH_UNPUBLISH_VOLUME),
     // Nodes and CSINodes: for topology, and for capacity tracking's segments (not in node
     // mode, where NodeGetInfo describes the only node).
@@ -483,7 +484,7 @@ function buildPeers(config: Config, deps: RunDeps, p: Parts): Peers {
     latency: p.latency,
     clock,
     random,
-    logger,
+    logger: logger.named("controller"),
     workerThreads: config.workerThreads,
     retryStartMs: config.retryIntervalStartMs,
     retryMaxMs: config.retryIntervalMaxMs,
@@ -497,7 +498,7 @@ function buildPeers(config: Config, deps: RunDeps, p: Parts): Peers {
       api: p.api,
       claims: informers.claims,
       clock,
-      logger,
+      logger: logger.named("clone-protection"),
       threads: config.cloningProtectionThreads,
       retryStartMs: config.retryIntervalStartMs,
       retryMaxMs: config.retryIntervalMaxMs,
@@ -510,7 +511,7 @@ function buildPeers(config: Config, deps: RunDeps, p: Parts): Peers {
       api: p.api,
       claims: informers.claims,
       clock,
-      logger,
+      logger: logger.named("snapshot-sweep"),
       intervalMs: config.snapshotOrphanSweepIntervalMs,
       driverName: info.name,
     });
@@ -552,7 +553,7 @@ function capacityController(
     queueMetrics: p.metrics.workQueue,
     clock: deps.clock,
     random: deps.random,
-    logger: deps.logger,
+    logger: deps.logger.named("capacity"),
   });
 }
 
