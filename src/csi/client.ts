@@ -42,7 +42,13 @@ import {
   type NodeGetInfoResponse,
   type ProbeResponse,
 } from "../gen/csi/v1/csi_pb.js";
-import { createUnixGrpcTransport, socketExists } from "../runtime/unix-socket.ts";
+import {
+  createUnixGrpcTransport,
+  type SocketAccess,
+  socketAccess,
+  socketExists,
+  type UnixGrpcTransport,
+} from "../runtime/unix-socket.ts";
 import type { Clock } from "../util/clock.ts";
 import type { Logger } from "../util/log.ts";
 import { describeCsiError, type GrpcCodeName, grpcCodeName, toConnectError } from "./errors.ts";
@@ -131,6 +137,50 @@ export interface ConnectDriverOptions {
   connectRetryMs?: number;
   /** Interval of the "Still connecting" warning, in ms; default 10 000. */
   stillConnectingLogMs?: number;
+  /** Opens the gRPC transport to the socket; default a unix-socket transport (tests replace it). */
+  createTransport?: (socketPath: string) => UnixGrpcTransport;
+}
+
+/** The errno code (`EACCES`, `ENOENT`, ...) anywhere in an error's cause chain. */
+function errnoCode(error: unknown): string | undefined {
+  const seen = new Set<unknown>();
+  for (let e = error; e instanceof Error && !seen.has(e); e = (e as { cause?: unknown }).cause) {
+    seen.add(e);
+    const code = (e as { code?: unknown }).code;
+    if (typeof code === "string" && /^E[A-Z]+$/.test(code)) return code;
+  }
+  return undefined;
+}
+
+/** `srwxr-xr-x` for a socket with permission bits 0o755. */
+function socketModeString(mode: number): string {
+  const bits = "rwxrwxrwx";
+  let out = "s";
+  for (let i = 0; i < 9; i++) out += mode & (0o400 >> i) ? bits[i] : "-";
+  return out;
+}
+
+/**
+ * Why connecting to the socket was refused, and what fixes it: connecting to a unix socket
+ * needs write permission on the socket file, which CSI drivers usually create as root with mode
+ * 0755 (`srwxr-xr-x`), so that only root can connect.
+ */
+export function permissionDeniedCause(access: SocketAccess | undefined): string {
+  const who =
+    access === undefined
+      ? "this process"
+      : `this process (uid ${access.processUid}, gid ${access.processGid}` +
+        `${access.processGroups.length > 0 ? `, groups ${access.processGroups.join(",")}` : ""})`;
+  const socket =
+    access === undefined
+      ? "the socket"
+      : `the socket (${socketModeString(access.mode)}, owner ${access.uid}:${access.gid})`;
+  return (
+    `permission denied: ${who} may not write to ${socket}, which connecting needs. ` +
+    "Run the sidecar as the socket's owner (the default image runs as root, as upstream's), " +
+    "or have the driver create the socket group-writable and run both containers in that " +
+    "group (pod securityContext.fsGroup)"
+  );
 }
 
 /** A start-up failure of the driver connection: one line that names the socket and the cause. */
@@ -187,7 +237,7 @@ export async function connectDriver(options: ConnectDriverOptions): Promise<CsiD
   const retryMs = options.connectRetryMs ?? 1_000;
   const stillConnectingMs = options.stillConnectingLogMs ?? 10_000;
 
-  const conn = createUnixGrpcTransport({ socketPath });
+  const conn = options.createTransport?.(socketPath) ?? createUnixGrpcTransport({ socketPath });
   let connectionLost = false;
   conn.onConnectionLost((reason) => {
     connectionLost = true;
@@ -198,6 +248,7 @@ export async function connectDriver(options: ConnectDriverOptions): Promise<CsiD
   logger.info("Connecting to CSI driver", { address: socketPath });
   const start = clock.now();
   let lastWarning = start;
+  let deniedLogged = false;
   for (;;) {
     if (signal?.aborted) {
       conn.close();
@@ -212,11 +263,23 @@ export async function connectDriver(options: ConnectDriverOptions): Promise<CsiD
       failure = error;
     }
     const elapsed = clock.now() - start;
-    const cause = socketExists(socketPath)
-      ? failure instanceof Error
-        ? failure.message
-        : String(failure)
-      : "no unix socket at that path";
+    const code = errnoCode(failure);
+    const denied = code === "EACCES" || code === "EPERM";
+    const cause = denied
+      ? permissionDeniedCause(socketAccess(socketPath))
+      : socketExists(socketPath)
+        ? failure instanceof Error
+          ? failure.message
+          : String(failure)
+        : "no unix socket at that path";
+    // Retrying will not fix a permission problem unless the driver recreates its socket: say so
+    // at once rather than after the first "Still connecting" interval.
+    if (denied && !deniedLogged) {
+      deniedLogged = true;
+      logger.error(`Cannot connect to CSI driver at ${socketPath}: ${cause}`);
+    } else if (!denied) {
+      deniedLogged = false;
+    }
     if (elapsed >= connectTimeoutMs) {
       conn.close();
       throw new DriverStartupError(
