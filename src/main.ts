@@ -11,6 +11,8 @@ import {
   exit,
   hostname,
   onTerminationSignal,
+  preciseNow,
+  processId,
   processStats,
   readTextFile,
   runtimeVersion,
@@ -42,9 +44,10 @@ async function main(): Promise<number> {
   const logger = createLogger({
     write: split ? (line) => writeStdout(`${line}\n`) : (line) => writeStderr(`${line}\n`),
     writeError: (line) => writeStderr(`${line}\n`),
-    clock: systemClock,
+    clock: { now: preciseNow, sleep: systemClock.sleep },
     verbosity: config.verbosity,
     format: config.loggingFormat,
+    pid: processId(),
   });
   for (const w of resolved.warnings) logger.warn(w);
   const stop = new AbortController();
@@ -71,8 +74,11 @@ async function main(): Promise<number> {
         });
       case "run":
       case "dev": {
-        const { runCommand } = await import("./cli/run.ts");
-        return await runCommand(resolved.kind, config, {
+        const run =
+          resolved.kind === "run"
+            ? (await import("./sidecar.ts")).runSidecar
+            : (await import("./dev/command.ts")).runDev;
+        return await run(config, {
           logger,
           signal: stop.signal,
           clock: systemClock,

@@ -269,6 +269,9 @@ export function createCapacityController(options: CapacityControllerOptions): Ca
   return new Controller(options);
 }
 
+/** Which controller the capacity gauges of a registry report. */
+const metricsOwners = new WeakMap<Registry, { current: Controller }>();
+
 class Controller implements CapacityController {
   readonly #o: CapacityControllerOptions;
   readonly #log: Logger;
@@ -331,6 +334,15 @@ class Controller implements CapacityController {
   }
 
   #registerMetrics(registry: Registry): void {
+    // A replica that lost and regained leadership builds a new controller: the gauges are
+    // registered once per registry and report the newest controller.
+    const existing = metricsOwners.get(registry);
+    if (existing) {
+      existing.current = this;
+      return;
+    }
+    const owner = { current: this as Controller };
+    metricsOwners.set(registry, owner);
     const gauges: [Gauge, keyof CapacityStats][] = [
       [
         registry.gauge(
@@ -355,7 +367,7 @@ class Controller implements CapacityController {
       ],
     ];
     registry.onCollect(() => {
-      const s = this.stats;
+      const s = owner.current.stats;
       for (const [gauge, field] of gauges) gauge.set(undefined, s[field]);
     });
   }

@@ -26,6 +26,7 @@ const GROUP_ORDER: readonly FlagGroup[] = [
   "leaderElection",
   "capacity",
   "nodeDeployment",
+  "extensions",
   "featureGates",
   "logging",
   "probe",

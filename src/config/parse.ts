@@ -25,6 +25,7 @@ import {
   type FlagInfo,
   flagByName,
   flagByShorthand,
+  LEGACY_FLAGS,
   parseGoBool,
   REMOVED_GATES,
 } from "./schema.ts";
@@ -104,6 +105,8 @@ function tokenize(argv: readonly string[]) {
   const warnings: string[] = [];
   let error: string | undefined;
   let helpRequested = false;
+  /** Legacy flags already warned about (one warning each, however often given). */
+  const legacyWarned = new Set<string>();
   const fail = (message: string) => {
     error ??= message;
   };
@@ -142,6 +145,32 @@ function tokenize(argv: readonly string[]) {
           continue;
         }
       }
+    }
+    const legacy = flag === undefined ? LEGACY_FLAGS[name] : undefined;
+    if (legacy?.kind === "alias") {
+      flag = flagByName(legacy.replacement);
+      if (!legacyWarned.has(name)) warnings.push(legacy.warning);
+      legacyWarned.add(name);
+    } else if (legacy?.kind === "value") {
+      // An old flag with a value: checked and warned about, then dropped.
+      let value = inline;
+      if (value === undefined) {
+        const next = argv[i];
+        if (next === undefined || next.startsWith("--")) {
+          fail(`Flag --${name} needs a value: write --${name}=<string>`);
+          continue;
+        }
+        value = next;
+        i++;
+      }
+      const problem = legacy.check?.(value);
+      if (problem !== undefined) {
+        fail(problem);
+        continue;
+      }
+      if (!legacyWarned.has(name)) warnings.push(legacy.warning(value));
+      legacyWarned.add(name);
+      continue;
     }
     if (flag === undefined) {
       fail(unknownFlag(eq >= 0 ? arg.slice(0, dashes + eq) : arg, name));

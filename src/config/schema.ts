@@ -32,6 +32,7 @@ export type FlagGroup =
   | "provisioner"
   | "capacity"
   | "nodeDeployment"
+  | "extensions"
   | "featureGates"
   | "logging"
   | "probe"
@@ -43,6 +44,7 @@ export const GROUP_TITLES: Readonly<Record<FlagGroup, string>> = {
   provisioner: "Provisioner flags",
   capacity: "Storage capacity flags",
   nodeDeployment: "Distributed provisioning flags",
+  extensions: "Beyond upstream (each off by default)",
   featureGates: "Feature gates",
   logging: "Logging flags",
   probe: "probe flags",
@@ -395,6 +397,34 @@ const labelsValue = () =>
     return ok(labels);
   });
 
+/** `a,b,c`: a list of key prefixes; repeated flags append. */
+const prefixesValue = () =>
+  merged<string[]>("string", "strings", (all) => {
+    const out: string[] = [];
+    for (const occurrence of all) {
+      for (const item of occurrence.split(",")) {
+        const prefix = item.trim();
+        if (prefix === "") continue;
+        if (/\s/.test(prefix)) {
+          return {
+            ...fail(`prefix ${JSON.stringify(prefix)} contains white space`),
+            raw: occurrence,
+          };
+        }
+        if (prefix.startsWith("csi.storage.k8s.io/")) {
+          return {
+            ...fail(
+              `prefix ${JSON.stringify(prefix)} is reserved: keys under csi.storage.k8s.io/ (secret references) are never copied`,
+            ),
+            raw: occurrence,
+          };
+        }
+        if (!out.includes(prefix)) out.push(prefix);
+      }
+    }
+    return ok(out);
+  });
+
 // ---------------------------------------------------------------------------------------------
 // Feature gates (reference 1.3)
 
@@ -429,8 +459,8 @@ export const FEATURE_GATES = {
   },
   ReleaseLeaderElectionOnExit: {
     stage: "ALPHA",
-    default: false,
-    help: "On SIGTERM or SIGINT, stop the controllers, then release the leader-election Lease.",
+    default: true,
+    help: "On SIGTERM or SIGINT, stop the controllers, then release the leader-election Lease, so a standby replica takes over at once instead of after the lease duration. On by default here (upstream: off); =false keeps the Lease until it expires.",
     status: "implemented",
   },
 } as const satisfies Record<string, GateMeta>;
@@ -448,6 +478,47 @@ export const FEATURE_GATE_NAMES = Object.keys(FEATURE_GATES) as FeatureGateName[
 export const REMOVED_GATES: Readonly<Record<string, string>> = {
   HonorPVReclaimPolicy:
     "the feature is GA and always on (the PV deletion-protection finalizer is always used)",
+};
+
+/**
+ * Flags of older upstream releases that v6 rejects (exit 2) but published manifests still pass
+ * (csi-driver-smb's older deploys, Portworx's operator for older images). Each is accepted with
+ * one start-up warning and mapped onto today's meaning; none is listed in `--help`.
+ */
+export type LegacyFlag =
+  | {
+      /** A boolean read exactly like the flag it stands for. */
+      readonly kind: "alias";
+      readonly replacement: string;
+      readonly warning: string;
+    }
+  | {
+      /** Takes a value; `check` says why a value cannot be honoured. */
+      readonly kind: "value";
+      readonly warning: (value: string) => string;
+      readonly check?: (value: string) => string | undefined;
+    };
+
+export const LEGACY_FLAGS: Readonly<Record<string, LegacyFlag>> = {
+  "enable-leader-election": {
+    kind: "alias",
+    replacement: "leader-election",
+    warning: "--enable-leader-election is the old name of --leader-election: read as such",
+  },
+  "leader-election-type": {
+    kind: "value",
+    warning: () =>
+      "--leader-election-type=leases is accepted and ignored: a Lease is the only kind of leader-election lock",
+    check: (value) =>
+      value === "leases"
+        ? undefined
+        : `--leader-election-type=${value} is not supported: leader election uses coordination.k8s.io Leases only (--leader-election-type=leases, or drop the flag)`,
+  },
+  provisioner: {
+    kind: "value",
+    warning: (value) =>
+      `--provisioner=${value} is ignored: the provisioner name is the driver's own, from GetPluginInfo`,
+  },
 };
 
 /** Gates every Kubernetes feature gate set knows: they switch all alpha or all beta gates. */
@@ -846,6 +917,15 @@ export const FLAG_ENTRIES = {
       group: "provisioner",
     },
     boolValue(),
+  ),
+  claimMetadataPrefixes: flag(
+    {
+      name: "claim-metadata-prefixes",
+      default: "",
+      help: "Comma-separated key prefixes: the claim's labels and annotations and its namespace's labels whose keys start with one go to CreateVolume as csi.storage.k8s.io/pvc/label/<key>, csi.storage.k8s.io/pvc/annotation/<key> and csi.storage.k8s.io/namespace/label/<key> parameters (keys under csi.storage.k8s.io/ never). Needs get on namespaces. Empty: off.",
+      group: "extensions",
+    },
+    prefixesValue(),
   ),
   enablePprof: flag(
     {
@@ -1253,8 +1333,11 @@ function derive(input: v.InferOutput<typeof RawConfigSchema>) {
     explicitFeatureGates: featureGates.explicit,
     /** Long names of the flags given on the command line, in first-seen order. */
     explicitFlags,
-    /** `NODE_NAME`: this node, in `--node-deployment` mode. */
-    nodeName: nonEmpty(env.NODE_NAME),
+    /**
+     * `NODE_NAME`: this node, in `--node-deployment` mode; unset otherwise, as upstream reads it
+     * only there (it ends the provisioner identity, so a stray NODE_NAME must not change it).
+     */
+    nodeName: flags.nodeDeployment ? nonEmpty(env.NODE_NAME) : undefined,
     /** `NAMESPACE`: where CSIStorageCapacity objects live. */
     namespace: nonEmpty(env.NAMESPACE),
     /** `POD_NAME`: this pod, the start of the CSIStorageCapacity owner chain. */

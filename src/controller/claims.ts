@@ -38,6 +38,12 @@ import type {
 } from "../kube/objects.ts";
 import { resources } from "../kube/resources.ts";
 import type { ProvisionerMetrics } from "../metrics/provisioner-metrics.ts";
+import {
+  classForProvisioning,
+  csiSourceOfVolume,
+  migratedProvisionerNames,
+  volumeForMigratedClaim,
+} from "../migration/registry.ts";
 import { supportsTopology } from "../provision/capabilities.ts";
 import { volumeNameForClaim } from "../provision/names.ts";
 import { classifyCreateVolumeError } from "../provision/outcome.ts";
@@ -104,6 +110,8 @@ export interface ClaimSyncerOptions {
   onProvisioned?: (pv: PersistentVolume) => void;
   /** Told about a failed attempt (other than "no change") for a StorageClass. */
   onProvisionFailed?: (storageClassName: string) => void;
+  /** Told how long a PV save waited for the client-side API budget. */
+  onApiWait?: (storageClassName: string, ms: number) => void;
 }
 
 const PROVISIONING_MESSAGE = (key: string) =>
@@ -167,6 +175,7 @@ export class ClaimSyncer {
 
     const decision = shouldProvision(claim, {
       driverName: o.config.driverName,
+      additionalProvisionerNames: migratedProvisionerNames(o.config.driverName),
       getStorageClass: (name) => o.classes.store.get(name),
     });
     if (decision.kind === "skip") {
@@ -310,10 +319,15 @@ export class ClaimSyncer {
         }
       }
 
+      // CSI migration: a class of the in-tree plugin this driver took over is translated.
+      const migration = classForProvisioning(o.config.driverName, storageClass);
+      if (migration.kind === "error") {
+        return fail(migration.message, { kind: "retry", reason: migration.message });
+      }
       const prepared = await buildCreateVolumeRequest({
         config: o.config,
         claim,
-        storageClass,
+        storageClass: migration.storageClass,
         selectedNode,
         lookups: o.lookups,
         random: o.random,
@@ -358,7 +372,8 @@ export class ClaimSyncer {
         response = await o.driver.createVolume(prepared.request, { signal });
       } catch (err) {
         const failure = classifyCreateVolumeError(err, prepared.mayReschedule);
-        const message = `failed to provision volume with StorageClass "${storageClassName}": ${rpcErrorText(err)}`;
+        // Upstream's event text: the gRPC error as it is.
+        const message = rpcErrorText(err);
         if (failure.outcome === "inBackground") {
           // The driver may still be creating it: keep the intent and the topology memo.
           return fail(message, { kind: "retry", reason: message });
@@ -371,17 +386,17 @@ export class ClaimSyncer {
           return await this.#reschedule(claim, signal);
         }
         if (failure.infeasible) {
-          fail(message, { kind: "done" });
+          // One event, in upstream's words.
+          fail(
+            `Volume provisioning failed with infeasible error. Retries will be delayed. ${message}`,
+            {
+              kind: "done",
+            },
+          );
           this.#infeasible.set(uid, {
             until: o.clock.now() + o.retryMaxMs,
             classUid: storageClass.metadata.uid,
           });
-          o.events.event(
-            subject,
-            "Warning",
-            "ProvisioningFailed",
-            "Volume provisioning failed with infeasible error. Retries will be delayed.",
-          );
           return { kind: "retrySlow", reason: message };
         }
         return fail(message, { kind: "retry", reason: message });
@@ -414,7 +429,18 @@ export class ClaimSyncer {
         return fail(message, { kind: "retry", reason: message });
       }
       built.volume.spec.storageClassName = storageClassName;
-      const saved = await this.#save(claim, built.volume, prepared, labels, start, signal);
+      const inTree = volumeForMigratedClaim(
+        migration.kind === "migrated" ? migration.plugin : undefined,
+        built.volume,
+      );
+      if (!inTree.ok) {
+        // Upstream cannot delete this volume and retries forever; it is deleted here.
+        const volumeId = built.volume.spec.csi?.volumeHandle ?? "";
+        const deleted = await this.#deleteWithRetries(volumeId, prepared.request.secrets, signal);
+        const message = `${inTree.error}; ${deleted ? `volume ${volumeId} was deleted` : `deleting volume ${volumeId} failed, it will be retried`}`;
+        return fail(message, { kind: "retry", reason: message });
+      }
+      const saved = await this.#save(claim, inTree.value, prepared, labels, start, signal);
       if (saved.kind === "done") this.#withdrawStale(withdraw);
       return saved;
     } catch (err) {
@@ -471,7 +497,8 @@ export class ClaimSyncer {
     const subject = claimSubject(claim);
     const pvs = o.api.resource(resources.persistentVolumes);
     try {
-      await pvs.create(pv, { signal });
+      const onThrottled = o.onApiWait && ((ms: number) => o.onApiWait?.(labels.class, ms));
+      await pvs.create(pv, { signal, onThrottled });
     } catch (err) {
       if (!isAlreadyExists(err)) {
         this.#unsaved.set(uid, pv);
@@ -484,8 +511,12 @@ export class ClaimSyncer {
         this.#unsaved.delete(uid);
         // Someone else's PV holds the name. Our volume must not leak — unless the driver handed
         // back that very PV's volume (same name), which must not be deleted.
-        const ours = pv.spec.csi?.volumeHandle ?? "";
-        if (ours !== "" && existing.spec.csi?.volumeHandle !== ours) {
+        const handle = (v: PersistentVolume) => {
+          const source = csiSourceOfVolume(v);
+          return source?.ok ? source.value.volumeHandle : "";
+        };
+        const ours = handle(pv);
+        if (ours !== "" && handle(existing) !== ours) {
           await this.#deleteWithRetries(ours, prepared?.request.secrets ?? {}, signal);
         }
         o.journal.clear(uid);

@@ -5,7 +5,9 @@
  * the same event repeats within ten minutes instead of a new object.
  *
  * Recording never blocks the caller: events go through a bounded in-memory queue written by a
- * background loop; a failed write is logged and dropped (events are best effort, as upstream).
+ * background loop at low priority on the client's rate limiter (a PV write never waits behind an
+ * event); a failed write is logged and dropped (events are best effort, as upstream). An event is
+ * logged once, when it was written (or dropped), so the log says what the API received.
  */
 import type { ResourceClient } from "../kube/api.ts";
 import type { CoreEvent, KubeObject, ObjectReference } from "../kube/objects.ts";
@@ -75,6 +77,9 @@ export function subject(obj: KubeObject, apiVersion: string, kind: string): Even
   return { apiVersion, kind, metadata: obj.metadata };
 }
 
+const objectName = (obj: EventSubject) =>
+  `${obj.metadata.namespace ? `${obj.metadata.namespace}/` : ""}${obj.metadata.name}`;
+
 function rfc3339(ms: number): string {
   return new Date(ms).toISOString().replace(/\.\d{3}Z$/, "Z");
 }
@@ -121,6 +126,7 @@ export function createEventRecorder(opts: EventRecorderOptions): EventRecorder {
           "strategic",
           { count: prev.count + 1, lastTimestamp: now, message: item.message },
           prev.namespace,
+          { priority: "low" },
         );
         prev.count++;
         prev.lastSeen = item.at;
@@ -147,7 +153,7 @@ export function createEventRecorder(opts: EventRecorderOptions): EventRecorder {
       reportingComponent: opts.component,
       reportingInstance: opts.host ?? "",
     };
-    await opts.events.create(ev);
+    await opts.events.create(ev, { priority: "low" });
     sent.set(key, { name, namespace, count: 1, firstTimestamp: now, lastSeen: item.at });
     if (sent.size > 4096) {
       for (const [k, v] of sent) if (item.at - v.lastSeen > window) sent.delete(k);
@@ -160,6 +166,13 @@ export function createEventRecorder(opts: EventRecorderOptions): EventRecorder {
       if (!item) return;
       try {
         await write(item);
+        opts.logger.info("Event", {
+          object: objectName(item.obj),
+          kind: item.obj.kind,
+          type: item.type,
+          reason: item.reason,
+          message: item.message,
+        });
       } catch (err) {
         opts.logger.warn("Could not record event", {
           object: `${item.obj.metadata.namespace ? `${item.obj.metadata.namespace}/` : ""}${item.obj.metadata.name}`,
@@ -172,8 +185,7 @@ export function createEventRecorder(opts: EventRecorderOptions): EventRecorder {
 
   return {
     event(obj, type, reason, message) {
-      const name = `${obj.metadata.namespace ? `${obj.metadata.namespace}/` : ""}${obj.metadata.name}`;
-      opts.logger.info("Event", { object: name, kind: obj.kind, type, reason, message });
+      const name = objectName(obj);
       if (queue.length >= maxQueued) {
         opts.logger.warn("Event queue full; dropping event", { object: name, reason });
         return () => false;
@@ -189,6 +201,9 @@ export function createEventRecorder(opts: EventRecorderOptions): EventRecorder {
         const i = queue.indexOf(item);
         if (i < 0) return false;
         queue.splice(i, 1);
+        opts.logger
+          .v(4)
+          .info("Event withdrawn before it was written", { object: name, reason: item.reason });
         return true;
       };
     },

@@ -9,13 +9,25 @@
  * replays CreateVolume with the same name and inputs — which the CSI spec makes idempotent and
  * which returns the volume id — and deletes that volume. No volume is leaked (upstream #486).
  *
- * Intents are stored as annotations on a few coordination.k8s.io Lease objects in the
- * provisioner's namespace (upstream's RBAC already grants full access to Leases there).
- * Writes are group-committed per shard: while one write is in flight, new intents queue up and
- * the next write records all of them, so a burst of claims costs a few writes in total rather
- * than two per claim (a PVC finalizer would cost an add and a remove per claim). Removals are
- * not urgent: they ride along with the next addition to their shard or are flushed after
- * `removeDelayMs`.
+ * Intents are stored as annotations on coordination.k8s.io Lease objects in the provisioner's
+ * namespace (upstream's RBAC already grants full access to Leases there), all labelled
+ * {@link JOURNAL_LABEL} so that one LIST reads them back.
+ *
+ * Capacity grows with the claims in flight: the API limits the annotations of one object to
+ * 256 KiB counted in UTF-8 bytes (keys and values), so each Lease is filled up to
+ * `maxShardBytes` *bytes* and a new Lease (`…-provisioning-intents-<n>`) is created when every
+ * existing one is full. An intent bigger than one Lease (a StorageClass may carry 256 KiB of
+ * parameters) is split into parts (`<uid>.<k>.<n>`), possibly on several Leases; it counts as
+ * recorded only once every part is stored, and a partial one found at start-up (a crash while
+ * recording or removing it) is ignored and removed — CreateVolume was not called before all its
+ * parts were durable, or its removal had begun.
+ *
+ * Writes are group-committed per Lease: while one write is in flight, new changes queue up and
+ * the next write carries all of them, so a burst of claims costs a few writes in total rather
+ * than two per claim (a PVC finalizer would cost an add and a remove per claim). Writes that
+ * add intents gate a CreateVolume and go at normal priority; removals are not urgent: they ride
+ * along with the next addition to their Lease or are flushed after `removeDelayMs` at low
+ * priority, behind PV creates and deletes on the client's rate limiter.
  */
 import type { JsonValue } from "@bufbuild/protobuf";
 import type { ResourceClient } from "../kube/api.ts";
@@ -40,7 +52,7 @@ export interface Intent {
 }
 
 export interface IntentJournal {
-  /** Reads every shard; call once before use. Returns the intents found. */
+  /** Reads every Lease of the journal; call once before use. Returns the intents found. */
   load(signal?: AbortSignal): Promise<Intent[]>;
   /** Resolves once `intent` is durably stored. Rejects with the API error if the write failed. */
   record(intent: Intent, signal?: AbortSignal): Promise<void>;
@@ -52,6 +64,8 @@ export interface IntentJournal {
   flush(signal?: AbortSignal): Promise<void>;
   /** API writes made so far. */
   readonly writes: number;
+  /** Journal Leases known (stored or about to be created). */
+  readonly leaseCount: number;
 }
 
 export interface JournalOptions {
@@ -61,26 +75,80 @@ export interface JournalOptions {
   driverName: string;
   clock: Clock;
   logger: Logger;
-  /** Number of Lease objects intents are spread over. Default 4. */
+  /** Leases that intents are spread over before more are created (parallel writes). Default 4. */
   shards?: number;
   /** Removals wait at most this long for a ride on an addition. Default 1000 ms. */
   removeDelayMs?: number;
-  /** Largest annotation payload per Lease, in bytes (Kubernetes allows 256 KiB). Default 200_000. */
+  /**
+   * Largest annotation payload per Lease, in UTF-8 bytes of keys and values (Kubernetes allows
+   * 262,144). Default 250,000.
+   */
   maxShardBytes?: number;
 }
 
 export const INTENT_ANNOTATION_PREFIX = "intent.csi-provisioner.storage.k8s.io/";
 /** Label on every journal Lease, so that one LIST reads them all. */
 export const JOURNAL_LABEL = "csi-provisioner.storage.k8s.io/intent-journal";
+/** The API's limit on the annotations of one object (keys and values, UTF-8 bytes). */
+export const ANNOTATIONS_MAX_BYTES = 256 * 1024;
 
-/** A DNS-label-safe Lease name for shard `i` of `driverName`'s journal. */
-export function journalLeaseName(driverName: string, i: number): string {
+function leaseBase(driverName: string): string {
   const base = driverName
     .toLowerCase()
     .replace(/[^a-z0-9.-]/g, "-")
     .replace(/^[^a-z0-9]+/, "")
     .slice(0, 200);
-  return `${base || "driver"}-provisioning-intents-${i}`;
+  return `${base || "driver"}-provisioning-intents-`;
+}
+
+/** A DNS-label-safe Lease name for shard `i` of `driverName`'s journal. */
+export function journalLeaseName(driverName: string, i: number): string {
+  return `${leaseBase(driverName)}${i}`;
+}
+
+/** Length of `s` in UTF-8 bytes, as the API counts it. */
+export function utf8Length(s: string): number {
+  let n = 0;
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    if (c < 0x80) n += 1;
+    else if (c < 0x800) n += 2;
+    else if (c >= 0xd800 && c <= 0xdbff && i + 1 < s.length) {
+      const d = s.charCodeAt(i + 1);
+      if (d >= 0xdc00 && d <= 0xdfff) {
+        n += 4;
+        i++;
+      } else n += 3;
+    } else n += 3;
+  }
+  return n;
+}
+
+/** Splits `s` into pieces of at most `maxBytes` UTF-8 bytes, never inside a character. */
+function splitUtf8(s: string, maxBytes: number): string[] {
+  const out: string[] = [];
+  let start = 0;
+  let bytes = 0;
+  for (let i = 0; i < s.length; ) {
+    const c = s.charCodeAt(i);
+    let len = 1;
+    let b: number;
+    if (c < 0x80) b = 1;
+    else if (c < 0x800) b = 2;
+    else if (c >= 0xd800 && c <= 0xdbff && (s.charCodeAt(i + 1) & 0xfc00) === 0xdc00) {
+      b = 4;
+      len = 2;
+    } else b = 3;
+    if (bytes + b > maxBytes) {
+      out.push(s.slice(start, i));
+      start = i;
+      bytes = 0;
+    }
+    bytes += b;
+    i += len;
+  }
+  out.push(s.slice(start));
+  return out;
 }
 
 function fnv32a(s: string): number {
@@ -97,49 +165,108 @@ interface Waiter {
   reject(err: unknown): void;
 }
 
+/** One Lease of the journal. Keys are annotation keys without {@link INTENT_ANNOTATION_PREFIX}. */
 interface Shard {
   name: string;
   lease?: Lease;
-  intents: Map<string, Intent>;
-  adds: Map<string, { intent: Intent; waiters: Waiter[] }>;
+  /** Intent annotations as stored. */
+  stored: Map<string, string>;
+  /** Bytes of the Lease's other annotations. */
+  otherBytes: number;
+  /** Bytes of each entry the Lease will hold once pending changes are written. */
+  reserved: Map<string, number>;
+  reservedBytes: number;
+  adds: Map<string, { value: string; waiters: Waiter[] }>;
   removes: Set<string>;
-  /** Removals and additions in the write now in flight (not yet stored, already decided). */
-  removing: Set<string>;
-  adding: Map<string, Intent>;
+  /** Keys added by the write in flight. */
+  inflight: Set<string>;
   writing?: Promise<void>;
   removeTimer?: AbortController;
 }
 
+/** Where one recorded (or being recorded) intent lives. */
+interface Entry {
+  intent: Intent;
+  json: string;
+  parts: { shard: Shard; key: string }[];
+  /** Settles when every part is stored. */
+  durable: Promise<void>;
+}
+
+const entryBytes = (key: string, value: string) =>
+  utf8Length(INTENT_ANNOTATION_PREFIX) + utf8Length(key) + utf8Length(value);
+
+function sameEntries(a: Map<string, string>, b: Map<string, string>): boolean {
+  if (a.size !== b.size) return false;
+  for (const [k, v] of a) if (b.get(k) !== v) return false;
+  return true;
+}
+
+/** `<uid>` for a whole intent, `<uid>.<k>.<n>` for part k of n. */
+function parseKey(key: string): { uid: string; k: number; n: number } {
+  const m = /^(.*)\.(\d+)\.(\d+)$/.exec(key);
+  if (!m) return { uid: key, k: 0, n: 1 };
+  return { uid: m[1]!, k: Number(m[2]), n: Number(m[3]) };
+}
+
 export function createIntentJournal(opts: JournalOptions): IntentJournal {
-  const shardCount = Math.max(1, opts.shards ?? 4);
+  const baseCount = Math.max(1, opts.shards ?? 4);
   const removeDelay = opts.removeDelayMs ?? 1000;
-  const maxBytes = opts.maxShardBytes ?? 200_000;
-  const shards: Shard[] = Array.from({ length: shardCount }, (_, i) => ({
-    name: journalLeaseName(opts.driverName, i),
-    intents: new Map(),
+  const maxBytes = Math.min(opts.maxShardBytes ?? 250_000, ANNOTATIONS_MAX_BYTES);
+  // Room for a part's key (prefix + uid + ".k.n").
+  const partBytes = maxBytes - 160;
+  const base = leaseBase(opts.driverName);
+  const shards: Shard[] = [];
+  const entries = new Map<string, Entry>();
+  let writes = 0;
+
+  const newShard = (i: number): Shard => ({
+    name: `${base}${i}`,
+    stored: new Map(),
+    otherBytes: 0,
+    reserved: new Map(),
+    reservedBytes: 0,
     adds: new Map(),
     removes: new Set(),
-    removing: new Set(),
-    adding: new Map(),
-  }));
-  let writes = 0;
-  const shardOf = (uid: string) => shards[fnv32a(uid) % shardCount]!;
+    inflight: new Set(),
+  });
+  const shardAt = (i: number): Shard => {
+    while (shards.length <= i) shards.push(newShard(shards.length));
+    return shards[i]!;
+  };
+  for (let i = 0; i < baseCount; i++) shardAt(i);
+
+  const reserve = (shard: Shard, key: string, bytes: number) => {
+    shard.reservedBytes += bytes - (shard.reserved.get(key) ?? 0);
+    shard.reserved.set(key, bytes);
+  };
+  const unreserve = (shard: Shard, key: string) => {
+    shard.reservedBytes -= shard.reserved.get(key) ?? 0;
+    shard.reserved.delete(key);
+  };
+  const fits = (shard: Shard, key: string, bytes: number) =>
+    shard.otherBytes + shard.reservedBytes - (shard.reserved.get(key) ?? 0) + bytes <= maxBytes;
+
+  /** The Lease for a new entry: the preferred one, any other with room, or a new one. */
+  const place = (key: string, bytes: number, preferred: number): Shard => {
+    const first = shards[preferred % baseCount]!;
+    if (fits(first, key, bytes)) return first;
+    for (const s of shards) if (fits(s, key, bytes)) return s;
+    return shardAt(shards.length);
+  };
 
   const parse = (shard: Shard, lease: Lease) => {
     shard.lease = lease;
-    shard.intents.clear();
+    shard.stored.clear();
+    shard.reserved.clear();
+    shard.reservedBytes = 0;
+    shard.otherBytes = 0;
     for (const [k, v] of Object.entries(lease.metadata.annotations ?? {})) {
-      if (!k.startsWith(INTENT_ANNOTATION_PREFIX)) continue;
-      try {
-        const intent = JSON.parse(v) as Intent;
-        shard.intents.set(intent.uid, intent);
-      } catch (err) {
-        opts.logger.error("Ignoring unreadable provisioning intent", {
-          lease: `${opts.namespace}/${shard.name}`,
-          key: k,
-          err,
-        });
-      }
+      if (k.startsWith(INTENT_ANNOTATION_PREFIX)) {
+        const key = k.slice(INTENT_ANNOTATION_PREFIX.length);
+        shard.stored.set(key, v);
+        reserve(shard, key, entryBytes(key, v));
+      } else shard.otherBytes += utf8Length(k) + utf8Length(v);
     }
   };
 
@@ -149,49 +276,45 @@ export function createIntentJournal(opts: JournalOptions): IntentJournal {
     } catch (err) {
       if (!isNotFound(err)) throw err;
       shard.lease = undefined;
-      shard.intents.clear();
+      shard.stored.clear();
+      shard.otherBytes = 0;
     }
   };
 
-  const annotationsFor = (intents: Map<string, Intent>, keep: Record<string, string>) => {
+  const annotationsFor = (stored: Map<string, string>, keep: Record<string, string>) => {
     const out: Record<string, string> = {};
     for (const [k, v] of Object.entries(keep))
       if (!k.startsWith(INTENT_ANNOTATION_PREFIX)) out[k] = v;
-    for (const intent of intents.values())
-      out[INTENT_ANNOTATION_PREFIX + intent.uid] = JSON.stringify(intent);
+    for (const [k, v] of stored) out[INTENT_ANNOTATION_PREFIX + k] = v;
     return out;
   };
 
-  /** One write of the shard's pending changes; false when it failed (they stay pending). */
+  /** One write of the shard's pending changes; false when it failed. */
   const writeOnce = async (shard: Shard): Promise<boolean> => {
     const adds = new Map(shard.adds);
     const removes = new Set(shard.removes);
     shard.adds.clear();
     shard.removes.clear();
-    for (const uid of removes) shard.removing.add(uid);
-    for (const [uid, a] of adds) shard.adding.set(uid, a.intent);
-    const settle = () => {
-      for (const uid of removes) shard.removing.delete(uid);
-      for (const uid of adds.keys()) shard.adding.delete(uid);
+    const apply = (from: Map<string, string>) => {
+      const next = new Map(from);
+      for (const k of removes) next.delete(k);
+      for (const [k, a] of adds) next.set(k, a.value);
+      return next;
     };
-    const next = new Map(shard.intents);
-    for (const uid of removes) next.delete(uid);
-    const accepted: Waiter[] = [];
-    let size = 0;
-    for (const i of next.values()) size += JSON.stringify(i).length + 64;
-    for (const [uid, { intent, waiters }] of adds) {
-      const bytes = JSON.stringify(intent).length + 64;
-      if (size + bytes > maxBytes && !next.has(uid)) {
-        const err = new Error(
-          `Provisioning intent journal ${opts.namespace}/${shard.name} is full: too many claims in flight`,
-        );
-        for (const w of waiters) w.reject(err);
-        continue;
-      }
-      size += bytes;
-      next.set(uid, intent);
-      accepted.push(...waiters);
+    let next = apply(shard.stored);
+    if (!shard.lease && next.size === 0) {
+      // Nothing to create (every addition was withdrawn): no write.
+      for (const a of adds.values()) for (const w of a.waiters) w.resolve();
+      return true;
     }
+    if (shard.lease && sameEntries(next, shard.stored)) {
+      for (const a of adds.values()) for (const w of a.waiters) w.resolve();
+      return true;
+    }
+    for (const k of adds.keys()) shard.inflight.add(k);
+    const settle = () => {
+      for (const k of adds.keys()) shard.inflight.delete(k);
+    };
     for (let attempt = 0; ; attempt++) {
       try {
         const lease: Lease = shard.lease
@@ -217,31 +340,36 @@ export function createIntentJournal(opts: JournalOptions): IntentJournal {
               spec: {},
             };
         writes++;
+        // Additions gate a CreateVolume; a write of removals only can wait behind PV writes.
+        const priority = adds.size > 0 ? undefined : "low";
         const saved = shard.lease
-          ? await opts.leases.update(lease)
-          : await opts.leases.create(lease);
+          ? await opts.leases.update(lease, { priority })
+          : await opts.leases.create(lease, { priority });
         shard.lease = saved;
-        shard.intents = next;
+        shard.stored = next;
         settle();
-        for (const w of accepted) w.resolve();
+        for (const a of adds.values()) for (const w of a.waiters) w.resolve();
         return true;
       } catch (err) {
         if ((isConflict(err) || isAlreadyExists(err) || isNotFound(err)) && attempt < 5) {
           // Someone else (an older replica, an admin) changed the Lease: re-read and re-apply.
-          const before = shard.intents;
-          await fetchShard(shard);
-          for (const uid of removes) shard.intents.delete(uid);
-          for (const [uid, intent] of next)
-            if (!before.has(uid) || adds.has(uid)) shard.intents.set(uid, intent);
-          next.clear();
-          for (const [uid, intent] of shard.intents) next.set(uid, intent);
-          for (const uid of removes) next.delete(uid);
+          try {
+            await fetchShard(shard);
+          } catch {
+            // The next attempt reports the error.
+          }
+          // Re-reading reset the reservations to what is stored: put the pending ones back.
+          for (const k of removes) unreserve(shard, k);
+          for (const [k, a] of adds) reserve(shard, k, entryBytes(k, a.value));
+          for (const [k, a] of shard.adds) reserve(shard, k, entryBytes(k, a.value));
+          for (const k of shard.removes) unreserve(shard, k);
+          next = apply(shard.stored);
           continue;
         }
         settle();
-        for (const w of accepted) w.reject(err);
+        for (const a of adds.values()) for (const w of a.waiters) w.reject(err);
         // Put removals back so that a later write retries them.
-        for (const uid of removes) shard.removes.add(uid);
+        for (const k of removes) shard.removes.add(k);
         opts.logger.warn("Could not update the intent journal", {
           lease: `${opts.namespace}/${shard.name}`,
           err,
@@ -291,17 +419,56 @@ export function createIntentJournal(opts: JournalOptions): IntentJournal {
     );
   };
 
+  /** Queues the removal of one stored (or being stored) key, or drops its pending addition. */
+  const removeKey = (shard: Shard, key: string) => {
+    unreserve(shard, key);
+    const pending = shard.adds.get(key);
+    if (pending) {
+      shard.adds.delete(key);
+      for (const w of pending.waiters) w.resolve();
+    }
+    // Stored, or being stored by the write in flight: either way it must be removed.
+    if (!shard.stored.has(key) && !shard.inflight.has(key)) return;
+    shard.removes.add(key);
+    scheduleRemoval(shard);
+  };
+
+  const addKey = (shard: Shard, key: string, value: string): Promise<void> => {
+    shard.removes.delete(key);
+    reserve(shard, key, entryBytes(key, value));
+    return new Promise<void>((resolve, reject) => {
+      const pending = shard.adds.get(key);
+      if (pending) {
+        pending.value = value;
+        pending.waiters.push({ resolve, reject });
+      } else {
+        shard.adds.set(key, { value, waiters: [{ resolve, reject }] });
+      }
+      void kick(shard);
+    });
+  };
+
+  const dropEntry = (entry: Entry) => {
+    for (const { shard, key } of entry.parts) removeKey(shard, key);
+  };
+
   return {
     get writes() {
       return writes;
     },
+    get leaseCount() {
+      return shards.length;
+    },
     async load(signal) {
-      // One LIST instead of a GET per shard: start-up spends little of the client's QPS budget.
-      const byName = new Map(shards.map((s) => [s.name, s]));
+      // One LIST instead of a GET per Lease: start-up spends little of the client's QPS budget.
       for (const s of shards) {
         s.lease = undefined;
-        s.intents.clear();
+        s.stored.clear();
+        s.reserved.clear();
+        s.reservedBytes = 0;
+        s.otherBytes = 0;
       }
+      entries.clear();
       let cont: string | undefined;
       do {
         const list = await opts.leases.list({
@@ -312,65 +479,127 @@ export function createIntentJournal(opts: JournalOptions): IntentJournal {
           signal,
         });
         for (const lease of list.items) {
-          const shard = byName.get(lease.metadata.name ?? "");
-          if (shard) parse(shard, lease);
+          const name = lease.metadata.name ?? "";
+          if (!name.startsWith(base)) continue;
+          const suffix = name.slice(base.length);
+          if (!/^\d{1,6}$/.test(suffix)) continue;
+          parse(shardAt(Number(suffix)), lease);
         }
         cont = list.metadata.continue || undefined;
       } while (cont);
-      return shards.flatMap((s) => [...s.intents.values()]);
+      // Assemble intents from their parts.
+      const found = new Map<
+        string,
+        { n: number; parts: Map<number, { shard: Shard; key: string; value: string }> }
+      >();
+      for (const shard of shards) {
+        for (const [key, value] of shard.stored) {
+          const { uid, k, n } = parseKey(key);
+          let f = found.get(uid);
+          if (!f) {
+            f = { n, parts: new Map() };
+            found.set(uid, f);
+          }
+          if (f.n !== n) f.n = -1;
+          f.parts.set(k, { shard, key, value });
+        }
+      }
+      for (const [uid, f] of found) {
+        const parts = [...f.parts.entries()].sort((a, b) => a[0] - b[0]).map(([, p]) => p);
+        const complete = f.n > 0 && parts.length === f.n && parts.every((_, i) => f.parts.has(i));
+        let intent: Intent | undefined;
+        const json = parts.map((p) => p.value).join("");
+        if (complete) {
+          try {
+            intent = JSON.parse(json) as Intent;
+          } catch (err) {
+            opts.logger.error("Ignoring unreadable provisioning intent", {
+              lease: `${opts.namespace}/${parts[0]!.shard.name}`,
+              key: INTENT_ANNOTATION_PREFIX + parts[0]!.key,
+              err,
+            });
+            continue;
+          }
+        }
+        const entry: Entry = {
+          intent: intent ?? ({ uid } as Intent),
+          json,
+          parts: parts.map(({ shard, key }) => ({ shard, key })),
+          durable: Promise.resolve(),
+        };
+        if (!intent) {
+          // Recording or removing it was cut short: CreateVolume never ran on it, or it was done.
+          opts.logger.info("Removing an incomplete provisioning intent", {
+            uid,
+            parts: `${parts.length}/${f.n}`,
+          });
+          dropEntry(entry);
+          continue;
+        }
+        entries.set(uid, entry);
+      }
+      return [...entries.values()].map((e) => e.intent);
     },
     record(intent, signal) {
-      const shard = shardOf(intent.uid);
-      shard.removes.delete(intent.uid);
-      const existing = shard.intents.get(intent.uid);
-      if (
-        existing &&
-        !shard.removing.has(intent.uid) &&
-        JSON.stringify(existing) === JSON.stringify(intent)
-      ) {
-        return Promise.resolve();
+      const json = JSON.stringify(intent);
+      const old = entries.get(intent.uid);
+      if (old && old.json === json) return old.durable;
+      const preferred = fnv32a(intent.uid);
+      const whole = entryBytes(intent.uid, json);
+      const values =
+        whole <= partBytes
+          ? [json]
+          : splitUtf8(json, partBytes - entryBytes(`${intent.uid}.00.00`, ""));
+      const keys =
+        values.length === 1
+          ? [intent.uid]
+          : values.map((_, k) => `${intent.uid}.${k}.${values.length}`);
+      const oldParts = old?.parts ?? [];
+      const parts: Entry["parts"] = [];
+      const writesDone: Promise<void>[] = [];
+      for (let k = 0; k < values.length; k++) {
+        const key = keys[k]!;
+        const value = values[k]!;
+        const bytes = entryBytes(key, value);
+        const same = oldParts.find((p) => p.key === key);
+        const shard =
+          same && fits(same.shard, key, bytes) ? same.shard : place(key, bytes, preferred + k);
+        writesDone.push(addKey(shard, key, value));
+        parts.push({ shard, key });
       }
+      for (const p of oldParts)
+        if (!parts.some((q) => q.shard === p.shard && q.key === p.key)) removeKey(p.shard, p.key);
+      const entry: Entry = { intent, json, parts, durable: Promise.resolve() };
+      entry.durable = Promise.all(writesDone).then(
+        () => undefined,
+        (err) => {
+          // Not recorded: forget it, and remove the parts that were stored.
+          if (entries.get(intent.uid) === entry) {
+            entries.delete(intent.uid);
+            dropEntry(entry);
+          }
+          throw err;
+        },
+      );
+      entry.durable.catch(() => {});
+      entries.set(intent.uid, entry);
+      if (!signal) return entry.durable;
       return new Promise<void>((resolve, reject) => {
-        const pending = shard.adds.get(intent.uid);
-        if (pending) {
-          pending.intent = intent;
-          pending.waiters.push({ resolve, reject });
-        } else {
-          shard.adds.set(intent.uid, { intent, waiters: [{ resolve, reject }] });
-        }
-        void kick(shard);
-        signal?.addEventListener("abort", () => reject(signal.reason), { once: true });
+        entry.durable.then(resolve, reject);
+        signal.addEventListener("abort", () => reject(signal.reason), { once: true });
       });
     },
     clear(uid) {
-      const shard = shardOf(uid);
-      const pending = shard.adds.get(uid);
-      if (pending) {
-        shard.adds.delete(uid);
-        for (const w of pending.waiters) w.resolve();
-      }
-      // Stored, or being stored by the write in flight: either way it must be removed.
-      if (!shard.intents.has(uid) && !shard.adding.has(uid)) return;
-      shard.removes.add(uid);
-      scheduleRemoval(shard);
+      const entry = entries.get(uid);
+      if (!entry) return;
+      entries.delete(uid);
+      dropEntry(entry);
     },
     get(uid) {
-      const shard = shardOf(uid);
-      const pending = shard.adds.get(uid);
-      if (pending) return pending.intent;
-      if (shard.removes.has(uid) || shard.removing.has(uid)) return undefined;
-      return shard.adding.get(uid) ?? shard.intents.get(uid);
+      return entries.get(uid)?.intent;
     },
     list() {
-      const out: Intent[] = [];
-      for (const s of shards) {
-        for (const [uid, i] of s.intents) {
-          if (!s.removes.has(uid) && !s.removing.has(uid) && !s.adds.has(uid)) out.push(i);
-        }
-        for (const [uid, p] of s.adds) if (s.intents.has(uid)) out.push(p.intent);
-        for (const [uid, p] of s.adds) if (!s.intents.has(uid)) out.push(p.intent);
-      }
-      return out;
+      return [...entries.values()].map((e) => e.intent);
     },
     async flush() {
       for (const s of shards) {

@@ -10,6 +10,7 @@ import type { CSINode, KubeObject, Node, PersistentVolumeClaim } from "../kube/o
 import { resources } from "../kube/resources.ts";
 import type { ReferenceGrant } from "../provision/data-source.ts";
 import type { ProvisionLookups } from "../provision/request.ts";
+import type { Clock } from "../util/clock.ts";
 
 async function orUndefined<T>(p: Promise<T>): Promise<T | undefined> {
   try {
@@ -25,6 +26,9 @@ export interface LookupSources {
   claims: Informer<PersistentVolumeClaim>;
   csiNodes?: Informer<CSINode>;
   nodes?: Informer<Node>;
+  /** Caches namespace labels for `namespaceTtlMs` (default 60 s); without it, every read GETs. */
+  clock?: Clock;
+  namespaceTtlMs?: number;
 }
 
 function listOf<T extends KubeObject>(i: Informer<T> | undefined): readonly T[] {
@@ -33,7 +37,22 @@ function listOf<T extends KubeObject>(i: Informer<T> | undefined): readonly T[] 
 
 export function createLookups(src: LookupSources): ProvisionLookups {
   const { api } = src;
+  const namespaceTtlMs = src.namespaceTtlMs ?? 60_000;
+  const namespaceLabels = new Map<string, { at: number; labels: Record<string, string> }>();
   return {
+    getNamespaceLabels: async (name) => {
+      const now = src.clock?.now();
+      const cached = namespaceLabels.get(name);
+      if (cached && now !== undefined && now - cached.at < namespaceTtlMs) return cached.labels;
+      const ns = await orUndefined(api.resource(resources.namespaces).get(name));
+      if (!ns) return undefined;
+      const labels = { ...ns.metadata.labels };
+      if (now !== undefined) {
+        if (namespaceLabels.size >= 1000) namespaceLabels.clear();
+        namespaceLabels.set(name, { at: now, labels });
+      }
+      return labels;
+    },
     getSecret: (ns, name) => orUndefined(api.resource(resources.secrets).get(name, ns)),
     getClaim: async (ns, name) => src.claims.store.get(`${ns}/${name}`),
     getVolume: (name) => orUndefined(api.resource(resources.persistentVolumes).get(name)),

@@ -15,6 +15,11 @@ import type { Informer } from "../kube/informer.ts";
 import type { PersistentVolume, StorageClass, VolumeAttachment } from "../kube/objects.ts";
 import { resources } from "../kube/resources.ts";
 import type { ProvisionerMetrics } from "../metrics/provisioner-metrics.ts";
+import {
+  classForDeletion,
+  csiSourceOfVolume,
+  migratedProvisionerNames,
+} from "../migration/registry.ts";
 import type { ProvisionLookups } from "../provision/request.ts";
 import { deletionSecret, secretCredentials } from "../provision/secrets.ts";
 import {
@@ -63,10 +68,17 @@ function subject(pv: PersistentVolume): EventSubject {
   return { apiVersion: "v1", kind: "PersistentVolume", metadata: pv.metadata };
 }
 
+interface DeleteState {
+  start: number;
+  volumeDeleted: boolean;
+  pvDeleted: boolean;
+  done?: boolean;
+}
+
 export class VolumeSyncer {
   readonly #o: VolumeSyncerOptions;
-  /** UIDs of PVs whose backend volume this process deleted; their PV deletion may still be due. */
-  readonly #volumeDeleted = new Set<string>();
+  /** PVs (by UID) whose deletion this process has begun: what is done already. */
+  readonly #deleting = new Map<string, DeleteState>();
 
   constructor(opts: VolumeSyncerOptions) {
     this.#o = opts;
@@ -74,13 +86,14 @@ export class VolumeSyncer {
 
   /** Called when a PV left the cache. */
   forgetVolume(uid: string): void {
-    this.#volumeDeleted.delete(uid);
+    this.#deleting.delete(uid);
   }
 
   async syncVolume(name: string, signal?: AbortSignal): Promise<VolumeSyncResult> {
     const o = this.#o;
     const pv = o.volumes.store.get(name);
-    if (!pv || !isProvisionerForVolume(pv, [o.driverName])) return { kind: "done" };
+    const names = [o.driverName, ...migratedProvisionerNames(o.driverName)];
+    if (!pv || !isProvisionerForVolume(pv, names)) return { kind: "done" };
     if (o.nodeSegments && !volumeIsAccessible(pv.spec.nodeAffinity, o.nodeSegments)) {
       return { kind: "done" };
     }
@@ -101,7 +114,9 @@ export class VolumeSyncer {
         };
       }
     }
-    if (!shouldDelete(pv)) return { kind: "done" };
+    if (!shouldDelete(pv) || this.#deleting.get(pv.metadata.uid ?? "")?.done) {
+      return { kind: "done" };
+    }
     return this.#delete(pv, signal);
   }
 
@@ -129,8 +144,13 @@ export class VolumeSyncer {
       o.logger.info("Deleting volume failed", { volume: name, err: message });
       return { kind: "retry", reason: message };
     };
-    const csi = pv.spec.csi;
-    if (!csi) return failed(`PersistentVolume ${name} has no CSI source: cannot delete its volume`);
+    // An in-tree PV of the plugin this driver took over (CSI migration) is deleted by its CSI form.
+    const source = csiSourceOfVolume(pv);
+    if (!source) {
+      return failed(`PersistentVolume ${name} has no CSI source: cannot delete its volume`);
+    }
+    if (!source.ok) return failed(source.error);
+    const csi = source.value;
 
     if (o.attachments) {
       const va = blockingAttachment(name, o.attachments.store.byIndex(ATTACHMENTS_BY_PV, name));
@@ -138,7 +158,7 @@ export class VolumeSyncer {
     }
 
     let secrets: Record<string, string> = {};
-    const ds = deletionSecret(pv, o.classes.store.get(className));
+    const ds = deletionSecret(pv, classForDeletion(pv, o.classes.store.get(className)));
     if (ds.kind === "secret") {
       try {
         const secret = await o.lookups.getSecret(ds.ref.namespace, ds.ref.name);
@@ -156,11 +176,13 @@ export class VolumeSyncer {
       }
     }
 
-    const start = o.clock.now();
     const uid = pv.metadata.uid ?? "";
-    // The PV's own deletion updates it once more; the volume is not deleted a second time.
-    const calledDriver = !this.#volumeDeleted.has(uid);
-    if (calledDriver) {
+    let state = this.#deleting.get(uid);
+    if (!state) {
+      state = { start: o.clock.now(), volumeDeleted: false, pvDeleted: false };
+      this.#deleting.set(uid, state);
+    }
+    if (!state.volumeDeleted) {
       try {
         await o.driver.deleteVolume({ volumeId: csi.volumeHandle, secrets }, { signal });
       } catch (err) {
@@ -170,40 +192,63 @@ export class VolumeSyncer {
           return failed(rpcErrorText(err));
         }
       }
-      this.#volumeDeleted.add(uid);
+      state.volumeDeleted = true;
     }
 
+    // One DELETE (unless the PV is already being deleted), then one PATCH that takes our
+    // finalizer out of the list without a resourceVersion: kube-controller-manager removes its
+    // own pv-protection finalizer at the same time, and a compare-and-swap would lose that race
+    // (409) and cost a retry. The UID in the patch makes sure it is still the same PV.
     const pvs = o.api.resource(resources.persistentVolumes);
-    try {
-      await pvs.delete(name, undefined, { uid: pv.metadata.uid, signal });
-    } catch (err) {
-      if (!isNotFound(err))
-        return {
-          kind: "retry",
-          reason: `Cannot delete PersistentVolume ${name}: ${errorText(err)}`,
-        };
-    }
-    try {
-      const live = await pvs.get(name, undefined, { signal });
-      if (
-        live.metadata.uid === pv.metadata.uid &&
-        (live.metadata.finalizers ?? []).includes(FINALIZER_PV)
-      ) {
-        await this.#patchFinalizers(live, withoutFinalizer(live.metadata.finalizers), signal);
+    if (!state.pvDeleted && !pv.metadata.deletionTimestamp) {
+      try {
+        await pvs.delete(name, undefined, { uid, signal });
+      } catch (err) {
+        if (!isNotFound(err)) {
+          return {
+            kind: "retry",
+            reason: `Cannot delete PersistentVolume ${name}: ${errorText(err)}`,
+          };
+        }
+        return this.#deleted(pv, state);
       }
-    } catch (err) {
-      if (!isNotFound(err)) {
-        return {
-          kind: "retry",
-          reason: `Cannot remove the finalizer of PersistentVolume ${name}: ${errorText(err)}`,
-        };
+      state.pvDeleted = true;
+    }
+    if ((pv.metadata.finalizers ?? []).includes(FINALIZER_PV)) {
+      try {
+        await pvs.patch(
+          name,
+          "strategic",
+          { metadata: { uid, "$deleteFromPrimitiveList/finalizers": [FINALIZER_PV] } },
+          undefined,
+          { signal },
+        );
+      } catch (err) {
+        if (!isNotFound(err)) {
+          return {
+            kind: "retry",
+            reason: `Cannot remove the finalizer of PersistentVolume ${name}: ${errorText(err)}`,
+          };
+        }
       }
     }
-    if (calledDriver) {
-      const seconds = (o.clock.now() - start) / 1000;
+    return this.#deleted(pv, state);
+  }
+
+  /** The volume and its PV are gone (or going): log and count it, once. */
+  #deleted(pv: PersistentVolume, state: DeleteState): VolumeSyncResult {
+    const o = this.#o;
+    if (!state.done) {
+      state.done = true;
+      const labels = { class: volumeStorageClassName(pv) };
+      const seconds = (o.clock.now() - state.start) / 1000;
       o.metrics?.deleteTotal.inc(labels);
       o.metrics?.deleteDuration.observe(labels, seconds);
-      o.logger.info("Deleted volume", { volume: name, volumeId: csi.volumeHandle, seconds });
+      o.logger.info("Deleted volume", {
+        volume: pv.metadata.name ?? "",
+        volumeId: pv.spec.csi?.volumeHandle,
+        seconds,
+      });
       o.onDeleted?.(pv);
     }
     return { kind: "done" };

@@ -8,7 +8,10 @@
  * failed (at its back-off), or when a caller asks for it — so `--retry-interval-max` is the
  * real upper bound between retries (upstream #849 loses it to a 15-minute resync).
  */
+import type { WorkQueueMetrics } from "../metrics/provisioner-metrics.ts";
 import type { Clock } from "../util/clock.ts";
+
+export type { WorkQueueMetrics };
 
 export interface WorkQueueOptions {
   clock: Clock;
@@ -22,12 +25,6 @@ export interface WorkQueueOptions {
   metrics?: WorkQueueMetrics;
 }
 
-export interface WorkQueueMetrics {
-  depth(name: string, depth: number): void;
-  added(name: string): void;
-  retried(name: string): void;
-}
-
 export class WorkQueue<K> {
   readonly #opts: WorkQueueOptions;
   readonly #queue: K[] = [];
@@ -38,9 +35,24 @@ export class WorkQueue<K> {
   readonly #delayed = new Map<K, { at: number; abort: AbortController }>();
   readonly #getters: ((k: K | undefined) => void)[] = [];
   #shutdown = false;
+  /** Metrics only: when each queued key was added and each processed key was taken (ms). */
+  readonly #addedAt = new Map<K, number>();
+  readonly #takenAt = new Map<K, number>();
+  readonly #unregisterMetrics: (() => void) | undefined;
 
   constructor(opts: WorkQueueOptions) {
     this.#opts = opts;
+    this.#unregisterMetrics = opts.metrics?.created?.(opts.name, () => this.#takenAt.values());
+  }
+
+  /** Metrics: `key` leaves the queue for a worker. */
+  #taken(key: K): void {
+    const m = this.#opts.metrics;
+    if (!m?.waited) return;
+    const now = this.#opts.clock.now();
+    m.waited(this.#opts.name, (now - (this.#addedAt.get(key) ?? now)) / 1000);
+    this.#addedAt.delete(key);
+    this.#takenAt.set(key, now);
   }
 
   get length(): number {
@@ -74,9 +86,11 @@ export class WorkQueue<K> {
     const getter = this.#getters.shift();
     if (getter) {
       this.#processing.add(key);
+      this.#taken(key);
       getter(key);
       return;
     }
+    if (this.#opts.metrics?.waited) this.#addedAt.set(key, this.#opts.clock.now());
     this.#queued.add(key);
     this.#queue.push(key);
     this.#opts.metrics?.depth(this.#opts.name, this.#queue.length);
@@ -153,6 +167,7 @@ export class WorkQueue<K> {
       this.#queued.delete(key);
       this.#processing.add(key);
       this.#opts.metrics?.depth(this.#opts.name, this.#queue.length);
+      this.#taken(key);
       return Promise.resolve(key);
     }
     if (this.#shutdown || signal?.aborted) return Promise.resolve(undefined);
@@ -174,11 +189,17 @@ export class WorkQueue<K> {
   /** Marks `key` processed; re-queues it if it was added meanwhile. */
   done(key: K): void {
     this.#processing.delete(key);
+    const taken = this.#takenAt.get(key);
+    if (taken !== undefined) {
+      this.#takenAt.delete(key);
+      this.#opts.metrics?.worked?.(this.#opts.name, (this.#opts.clock.now() - taken) / 1000);
+    }
     if (this.#dirty.delete(key)) this.add(key);
   }
 
   /** Stops handing out keys; pending getters resolve `undefined`, delays are cancelled. */
   shutDown(): void {
+    if (!this.#shutdown) this.#unregisterMetrics?.();
     this.#shutdown = true;
     for (const d of this.#delayed.values()) d.abort.abort();
     this.#delayed.clear();

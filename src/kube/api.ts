@@ -3,12 +3,17 @@
  * `client.ts`; every failure is a `KubeApiError` (see `errors.ts`).
  */
 import type { KubeList, KubeObject, WatchEvent } from "./objects.ts";
+import type { Priority } from "./ratelimit.ts";
 import type { Resource } from "./resources.ts";
 
 export type PatchType = "merge" | "strategic" | "json";
 
 export interface CallOptions {
   signal?: AbortSignal;
+  /** Place in the client-side rate limiter's line; `"low"` waits behind every normal request. */
+  priority?: Priority;
+  /** Told how long the request waited for the client-side rate limiter, in ms (each try). */
+  onThrottled?: (ms: number) => void;
 }
 
 export interface ListOptions extends CallOptions {

@@ -96,6 +96,8 @@ class HttpResourceClient<T extends KubeObject> implements ResourceClient<T> {
       method: "GET",
       path: this.#objectPath("get", name, namespace),
       signal: opts?.signal,
+      priority: opts?.priority,
+      onThrottled: opts?.onThrottled,
       verb: "get",
       target: this.#target(name, namespace),
     });
@@ -115,6 +117,8 @@ class HttpResourceClient<T extends KubeObject> implements ResourceClient<T> {
         resourceVersionMatch: opts?.resourceVersionMatch,
       },
       signal: opts?.signal,
+      priority: opts?.priority,
+      onThrottled: opts?.onThrottled,
       verb: "list",
       target: this.#collectionTarget(opts?.namespace),
     });
@@ -137,6 +141,8 @@ class HttpResourceClient<T extends KubeObject> implements ResourceClient<T> {
         timeoutSeconds: opts?.timeoutSeconds,
       },
       signal: opts?.signal,
+      priority: opts?.priority,
+      onThrottled: opts?.onThrottled,
       verb: "watch",
       target: this.#collectionTarget(opts?.namespace),
       check: isWatchEvent,
@@ -162,6 +168,8 @@ class HttpResourceClient<T extends KubeObject> implements ResourceClient<T> {
       query: writeQuery(opts),
       body,
       signal: opts?.signal,
+      priority: opts?.priority,
+      onThrottled: opts?.onThrottled,
       verb: "create",
       target: this.#target(label, ns),
     });
@@ -190,6 +198,8 @@ class HttpResourceClient<T extends KubeObject> implements ResourceClient<T> {
       query: writeQuery(opts),
       body,
       signal: opts?.signal,
+      priority: opts?.priority,
+      onThrottled: opts?.onThrottled,
       verb: "update",
       target: this.#target(name, namespace, sub),
     });
@@ -212,6 +222,8 @@ class HttpResourceClient<T extends KubeObject> implements ResourceClient<T> {
       body: patch,
       contentType,
       signal: opts?.signal,
+      priority: opts?.priority,
+      onThrottled: opts?.onThrottled,
       verb: "patch",
       target: this.#target(name, namespace, opts?.subresource),
     });
@@ -232,6 +244,8 @@ class HttpResourceClient<T extends KubeObject> implements ResourceClient<T> {
       path: this.#objectPath("delete", name, namespace),
       body,
       signal: opts?.signal,
+      priority: opts?.priority,
+      onThrottled: opts?.onThrottled,
       verb: "delete",
       target: this.#target(name, namespace),
     });

@@ -11,12 +11,19 @@
  */
 import type { Clock } from "../util/clock.ts";
 
+/**
+ * `"low"`: a request that may wait behind every normal one (events, removals from the intent
+ * journal): with the bucket empty, normal requests are served first, so a PV create never waits
+ * behind an event.
+ */
+export type Priority = "normal" | "low";
+
 export interface RateLimiter {
   /**
    * Resolves when the caller may send one request. Rejects with the signal's reason if it aborts
    * first; the token is then given back.
    */
-  acquire(signal?: AbortSignal): Promise<void>;
+  acquire(signal?: AbortSignal, priority?: Priority): Promise<void>;
 }
 
 export interface TokenBucketOptions {
@@ -40,9 +47,15 @@ export const unlimited: RateLimiter = {
   },
 };
 
+interface Waiter {
+  resolve(): void;
+  done: boolean;
+}
+
 /**
- * A token bucket. Waiting callers reserve their token up front (the balance may go negative), so
- * they are served in order and each sleeps exactly until its token has been refilled.
+ * A token bucket with two waiting lines. A caller takes a token at once when one is there and
+ * nobody waits; otherwise it queues, and each refilled token goes to the first normal-priority
+ * caller, or to the first low-priority one when no normal caller waits.
  */
 export class TokenBucket implements RateLimiter {
   readonly qps: number;
@@ -50,6 +63,9 @@ export class TokenBucket implements RateLimiter {
   #clock: Clock;
   #tokens: number;
   #last: number;
+  #normal: Waiter[] = [];
+  #low: Waiter[] = [];
+  #timer: AbortController | undefined;
 
   constructor(opts: { qps: number; burst: number; clock: Clock }) {
     if (!(opts.qps > 0)) throw new RangeError(`qps must be positive, got ${opts.qps}`);
@@ -60,25 +76,63 @@ export class TokenBucket implements RateLimiter {
     this.#last = opts.clock.now();
   }
 
-  /** Tokens available now (negative while callers wait). */
+  /** Tokens available now, less one per waiting caller (negative while callers wait). */
   get tokens(): number {
     this.#refill();
-    return this.#tokens;
+    return this.#tokens - this.#normal.length - this.#low.length;
   }
 
-  async acquire(signal?: AbortSignal): Promise<void> {
-    if (signal?.aborted) throw signal.reason;
+  acquire(signal?: AbortSignal, priority: Priority = "normal"): Promise<void> {
+    if (signal?.aborted) return Promise.reject(signal.reason);
     this.#refill();
-    this.#tokens -= 1;
-    if (this.#tokens >= 0) return;
-    const waitMs = Math.ceil((-this.#tokens / this.qps) * 1000);
-    try {
-      await this.#clock.sleep(waitMs, signal);
-    } catch (err) {
-      this.#refill();
-      this.#tokens = Math.min(this.burst, this.#tokens + 1);
-      throw err;
+    if (this.#tokens >= 1 && this.#normal.length === 0 && this.#low.length === 0) {
+      this.#tokens -= 1;
+      return Promise.resolve();
     }
+    const line = priority === "low" ? this.#low : this.#normal;
+    return new Promise<void>((resolve, reject) => {
+      const w: Waiter = { resolve, done: false };
+      line.push(w);
+      if (signal) {
+        const onAbort = () => {
+          if (w.done) return;
+          w.done = true;
+          const i = line.indexOf(w);
+          if (i >= 0) line.splice(i, 1);
+          reject(signal.reason);
+        };
+        signal.addEventListener("abort", onAbort, { once: true });
+        w.resolve = () => {
+          signal.removeEventListener("abort", onAbort);
+          resolve();
+        };
+      }
+      this.#schedule();
+    });
+  }
+
+  #schedule(): void {
+    this.#refill();
+    while (this.#tokens >= 1) {
+      const w = this.#normal.shift() ?? this.#low.shift();
+      if (!w) return;
+      this.#tokens -= 1;
+      w.done = true;
+      w.resolve();
+    }
+    if (this.#timer || (this.#normal.length === 0 && this.#low.length === 0)) return;
+    const ac = new AbortController();
+    this.#timer = ac;
+    const waitMs = Math.max(1, Math.ceil(((1 - this.#tokens) / this.qps) * 1000));
+    this.#clock.sleep(waitMs, ac.signal).then(
+      () => {
+        this.#timer = undefined;
+        this.#schedule();
+      },
+      () => {
+        this.#timer = undefined;
+      },
+    );
   }
 
   #refill(): void {

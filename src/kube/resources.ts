@@ -57,6 +57,7 @@ export const resources = {
     true,
   ),
   secrets: resource<Secret>("", "v1", "secrets", "Secret", true),
+  namespaces: resource<KubeObject>("", "v1", "namespaces", "Namespace", false),
   nodes: resource<Node>("", "v1", "nodes", "Node", false),
   storageClasses: resource<StorageClass>(
     "storage.k8s.io",

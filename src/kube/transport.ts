@@ -22,7 +22,7 @@ import { type Logger, nullLogger } from "../util/log.ts";
 import type { Credentials } from "./auth.ts";
 import type { KubeConnection } from "./config.ts";
 import { KubeApiError, parseRetryAfter } from "./errors.ts";
-import { type RateLimiter, unlimited } from "./ratelimit.ts";
+import { type Priority, type RateLimiter, unlimited } from "./ratelimit.ts";
 
 export type HttpMethod = "GET" | "POST" | "PUT" | "PATCH" | "DELETE";
 
@@ -37,6 +37,10 @@ export interface KubeRequest {
   /** Default `application/json` when there is a body. */
   contentType?: string;
   signal?: AbortSignal;
+  /** Place in the rate limiter's line (default normal). */
+  priority?: Priority;
+  /** Told how long each try waited for the rate limiter, in ms. */
+  onThrottled?: (ms: number) => void;
   /** Kubernetes verb for error messages; default derived from the method (GET is `get`). */
   verb?: string;
   /** What the request addresses, for error messages; default the path. */
@@ -222,7 +226,9 @@ export class KubeTransport {
     let reauthorised = false;
 
     for (;;) {
-      await this.#limiter.acquire(signal);
+      const queued = req.onThrottled ? this.#clock.now() : 0;
+      await this.#limiter.acquire(signal, req.priority);
+      req.onThrottled?.(this.#clock.now() - queued);
       let creds: Credentials;
       try {
         creds = await this.#conn.auth.credentials();

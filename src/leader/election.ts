@@ -1,13 +1,24 @@
 /**
  * Leader election on a coordination.k8s.io Lease, with client-go's algorithm and upstream
- * sidecar conventions: the Lease is named after the driver (`/` and other characters outside
- * `[a-zA-Z0-9-]` become `-`, and an `X` is appended when the name would end in `-`), the
- * identity is the host name, and losing the Lease ends the process (the kubelet restarts it).
+ * sidecar conventions: the Lease is named after the driver (characters outside `[a-zA-Z0-9-]`
+ * become `-`, and an `X` is appended when the name would end in `-`), the holder identity is
+ * sanitised the same way, and a `LeaderElection` event ("<identity> became leader" / "<identity>
+ * stopped leading") is recorded on the Lease at each transition.
  *
  * Expiry is judged by *local* observation time, not by the times written in the Lease, so clock
- * skew between replicas does not matter: a candidate takes over only after it has seen the
- * same record unchanged for a whole lease duration.
+ * skew between replicas does not matter: a candidate takes over only after it has seen the same
+ * record unchanged for a whole lease duration.
+ *
+ * Where it does better than upstream (see README, "What is different"):
+ * - A candidate also *watches* the Lease: a released Lease is taken at once, and an abandoned
+ *   one exactly when it expires, instead of at the next poll (up to 2.2 retry periods later).
+ * - A renewal that fails is retried until the renew deadline, each attempt bounded by it; losing
+ *   the Lease stops the leader's work, waits for it to end, and campaigns again instead of
+ *   exiting. Only work that does not stop in time makes `run` report `"failed"`.
+ * - With `releaseOnCancel`, a clean stop releases the Lease after the work has ended, so a
+ *   standby takes over within a round trip.
  */
+import type { EventRecorder } from "../controller/events.ts";
 import type { ResourceClient } from "../kube/api.ts";
 import { isConflict, isNotFound } from "../kube/errors.ts";
 import type { Lease } from "../kube/objects.ts";
@@ -19,6 +30,7 @@ export interface LeaderElectionOptions {
   namespace: string;
   /** Lease name; see {@link leaseNameForDriver}. */
   name: string;
+  /** This replica's identity (sanitised with {@link sanitizeName} for the Lease). */
   identity: string;
   clock: Clock;
   random: Random;
@@ -31,52 +43,109 @@ export interface LeaderElectionOptions {
   retryPeriodMs?: number;
   /** `--leader-election-labels`: added to the Lease when this replica becomes leader. */
   labels?: Record<string, string>;
-  /** Give the Lease up on a clean stop (the `ReleaseLeaderElectionOnExit` gate). */
+  /** Give the Lease up on a clean stop, once the work has ended (`ReleaseLeaderElectionOnExit`). */
   releaseOnCancel?: boolean;
   /** Observes leadership (the `leader_election_master_status` gauge). */
   onStatus?: (leading: boolean) => void;
+  /** Records the `LeaderElection` events on the Lease; flushed (bounded) before `run` returns. */
+  recorder?: EventRecorder;
+  /** Watch the Lease to act on a release or an expiry at once. Default true. */
+  watch?: boolean;
+  /**
+   * After the Lease was lost, how long the work may take to stop before `run` gives up with
+   * `"failed"` (the caller then exits, as upstream always does). Default: lease duration minus
+   * renew deadline, at least 2 s.
+   */
+  stopTimeoutMs?: number;
+}
+
+/** client-go's `sanitizeName`: characters outside `[a-zA-Z0-9-]` become `-`, a trailing `-` gets an `X`. */
+export function sanitizeName(name: string): string {
+  let out = name.replace(/[^a-zA-Z0-9-]/g, "-");
+  if (out === "" || out.endsWith("-")) out += "X";
+  return out;
 }
 
 /** upstream's Lease name for a driver: `hostpath.csi.k8s.io` → `hostpath-csi-k8s-io`. */
 export function leaseNameForDriver(driverName: string): string {
-  let name = driverName.replace(/\//g, "-").replace(/[^a-zA-Z0-9-]/g, "-");
-  if (name.endsWith("-")) name += "X";
-  return name;
+  return sanitizeName(driverName.replace(/\//g, "-"));
+}
+
+/**
+ * The identity this replica campaigns with: the pod name (`POD_NAME`), stable across restarts
+ * of the same pod and distinct even with `hostNetwork: true`; else the host name (upstream's
+ * choice, which is the pod name in a pod without host networking).
+ */
+export function leaderIdentity(podName: string | undefined, hostname: string): string {
+  return podName || hostname;
 }
 
 function rfc3339Micro(ms: number): string {
   return new Date(ms).toISOString().replace(/Z$/, "000Z");
 }
 
+/** How `run` ended: `"stopped"` after the signal; `"failed"` when the work could not go on. */
+export type ElectionOutcome = "stopped" | "failed";
+
 export interface LeaderElector {
   /** True while this replica holds the Lease. */
   readonly leading: boolean;
+  /** The Lease holder last observed ("" when none). */
+  readonly leader: string;
   /**
    * Health check for `/healthz/leader-election`: fails when the leader has not renewed for
    * longer than the lease duration plus `toleranceMs` (20 s upstream).
    */
   healthy(toleranceMs?: number): boolean;
   /**
-   * Campaigns until this replica leads, runs `lead(signal)` while it does, and resolves with
-   * `"stopped"` when `signal` aborted (after `lead` returned), or `"lost"` when the Lease was
-   * lost — the caller then exits non-zero as upstream does.
+   * Campaigns until this replica leads and runs `lead(signal)` while it does; when the Lease is
+   * lost, aborts that signal, waits for `lead` to return and campaigns again. Resolves with
+   * `"stopped"` once `signal` aborted and `lead` returned (the Lease released first when
+   * `releaseOnCancel`), or `"failed"` when `lead` ended on its own or did not stop in time after
+   * a loss.
    */
-  run(
-    lead: (signal: AbortSignal) => Promise<void>,
-    signal: AbortSignal,
-  ): Promise<"stopped" | "lost">;
+  run(lead: (signal: AbortSignal) => Promise<void>, signal: AbortSignal): Promise<ElectionOutcome>;
 }
+
+/** The part of a Lease whose change restarts the expiry countdown. */
+function recordKey(lease: Lease): string {
+  const s = lease.spec ?? {};
+  return JSON.stringify([
+    s.holderIdentity ?? "",
+    s.leaseDurationSeconds ?? null,
+    s.acquireTime ?? null,
+    s.renewTime ?? null,
+    s.leaseTransitions ?? null,
+  ]);
+}
+
+interface Observed {
+  key: string;
+  holder: string;
+  durationMs: number;
+  /** Local time when this record was first seen. */
+  at: number;
+}
+
+type Attempt = "acquired" | "held" | "failed";
 
 export function createLeaderElector(opts: LeaderElectionOptions): LeaderElector {
   const leaseMs = opts.leaseDurationMs ?? 15_000;
   const renewMs = opts.renewDeadlineMs ?? 10_000;
   const retryMs = opts.retryPeriodMs ?? 5_000;
+  const stopTimeoutMs = opts.stopTimeoutMs ?? Math.max(2_000, leaseMs - renewMs);
+  const me = sanitizeName(opts.identity);
   const where = `${opts.namespace}/${opts.name}`;
-  let observed: { holder: string; renewTime: string; rv: string } | undefined;
-  let observedAt = 0;
+  const log = opts.logger;
+  const clock = opts.clock;
+
+  let observed: Observed | undefined;
+  /** The Lease as last written by this replica (the fast renewal path updates it directly). */
   let lease: Lease | undefined;
   let leading = false;
   let lastRenew = 0;
+  /** Aborted (and replaced) whenever the watch sees a change worth acting on. */
+  let wake = new AbortController();
 
   const setLeading = (v: boolean) => {
     if (leading !== v) {
@@ -85,30 +154,96 @@ export function createLeaderElector(opts: LeaderElectionOptions): LeaderElector 
     }
   };
 
-  const jitter = (ms: number) => ms * (1 + 1.2 * opts.random());
+  const kick = () => {
+    const w = wake;
+    wake = new AbortController();
+    w.abort();
+  };
 
-  /** One attempt; true when this replica holds the Lease afterwards. */
-  const tryAcquireOrRenew = async (signal: AbortSignal): Promise<boolean> => {
-    const now = opts.clock.now();
+  const observe = (l: Lease | undefined) => {
+    if (!l) {
+      observed = undefined;
+      return;
+    }
+    const key = recordKey(l);
+    if (observed?.key === key) return;
+    const spec = l.spec ?? {};
+    const holder = spec.holderIdentity ?? "";
+    const prevHolder = observed?.holder;
+    observed = {
+      key,
+      holder,
+      durationMs: (spec.leaseDurationSeconds ?? leaseMs / 1000) * 1000,
+      at: clock.now(),
+    };
+    if (holder !== prevHolder && holder !== "" && holder !== me) {
+      log.v(3).info("New leader detected", { lease: where, leader: holder });
+    }
+  };
+
+  /** Local time at which the observed record expires (now when there is no holder). */
+  const expiresAt = (): number =>
+    !observed || observed.holder === "" ? clock.now() : observed.at + observed.durationMs;
+
+  const leaseBody = (base: Lease, now: string, mine: boolean): Lease => {
+    const spec = base.spec ?? {};
+    return {
+      ...base,
+      metadata: {
+        ...base.metadata,
+        labels: opts.labels ? { ...base.metadata.labels, ...opts.labels } : base.metadata.labels,
+      },
+      spec: {
+        ...spec,
+        holderIdentity: me,
+        leaseDurationSeconds: Math.round(leaseMs / 1000),
+        renewTime: now,
+        acquireTime: mine ? spec.acquireTime : now,
+        leaseTransitions: mine ? (spec.leaseTransitions ?? 0) : (spec.leaseTransitions ?? 0) + 1,
+      },
+    };
+  };
+
+  const wrote = (l: Lease, at: number) => {
+    lease = l;
+    observe(l);
+    lastRenew = at;
+  };
+
+  /** One attempt to acquire or renew. */
+  const attempt = async (signal: AbortSignal): Promise<Attempt> => {
+    const now = clock.now();
     const nowStr = rfc3339Micro(now);
+    // Fast path: the leader updates the Lease it last wrote, without reading it first.
+    if (leading && lease && lease.spec.holderIdentity === me && expiresAt() > now) {
+      try {
+        wrote(await opts.leases.update(leaseBody(lease, nowStr, true), { signal }), now);
+        return "acquired";
+      } catch (err) {
+        if (signal.aborted) return "failed";
+        log.v(4).info("Optimistic lease renewal failed; reading the lease", { lease: where, err });
+      }
+    }
     let current: Lease | undefined;
     try {
       current = await opts.leases.get(opts.name, opts.namespace, { signal });
     } catch (err) {
       if (!isNotFound(err)) {
-        opts.logger.error("Error retrieving the leader election lease", { lease: where, err });
-        return false;
+        if (!signal.aborted)
+          log.error("Error retrieving the leader election lease", { lease: where, err });
+        return "failed";
       }
     }
     if (!current) {
+      observe(undefined);
       try {
-        lease = await opts.leases.create(
+        const created = await opts.leases.create(
           {
             apiVersion: "coordination.k8s.io/v1",
             kind: "Lease",
             metadata: { name: opts.name, namespace: opts.namespace, labels: opts.labels },
             spec: {
-              holderIdentity: opts.identity,
+              holderIdentity: me,
               leaseDurationSeconds: Math.round(leaseMs / 1000),
               acquireTime: nowStr,
               renewTime: nowStr,
@@ -117,80 +252,199 @@ export function createLeaderElector(opts: LeaderElectionOptions): LeaderElector 
           },
           { signal },
         );
-        observedAt = now;
-        lastRenew = now;
-        return true;
+        wrote(created, now);
+        return "acquired";
       } catch (err) {
-        opts.logger.v(2).info("Could not create the leader election lease", { lease: where, err });
-        return false;
+        if (!signal.aborted) {
+          log.v(2).info("Could not create the leader election lease", { lease: where, err });
+        }
+        return "failed";
       }
     }
-    const spec = current.spec ?? {};
-    const holder = spec.holderIdentity ?? "";
-    const record = {
-      holder,
-      renewTime: spec.renewTime ?? "",
-      rv: current.metadata.resourceVersion ?? "",
-    };
-    if (!observed || observed.holder !== record.holder || observed.renewTime !== record.renewTime) {
-      observed = record;
-      observedAt = now;
+    observe(current);
+    const holder = current.spec?.holderIdentity ?? "";
+    if (holder !== "" && holder !== me && expiresAt() > now) {
+      log.v(4).info("Lease is held by another replica and has not expired", {
+        lease: where,
+        holder,
+      });
+      return "held";
     }
-    const durationMs = (spec.leaseDurationSeconds ?? leaseMs / 1000) * 1000;
-    if (holder !== "" && holder !== opts.identity && observedAt + durationMs > now) {
-      opts.logger.v(4).info("Lease is held by another replica", { lease: where, holder });
-      return false;
-    }
-    const mine = holder === opts.identity;
-    const updated: Lease = {
-      ...current,
-      metadata: {
-        ...current.metadata,
-        labels: mine ? current.metadata.labels : { ...current.metadata.labels, ...opts.labels },
-      },
-      spec: {
-        ...spec,
-        holderIdentity: opts.identity,
-        leaseDurationSeconds: Math.round(leaseMs / 1000),
-        renewTime: nowStr,
-        acquireTime: mine ? spec.acquireTime : nowStr,
-        leaseTransitions: mine ? (spec.leaseTransitions ?? 0) : (spec.leaseTransitions ?? 0) + 1,
-      },
-    };
     try {
-      lease = await opts.leases.update(updated, { signal });
-      observed = {
-        holder: opts.identity,
-        renewTime: nowStr,
-        rv: lease.metadata.resourceVersion ?? "",
-      };
-      observedAt = now;
-      lastRenew = now;
-      return true;
+      wrote(await opts.leases.update(leaseBody(current, nowStr, holder === me), { signal }), now);
+      return "acquired";
     } catch (err) {
-      if (!isConflict(err))
-        opts.logger.error("Failed to update the leader election lease", { lease: where, err });
-      return false;
+      if (!isConflict(err) && !signal.aborted) {
+        log.error("Failed to update the leader election lease", { lease: where, err });
+      }
+      return "failed";
+    }
+  };
+
+  /** Sleeps `ms`, or less when the watch kicks; rejects when `signal` aborts. */
+  const nap = async (ms: number, signal: AbortSignal): Promise<void> => {
+    const w = wake.signal;
+    try {
+      await clock.sleep(ms, AbortSignal.any([signal, w]));
+    } catch (err) {
+      if (signal.aborted) throw err;
+    }
+  };
+
+  /** Campaigns until this replica holds the Lease (true) or `signal` aborts (false). */
+  const acquire = async (signal: AbortSignal): Promise<boolean> => {
+    log.info("Attempting to acquire leader lease", { lease: where, identity: me });
+    for (;;) {
+      if (signal.aborted) return false;
+      const result = await attempt(signal);
+      if (result === "acquired") return true;
+      if (signal.aborted) return false;
+      // Next attempt: after a jittered retry period (client-go's JitterUntil), or as soon as
+      // the Lease is free or expires when the last attempt found it held or it changed since.
+      const seen = observed?.key;
+      const until = clock.now() + retryMs * (1 + 1.2 * opts.random());
+      for (;;) {
+        const early = result === "held" || observed?.key !== seen;
+        const target = early ? Math.min(until, expiresAt()) : until;
+        const wait = target - clock.now();
+        if (wait <= 0) break;
+        try {
+          await nap(wait, signal);
+        } catch {
+          return false;
+        }
+      }
+    }
+  };
+
+  /** Keeps the Lease renewed; resolves when `signal` aborts ("stopped") or renewal failed ("lost"). */
+  const keep = async (signal: AbortSignal): Promise<"stopped" | "lost"> => {
+    for (;;) {
+      // Renew every retry period; wake early when the watch shows another holder.
+      const next = clock.now() + retryMs;
+      while (clock.now() < next && !(observed && observed.holder !== me)) {
+        try {
+          await nap(next - clock.now(), signal);
+        } catch {
+          return "stopped";
+        }
+      }
+      const deadline = lastRenew + renewMs;
+      for (;;) {
+        if (signal.aborted) return "stopped";
+        const left = deadline - clock.now();
+        if (left <= 0) {
+          log.error("Failed to renew the leader election lease within the renew deadline", {
+            lease: where,
+            renewDeadline: `${renewMs / 1000}s`,
+          });
+          return "lost";
+        }
+        // Each attempt is bounded by the deadline: a hung request cannot keep a lost leader.
+        const bound = new AbortController();
+        const timer = new AbortController();
+        clock.sleep(left, timer.signal).then(
+          () => bound.abort(new Error("renew deadline reached")),
+          () => {},
+        );
+        const result = await attempt(AbortSignal.any([signal, bound.signal]));
+        timer.abort();
+        if (result === "acquired") break;
+        if (signal.aborted) return "stopped";
+        if (result === "held") {
+          log.error("The leader election lease was taken by another replica", {
+            lease: where,
+            holder: observed?.holder ?? "",
+          });
+          return "lost";
+        }
+        try {
+          await clock.sleep(
+            Math.min(retryMs / 2, 2_000, Math.max(0, deadline - clock.now())),
+            signal,
+          );
+        } catch {
+          return "stopped";
+        }
+      }
     }
   };
 
   const release = async () => {
-    if (!lease || !leading) return;
+    if (!lease) return;
+    const now = rfc3339Micro(clock.now());
+    const released = (l: Lease): Lease => ({
+      ...l,
+      spec: {
+        ...l.spec,
+        holderIdentity: "",
+        leaseDurationSeconds: 1,
+        renewTime: now,
+        acquireTime: now,
+      },
+    });
+    const bound = new AbortController();
+    const timer = new AbortController();
+    clock.sleep(renewMs, timer.signal).then(
+      () => bound.abort(new Error("renew deadline reached")),
+      () => {},
+    );
     try {
-      const now = rfc3339Micro(opts.clock.now());
-      await opts.leases.update({
-        ...lease,
-        spec: {
-          ...lease.spec,
-          holderIdentity: "",
-          leaseDurationSeconds: 1,
-          renewTime: now,
-          acquireTime: now,
-        },
-      });
-      opts.logger.info("Released the leader election lease", { lease: where });
+      let result: Lease;
+      try {
+        result = await opts.leases.update(released(lease), { signal: bound.signal });
+      } catch (err) {
+        if (!isConflict(err)) throw err;
+        // Our copy is stale: release only if the Lease is still ours.
+        const current = await opts.leases.get(opts.name, opts.namespace, { signal: bound.signal });
+        if ((current.spec?.holderIdentity ?? "") !== me) return;
+        result = await opts.leases.update(released(current), { signal: bound.signal });
+      }
+      lease = result;
+      observe(result);
+      log.info("Released the leader election lease", { lease: where });
     } catch (err) {
-      opts.logger.warn("Could not release the leader election lease", { lease: where, err });
+      log.warn("Could not release the leader election lease", { lease: where, err });
+    } finally {
+      timer.abort();
+    }
+  };
+
+  const recordEvent = (message: string) => {
+    if (!opts.recorder || !lease) return;
+    opts.recorder.event(
+      { apiVersion: "coordination.k8s.io/v1", kind: "Lease", metadata: lease.metadata },
+      "Normal",
+      "LeaderElection",
+      `${me} ${message}`,
+    );
+  };
+
+  /** Feeds `observed` from a watch on the Lease; kicks the loops on every change. */
+  const watchLease = async (signal: AbortSignal) => {
+    while (!signal.aborted) {
+      try {
+        const stream = await opts.leases.watch({
+          namespace: opts.namespace,
+          fieldSelector: `metadata.name=${opts.name}`,
+          signal,
+        });
+        for await (const ev of stream) {
+          if (ev.type === "ADDED" || ev.type === "MODIFIED") observe(ev.object);
+          else if (ev.type === "DELETED") observe(undefined);
+          else if (ev.type === "ERROR") break;
+          else continue;
+          kick();
+        }
+      } catch (err) {
+        if (signal.aborted) return;
+        log.v(4).info("Watch of the leader election lease failed", { lease: where, err });
+      }
+      try {
+        await clock.sleep(retryMs * (1 + opts.random()), signal);
+      } catch {
+        return;
+      }
     }
   };
 
@@ -198,67 +452,95 @@ export function createLeaderElector(opts: LeaderElectionOptions): LeaderElector 
     get leading() {
       return leading;
     },
+    get leader() {
+      return observed?.holder ?? "";
+    },
     healthy(toleranceMs = 20_000) {
       if (!leading) return true;
-      return opts.clock.now() - lastRenew <= leaseMs + toleranceMs;
+      return clock.now() - lastRenew <= leaseMs + toleranceMs;
     },
     async run(lead, signal) {
-      opts.logger.info("Attempting to acquire the leader lease", {
-        lease: where,
-        identity: opts.identity,
-      });
-      // Acquire.
-      for (;;) {
-        if (signal.aborted) return "stopped";
-        if (await tryAcquireOrRenew(signal)) break;
-        try {
-          await opts.clock.sleep(jitter(retryMs), signal);
-        } catch {
-          return "stopped";
+      const stopWatch = new AbortController();
+      const watching = opts.watch === false ? Promise.resolve() : watchLease(stopWatch.signal);
+      try {
+        for (;;) {
+          if (!(await acquire(signal))) return "stopped";
+          setLeading(true);
+          log.info("Successfully acquired lease; became leader", { lease: where, identity: me });
+          recordEvent("became leader");
+
+          const term = new AbortController();
+          const onStop = () => term.abort(signal.reason);
+          signal.addEventListener("abort", onStop, { once: true });
+          let ended = false;
+          const leadDone = lead(term.signal).then(
+            () => {
+              ended = true;
+            },
+            (err) => {
+              ended = true;
+              log.error("The leader's work ended with an error", { err });
+            },
+          );
+          // Renew until stopped or lost; the work ending by itself also ends the term.
+          const workEnded = new AbortController();
+          void leadDone.then(() => workEnded.abort());
+          const kept = await keep(AbortSignal.any([signal, workEnded.signal]));
+          signal.removeEventListener("abort", onStop);
+          const lost = kept === "lost";
+          if (lost) {
+            setLeading(false);
+            log.error("Stopped leading; stopping the leader's work", { lease: where });
+          }
+          term.abort(new Error(lost ? "leadership lost" : "stopping"));
+
+          if (lost && !ended) {
+            const timer = new AbortController();
+            const timedOut = await Promise.race([
+              leadDone.then(() => false),
+              clock.sleep(stopTimeoutMs, timer.signal).then(
+                () => true,
+                () => false,
+              ),
+            ]);
+            timer.abort();
+            if (timedOut) {
+              log.error("The leader's work did not stop after losing the lease", {
+                lease: where,
+                waited: `${stopTimeoutMs / 1000}s`,
+              });
+              recordEvent("stopped leading");
+              return "failed";
+            }
+          } else {
+            await leadDone;
+          }
+          // Release on a clean stop when asked, and always when the work ended by itself.
+          if (!lost && (opts.releaseOnCancel || !signal.aborted)) await release();
+          setLeading(false);
+          recordEvent("stopped leading");
+          if (!lost && !signal.aborted) {
+            // The work ended by itself: nothing is left to lead for.
+            log.error("The leader's work ended unexpectedly", { lease: where });
+            return "failed";
+          }
+          if (signal.aborted) return "stopped";
+          log.info("Campaigning again for the leader election lease", { lease: where });
+        }
+      } finally {
+        stopWatch.abort();
+        await watching;
+        if (opts.recorder) {
+          const bound = new AbortController();
+          const timer = new AbortController();
+          clock.sleep(1_000, timer.signal).then(
+            () => bound.abort(),
+            () => {},
+          );
+          await opts.recorder.flush(bound.signal);
+          timer.abort();
         }
       }
-      setLeading(true);
-      opts.logger.info("Became leader", { lease: where, identity: opts.identity });
-      const leadAbort = new AbortController();
-      const onStop = () => leadAbort.abort(signal.reason);
-      signal.addEventListener("abort", onStop, { once: true });
-      const leadDone = lead(leadAbort.signal).catch((err) => {
-        opts.logger.error("The leader's work ended with an error", { err });
-      });
-      // Renew until the signal aborts or renewal fails for longer than the renew deadline.
-      let outcome: "stopped" | "lost" = "stopped";
-      for (;;) {
-        try {
-          await opts.clock.sleep(retryMs, signal);
-        } catch {
-          break;
-        }
-        const deadline = lastRenew + renewMs;
-        let renewed = false;
-        while (!signal.aborted && opts.clock.now() <= deadline) {
-          if (await tryAcquireOrRenew(signal)) {
-            renewed = true;
-            break;
-          }
-          try {
-            await opts.clock.sleep(Math.min(retryMs / 2, 2000), signal);
-          } catch {
-            break;
-          }
-        }
-        if (signal.aborted) break;
-        if (!renewed) {
-          outcome = "lost";
-          opts.logger.error("Stopped leading: could not renew the lease", { lease: where });
-          break;
-        }
-      }
-      signal.removeEventListener("abort", onStop);
-      leadAbort.abort();
-      await leadDone;
-      if (outcome === "stopped" && opts.releaseOnCancel) await release();
-      setLeading(false);
-      return outcome;
     },
   };
 }

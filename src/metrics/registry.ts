@@ -29,10 +29,22 @@ function labelString(
   return parts.length ? `{${parts.join(",")}}` : "";
 }
 
-function formatValue(v: number): string {
+/**
+ * A sample value or `le` bound as Go's client writes it (`strconv.FormatFloat(v, 'g', -1, 64)`):
+ * the shortest digits, in exponent form when the exponent is below -4 or at least 6, with at
+ * least two exponent digits (`1e-08`, `4.4421888e+07`), so bucket labels match upstream's.
+ */
+export function formatValue(v: number): string {
   if (Number.isNaN(v)) return "NaN";
   if (v === Number.POSITIVE_INFINITY) return "+Inf";
   if (v === Number.NEGATIVE_INFINITY) return "-Inf";
+  if (v === 0) return Object.is(v, -0) ? "-0" : "0";
+  const [mantissa, expText] = v.toExponential().split("e") as [string, string];
+  const exp = Number(expText);
+  if (exp < -4 || exp >= 6) {
+    const digits = String(Math.abs(exp)).padStart(2, "0");
+    return `${mantissa}e${exp < 0 ? "-" : "+"}${digits}`;
+  }
   return String(v);
 }
 
@@ -63,6 +75,11 @@ abstract class Family<S> implements Metric {
   }
 
   protected abstract renderSeries(values: string[], state: S): string[];
+
+  /** Creates the series for `labels` if missing, so that it is rendered (at zero) from now on. */
+  touch(labels: Labels = {}): void {
+    this.get(labels);
+  }
 
   render(): string {
     const lines = [
@@ -160,6 +177,7 @@ export class Histogram extends Family<HistState> {
 export class Registry {
   readonly #metrics = new Map<string, Metric>();
   readonly #collectors: (() => void)[] = [];
+  readonly #rendered: (() => void)[] = [];
 
   register<M extends Metric>(m: M): M {
     if (this.#metrics.has(m.name)) throw new Error(`Metric ${m.name} is registered twice`);
@@ -188,13 +206,20 @@ export class Registry {
     this.#collectors.push(fn);
   }
 
+  /** Runs `fn` after each rendering (counting scrapes). */
+  onRendered(fn: () => void): void {
+    this.#rendered.push(fn);
+  }
+
   /** The exposition text, metrics sorted by name. */
   render(): string {
     for (const c of this.#collectors) c();
-    return `${[...this.#metrics.values()]
+    const text = `${[...this.#metrics.values()]
       .sort((a, b) => a.name.localeCompare(b.name))
       .map((m) => m.render())
       .join("\n")}\n`;
+    for (const r of this.#rendered) r();
+    return text;
   }
 }
 

@@ -69,7 +69,7 @@ export function resolveFsType(
   }
   if (found > 1) {
     throw new Error(
-      `Invalid StorageClass parameters: fstype is specified with both "fstype" and "${PREFIXED_FSTYPE_KEY}" keys`,
+      `fstype specified in parameters with both "fstype" and "${PREFIXED_FSTYPE_KEY}" keys`,
     );
   }
   if (fsType === "") fsType = defaultFsType;
@@ -89,7 +89,7 @@ export function stripReservedParameters(
     if (key.startsWith(CSI_PARAMETER_PREFIX)) {
       if (!RESERVED_PARAMETER_KEYS.has(key)) {
         throw new Error(
-          `Invalid StorageClass parameters: unknown parameter key "${key}" with reserved prefix ${CSI_PARAMETER_PREFIX}`,
+          `found unknown parameter key "${key}" with reserved namespace ${CSI_PARAMETER_PREFIX}`,
         );
       }
       continue;

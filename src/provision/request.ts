@@ -52,6 +52,7 @@ import {
   missingCapability,
   supportsTopology,
 } from "./capabilities.ts";
+import { addClaimMetadata } from "./claim-metadata.ts";
 import {
   CLONE_PROTECTION_FINALIZER,
   checkReferenceGrant,
@@ -92,6 +93,8 @@ export interface ProvisionerConfig {
   defaultFsType?: string;
   /** `--extra-create-metadata`; default false. */
   extraCreateMetadata?: boolean;
+  /** `--claim-metadata-prefixes`; default none (see `claim-metadata.ts`). */
+  claimMetadataPrefixes?: readonly string[];
   /** `--strict-topology`; default false. */
   strictTopology?: boolean;
   /** `--immediate-topology`; default true. */
@@ -128,6 +131,8 @@ export interface ProvisionLookups {
   getVolumeSnapshotContent(name: string): Promise<VolumeSnapshotContent | undefined>;
   /** A VolumeAttributesClass by API GET. */
   getVolumeAttributesClass(name: string): Promise<VolumeAttributesClass | undefined>;
+  /** A namespace's labels by API GET (may be cached); needed only with `--claim-metadata-prefixes`. */
+  getNamespaceLabels?(name: string): Promise<Readonly<Record<string, string>> | undefined>;
   /** ReferenceGrants of a namespace; needed only with CrossNamespaceVolumeDataSource. */
   listReferenceGrants?(namespace: string): Promise<ReferenceGrant[]>;
   /** Every CSINode (cache); read only when topology is in use. */
@@ -191,7 +196,7 @@ export type BuildRequestResult =
   | {
       kind: "error";
       outcome: "finished" | "noChange" | "reschedule";
-      /** `Cannot provision claim <namespace>/<name>: <cause>`. */
+      /** The cause, in upstream's words where it has them (the ProvisioningFailed event). */
       message: string;
       /** Set when topology ran: keep it (noChange) or drop it (finished, reschedule). */
       topologyMemo?: TopologyMemo;
@@ -209,17 +214,12 @@ export async function buildCreateVolumeRequest(
   input: BuildRequestInput,
 ): Promise<BuildRequestResult> {
   const { config, claim, lookups } = input;
-  const claimKey = `${claim.metadata.namespace}/${claim.metadata.name}`;
   let topologyMemo: TopologyMemo | undefined;
   const fail = (
     outcome: "finished" | "noChange" | "reschedule",
     cause: string,
   ): BuildRequestResult => {
-    const result: BuildRequestResult = {
-      kind: "error",
-      outcome,
-      message: `Cannot provision claim ${claimKey}: ${cause}`,
-    };
+    const result: BuildRequestResult = { kind: "error", outcome, message: cause };
     if (topologyMemo) result.topologyMemo = topologyMemo;
     return result;
   };
@@ -446,8 +446,18 @@ export async function buildCreateVolumeRequest(
       pvName,
     });
   } catch (error) {
-    return fail("finished", errorMessage(error));
+    return fail(
+      "finished",
+      `failed to strip CSI Parameters of prefixed keys: ${errorMessage(error)}`,
+    );
   }
+  const metadataProblem = await addClaimMetadata(
+    parameters,
+    config.claimMetadataPrefixes,
+    claim,
+    lookups.getNamespaceLabels?.bind(lookups),
+  );
+  if (metadataProblem) return fail("noChange", metadataProblem);
 
   // 11. VolumeAttributesClass.
   let mutableParameters: Record<string, string> = {};

@@ -121,12 +121,26 @@ function segmentsFromTerm(term: Term): TopologySegments {
   return Object.fromEntries(term);
 }
 
+/*
+ * Error texts print values the way upstream's Go `%v` does, so events read the same:
+ * a term `[{key value} {key2 value2}]`, terms `[[{k v}] [{k v}]]`, strings `[a b]`, a map
+ * `map[k:v k2:v2]` (keys sorted).
+ */
 function describeTerm(term: Term): string {
-  return JSON.stringify(segmentsFromTerm(term));
+  return `[${term.map(([key, value]) => `{${key} ${value}}`).join(" ")}]`;
 }
 
 function describeTerms(terms: readonly Term[]): string {
-  return `[${terms.map(describeTerm).join(", ")}]`;
+  return `[${terms.map(describeTerm).join(" ")}]`;
+}
+
+function describeStrings(list: readonly string[]): string {
+  return `[${list.join(" ")}]`;
+}
+
+function describeMap(map: Readonly<Record<string, string>>): string {
+  const keys = Object.keys(map).sort();
+  return `map[${keys.map((k) => `${k}:${map[k]}`).join(" ")}]`;
 }
 
 /**
@@ -269,7 +283,10 @@ export function accessibilityRequirements(input: AccessibilityInput): Accessibil
     } else if (memo.topologyKeys && memo.topologyKeys.length > 0) {
       topologyKeys = [...memo.topologyKeys];
     } else {
-      return fail(`CSINode ${selectedNode} of the selected node not found`, true);
+      return fail(
+        `failed to get selected CSINode ${selectedNode}: csinode.storage.k8s.io ${JSON.stringify(selectedNode)} not found`,
+        true,
+      );
     }
     if (topologyKeys.length === 0) {
       return fail(`no topology key found for node ${selectedNode}`);
@@ -286,9 +303,8 @@ export function accessibilityRequirements(input: AccessibilityInput): Accessibil
     }
     selectedTerm = termFromLabels(labels, topologyKeys);
     if (!selectedTerm) {
-      const missing = topologyKeys.filter((key) => !Object.hasOwn(labels, key));
       return fail(
-        `topology labels of selected node ${selectedNode} do not match the topology keys of its CSINode ${JSON.stringify(topologyKeys)}: missing ${JSON.stringify(missing)}`,
+        `topology labels from selected node ${describeMap(labels)} does not match topology keys from CSINode ${describeStrings(topologyKeys)}`,
       );
     }
     if (input.strictTopology) {
@@ -296,7 +312,7 @@ export function accessibilityRequirements(input: AccessibilityInput): Accessibil
         const flat = flatten(allowed);
         if (!flat.some((term) => isSubset(term, selectedTerm!))) {
           return fail(
-            `selected node ${JSON.stringify(selectedNode)} topology ${describeTerm(selectedTerm)} is not in allowed topologies: ${describeTerms(flat)}`,
+            `selected node '${JSON.stringify(selectedNode)}' topology '${describeTerm(selectedTerm)}' is not in allowed topologies: ${describeTerms(flat)}`,
           );
         }
       }
@@ -337,14 +353,14 @@ export function accessibilityRequirements(input: AccessibilityInput): Accessibil
             if (term && term.length > 0) requisite.push(term);
           }
           if (requisite.length === 0) {
-            return fail(`topology keys ${JSON.stringify(keys)} were not found on any node`);
+            return fail(`topologyKeys ${describeStrings(keys)} were not found on any nodes`);
           }
           memo.requisite = requisite.map(segmentsFromTerm);
         }
       }
       if (requisite.length === 0) {
         // No CSINode has topology keys for the driver: it is not running on any node yet.
-        return fail("no available topology found: no node reports topology keys for the driver");
+        return fail("no available topology found");
       }
     }
   }
@@ -367,7 +383,7 @@ export function accessibilityRequirements(input: AccessibilityInput): Accessibil
     const at = unique.findIndex((term) => isSubset(term, selectedTerm!));
     if (at < 0) {
       return fail(
-        `topology ${describeTerm(selectedTerm!)} of selected node ${JSON.stringify(selectedNode)} is not in requisite: ${describeTerms(unique)}`,
+        `topology ${describeTerm(selectedTerm!)} from selected node ${JSON.stringify(selectedNode)} is not in requisite: ${describeTerms(unique)}`,
       );
     }
     preferred = rotate(unique, at);

@@ -2,7 +2,7 @@
  * The process as a dependency: arguments, environment, standard streams, signals and exit.
  * Everything here goes through `node:*` modules, which Bun, Deno and Node all provide.
  */
-import { existsSync, readFileSync, writeFileSync } from "node:fs";
+import { existsSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { hostname as osHostname } from "node:os";
 import process from "node:process";
 
@@ -93,15 +93,83 @@ export function writeTerminationMessage(message: string, path = "/dev/terminatio
   }
 }
 
+/** Reads `/proc/self/<file>`; `undefined` where there is no procfs. */
+function procSelf(file: string): string | undefined {
+  try {
+    return readFileSync(`/proc/self/${file}`, "utf8");
+  } catch {
+    return undefined;
+  }
+}
+
+/** A soft limit from `/proc/self/limits` (`unlimited` as Go's collector reports it: -1 wraps). */
+function procLimit(name: string): number | undefined {
+  const text = procSelf("limits");
+  const line = text?.split("\n").find((l) => l.startsWith(name));
+  if (line === undefined) return undefined;
+  const soft = line.slice(name.length).trim().split(/\s+/)[0];
+  if (soft === "unlimited") return 18446744073709552000;
+  const n = Number(soft);
+  return Number.isFinite(n) ? n : undefined;
+}
+
+/**
+ * The sum over every interface of one `/proc/self/net/dev` column (0: bytes received, 8: bytes
+ * sent), as Go's process collector reports it.
+ */
+function netDevTotal(column: number): number | undefined {
+  const text = procSelf("net/dev");
+  if (text === undefined) return undefined;
+  let total = 0;
+  for (const line of text.split("\n").slice(2)) {
+    const colon = line.indexOf(":");
+    if (colon < 0) continue;
+    const value = Number(
+      line
+        .slice(colon + 1)
+        .trim()
+        .split(/\s+/)[column],
+    );
+    if (Number.isFinite(value)) total += value;
+  }
+  return total;
+}
+
 /** Resident memory, heap and CPU time of this process, for the `process_*` metrics. */
 export function processStats(): {
   residentBytes(): number;
   heapBytes(): number;
   cpuSeconds(): number;
   startTimeSeconds: number;
+  openFds(): number | undefined;
+  maxFds(): number | undefined;
+  virtualMemoryBytes(): number | undefined;
+  virtualMemoryMaxBytes(): number | undefined;
+  networkReceiveBytes(): number | undefined;
+  networkTransmitBytes(): number | undefined;
 } {
   const start = Date.now() / 1000 - process.uptime();
   return {
+    openFds: () => {
+      try {
+        return readdirSync("/proc/self/fd").length;
+      } catch {
+        return undefined;
+      }
+    },
+    maxFds: () => procLimit("Max open files"),
+    virtualMemoryBytes: () => {
+      // /proc/self/stat: the command name is in parentheses and may hold spaces; vsize is the
+      // 23rd field, the 21st after the closing parenthesis.
+      const stat = procSelf("stat");
+      if (stat === undefined) return undefined;
+      const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+      const vsize = Number(fields[20]);
+      return Number.isFinite(vsize) ? vsize : undefined;
+    },
+    virtualMemoryMaxBytes: () => procLimit("Max address space"),
+    networkReceiveBytes: () => netDevTotal(0),
+    networkTransmitBytes: () => netDevTotal(8),
     residentBytes: () => process.memoryUsage.rss(),
     heapBytes: () => process.memoryUsage().heapUsed,
     cpuSeconds: () => {
@@ -110,4 +178,17 @@ export function processStats(): {
     },
     startTimeSeconds: start,
   };
+}
+
+/** This process' id (klog's thread id field). */
+export function processId(): number {
+  return process.pid;
+}
+
+/**
+ * Wall-clock milliseconds since the epoch with sub-millisecond precision: the time origin of this
+ * process plus the monotonic clock, so log lines carry real microseconds.
+ */
+export function preciseNow(): number {
+  return performance.timeOrigin + performance.now();
 }

@@ -1,7 +1,19 @@
 /**
- * Structured logging in the two formats upstream's `--logging-format` offers: klog-style text
- * (`I1126 07:54:22.123456] "Message" key="value"`) and JSON (`{"ts":…,"v":0,"msg":…}`).
- * Verbosity follows `-v`: `log.v(5).info(…)` prints only with `-v=5` or more.
+ * Structured logging in the two formats upstream's `--logging-format` offers, shaped so that
+ * tools written for klog and component-base read them:
+ *
+ * - text, klog's header then the structured message:
+ *   `I1126 07:54:22.123456    4711 claims.ts:1] "Message" key="value"`
+ *   (severity, month and day, time with microseconds, the thread id — the process id, as klog
+ *   writes it, padded to 7 — then `file:line`). There is no Go source file here: the field holds
+ *   the stable name of the logging component (`logger.named("claims")` -> `claims.ts`) and line 1,
+ *   klog's own line when the caller is unknown, so klog's parsers find the field they expect.
+ * - JSON, component-base's shape: `{"ts":<float ms since the epoch>,"caller":"claims.ts:1",
+ *   "msg":…,"v":0,…key/values}`; errors carry no `v` and put their error under `err`.
+ *
+ * Verbosity follows `-v`: `log.v(5).info(…)` prints only with `-v=5` or more. Microseconds come
+ * from the injected clock: `Clock.now()` may return fractional milliseconds (the process' clock
+ * is `performance.timeOrigin + performance.now()`, see src/runtime/process.ts).
  */
 import type { Clock } from "./clock.ts";
 
@@ -21,6 +33,8 @@ export interface Logger {
   v(level: number): VerboseLogger;
   /** A logger that adds `fields` to every line. */
   with(fields: Fields): Logger;
+  /** A logger whose lines name `component` as their source (`claims` -> `claims.ts:1`). */
+  named(component: string): Logger;
 }
 
 export interface LoggerOptions {
@@ -33,6 +47,10 @@ export interface LoggerOptions {
   verbosity?: number;
   /** Default `text`. */
   format?: LogFormat;
+  /** klog's thread id: the process id; default 0. */
+  pid?: number;
+  /** Source of lines from loggers not {@link Logger.named}; default `csi-provisioner`. */
+  component?: string;
 }
 
 type Severity = "I" | "W" | "E";
@@ -41,13 +59,27 @@ function pad(n: number, width: number): string {
   return String(n).padStart(width, "0");
 }
 
-function klogTime(ms: number): string {
-  const d = new Date(ms);
+/** klog's `mmdd hh:mm:ss.uuuuuu`, UTC, from fractional milliseconds since the epoch. */
+export function klogTime(ms: number): string {
+  // Truncated, as klog does with nanoseconds.
+  const micros = Math.floor(ms * 1000);
+  const d = new Date(Math.floor(micros / 1000));
+  const frac = ((micros % 1_000_000) + 1_000_000) % 1_000_000;
   return (
     `${pad(d.getUTCMonth() + 1, 2)}${pad(d.getUTCDate(), 2)} ` +
     `${pad(d.getUTCHours(), 2)}:${pad(d.getUTCMinutes(), 2)}:${pad(d.getUTCSeconds(), 2)}.` +
-    `${pad(d.getUTCMilliseconds(), 3)}000`
+    pad(frac, 6)
   );
+}
+
+/** klog's header up to and including `] `. */
+export function klogHeader(severity: string, ms: number, pid: number, source: string): string {
+  return `${severity}${klogTime(ms)} ${String(pid).padStart(7)} ${source}] `;
+}
+
+/** `claims` -> `claims.ts:1`. */
+function sourceOf(component: string): string {
+  return `${component}.ts:1`;
 }
 
 function jsonSafe(value: unknown): unknown {
@@ -71,27 +103,36 @@ function textValue(value: unknown): string {
 
 /** Builds a {@link Logger}. */
 export function createLogger(options: LoggerOptions, base: Fields = {}): Logger {
+  return build(options, base, sourceOf(options.component ?? "csi-provisioner"));
+}
+
+function build(options: LoggerOptions, base: Fields, source: string): Logger {
   const verbosity = options.verbosity ?? 0;
   const format = options.format ?? "text";
+  const pid = options.pid ?? 0;
 
   const out = (severity: Severity) =>
     severity === "I" ? options.write : (options.writeError ?? options.write);
   const emit = (severity: Severity, v: number, msg: string, fields: Fields | undefined) => {
-    const all = { ...base, ...fields };
+    const { err, ...rest } = { ...base, ...fields };
     const now = options.clock.now();
     if (format === "json") {
-      const rec: Fields = { ts: now / 1000, v, msg };
-      if (severity === "E") rec.err = all.err !== undefined ? jsonSafe(all.err) : undefined;
-      for (const [k, val] of Object.entries(all)) {
-        if (k === "err" && severity === "E") continue;
-        rec[k] = val;
+      // component-base: ts, caller, msg, then v for info (warnings are info lines in klog's
+      // logr bridge) or err for errors, then the key/values.
+      const rec: Fields = { ts: now, caller: source, msg };
+      if (severity === "E") {
+        if (err !== undefined) rec.err = jsonSafe(err);
+      } else {
+        rec.v = v;
+        if (err !== undefined) rec.err = jsonSafe(err);
       }
-      if (severity === "W") rec.severity = "warning";
+      for (const [k, val] of Object.entries(rest)) rec[k] = val;
       out(severity)(JSON.stringify(rec, (_k, x) => jsonSafe(x)));
       return;
     }
-    let line = `${severity}${klogTime(now)}] ${JSON.stringify(msg)}`;
-    for (const [k, val] of Object.entries(all)) {
+    let line = `${klogHeader(severity, now, pid, source)}${JSON.stringify(msg)}`;
+    if (err !== undefined) line += ` err=${textValue(err)}`;
+    for (const [k, val] of Object.entries(rest)) {
       if (val === undefined) continue;
       line += ` ${k}=${textValue(val)}`;
     }
@@ -111,7 +152,8 @@ export function createLogger(options: LoggerOptions, base: Fields = {}): Logger 
         },
       };
     },
-    with: (fields) => createLogger(options, { ...base, ...fields }),
+    with: (fields) => build(options, { ...base, ...fields }, source),
+    named: (component) => build(options, base, sourceOf(component)),
   };
   return logger;
 }
@@ -123,6 +165,7 @@ export const nullLogger: Logger = {
   error() {},
   v: () => ({ enabled: false, info() {} }),
   with: () => nullLogger,
+  named: () => nullLogger,
 };
 
 /** A logger that keeps lines in memory, for tests that assert on logging. */

@@ -330,7 +330,7 @@ describe("parseArgs() feature gates", () => {
       Topology: true,
       CrossNamespaceVolumeDataSource: false,
       VolumeAttributesClass: true,
-      ReleaseLeaderElectionOnExit: false,
+      ReleaseLeaderElectionOnExit: true,
     });
   });
 
@@ -482,7 +482,7 @@ describe("parseArgs() environment", () => {
   });
 
   it("carries NODE_NAME, NAMESPACE, POD_NAME and POD_NAMESPACE", () => {
-    const c = ok([], {
+    const c = ok(["--node-deployment"], {
       NODE_NAME: "n1",
       NAMESPACE: "kube-system",
       POD_NAME: "p1",
@@ -494,6 +494,76 @@ describe("parseArgs() environment", () => {
     assert.equal(c.podName, "p1");
     assert.equal(c.podNamespace, "pns");
     assert.ok(!("HOME" in c) && !("env" in c));
+  });
+
+  it("ignores NODE_NAME without --node-deployment, as upstream (it would end the provisioner identity)", () => {
+    // democratic-csi's default values set NODE_NAME on the controller sidecar.
+    assert.equal(ok([], { NODE_NAME: "n1" }).nodeName, undefined);
+    assert.equal(ok(["--node-deployment=false"], { NODE_NAME: "n1" }).nodeName, undefined);
+  });
+});
+
+describe("parseArgs() legacy flags of older upstream releases", () => {
+  it("reads --enable-leader-election as --leader-election, with one warning", () => {
+    for (const argv of [
+      ["--enable-leader-election"],
+      ["--enable-leader-election=true"],
+      ["-enable-leader-election"],
+      ["--enable-leader-election", "--enable-leader-election"],
+    ]) {
+      const r = parseArgs(argv, {});
+      assert.ok(r.ok && r.command === "run", JSON.stringify(r));
+      assert.equal(r.config.leaderElection, true);
+      assert.deepEqual(r.warnings, [
+        "--enable-leader-election is the old name of --leader-election: read as such",
+      ]);
+    }
+    assert.equal(ok(["--enable-leader-election=false"]).leaderElection, false);
+    assert.equal(ok(["--leader-election", "--enable-leader-election=false"]).leaderElection, false);
+  });
+
+  it("accepts --leader-election-type=leases with one warning and refuses any other type", () => {
+    for (const argv of [["--leader-election-type=leases"], ["--leader-election-type", "leases"]]) {
+      const r = parseArgs([...argv, "--enable-leader-election"], {});
+      assert.ok(r.ok && r.command === "run", JSON.stringify(r));
+      assert.equal(r.config.leaderElection, true);
+      assert.equal(r.warnings.length, 2);
+      assert.match(r.warnings[0]!, /^--leader-election-type=leases is accepted and ignored/);
+    }
+    assert.match(
+      error(["--enable-leader-election", "--leader-election-type=endpoints"]),
+      /^--leader-election-type=endpoints is not supported: leader election uses coordination.k8s.io Leases only/,
+    );
+    assert.match(error(["--leader-election-type=configmaps"]), /configmaps is not supported/);
+    assert.match(error(["--leader-election-type"]), /^Flag --leader-election-type needs a value/);
+  });
+
+  it("ignores --provisioner with one warning: the driver names itself", () => {
+    const r = parseArgs(["--provisioner=csi.example.com", "--timeout=30s"], {});
+    assert.ok(r.ok && r.command === "run", JSON.stringify(r));
+    assert.equal(r.config.timeoutMs, 30_000);
+    assert.deepEqual(r.warnings, [
+      "--provisioner=csi.example.com is ignored: the provisioner name is the driver's own, from GetPluginInfo",
+    ]);
+    assert.equal(ok(["--provisioner", "x", "--timeout=30s"]).timeoutMs, 30_000);
+  });
+
+  it("takes the old csi-driver-smb controller arguments", () => {
+    const r = parseArgs(
+      [
+        "-v=2",
+        "--csi-address=$(ADDRESS)",
+        "--leader-election",
+        "--leader-election-namespace=kube-system",
+        "--extra-create-metadata=true",
+        "--provisioner=smb.csi.k8s.io",
+        "--enable-leader-election",
+        "--leader-election-type=leases",
+      ],
+      {},
+    );
+    assert.ok(r.ok && r.command === "run", JSON.stringify(r));
+    assert.equal(r.warnings.length, 3);
   });
 });
 

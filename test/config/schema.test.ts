@@ -63,6 +63,8 @@ const EXPECTED_DEFAULTS: [string, string, unknown][] = [
   ["node-deployment-max-delay", "nodeDeploymentMaxDelayMs", 60_000],
   ["controller-publish-readonly", "controllerPublishReadonly", false],
   ["prevent-volume-mode-conversion", "preventVolumeModeConversion", true],
+  // beyond upstream
+  ["claim-metadata-prefixes", "claimMetadataPrefixes", []],
   // 1.3 feature gates
   [
     "feature-gates",
@@ -71,7 +73,7 @@ const EXPECTED_DEFAULTS: [string, string, unknown][] = [
       Topology: true,
       CrossNamespaceVolumeDataSource: false,
       VolumeAttributesClass: true,
-      ReleaseLeaderElectionOnExit: false,
+      ReleaseLeaderElectionOnExit: true,
     },
   ],
   // 1.4 logging (component-base logs)
@@ -178,7 +180,7 @@ describe("the flag table", () => {
         Topology: ["GA", true],
         CrossNamespaceVolumeDataSource: ["ALPHA", false],
         VolumeAttributesClass: ["GA", true],
-        ReleaseLeaderElectionOnExit: ["ALPHA", false],
+        ReleaseLeaderElectionOnExit: ["ALPHA", true],
       },
     );
   });

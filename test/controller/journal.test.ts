@@ -16,6 +16,17 @@ function fakeLeases() {
   let open: (() => void) | undefined;
   const held: (() => void)[] = [];
   const write = async (l: Lease) => {
+    // kube-apiserver's limit: keys and values of all annotations, in UTF-8 bytes.
+    let bytes = 0;
+    for (const [k, v] of Object.entries(l.metadata.annotations ?? {}))
+      bytes += Buffer.byteLength(k) + Buffer.byteLength(v);
+    if (bytes > 262144) {
+      throw KubeApiError.fromStatus("update", `leases ${l.metadata.name}`, {
+        code: 422,
+        reason: "Invalid",
+        message: `metadata.annotations: Too long: may not be more than 262144 bytes`,
+      });
+    }
     if (gate) {
       held.push(() => {});
       await gate;
@@ -69,15 +80,20 @@ function intent(uid: string): Intent {
 }
 
 /** A one-shard journal of driver `d` in namespace `ns` over `leases`. */
-function journalOn(leases: ResourceClient<Lease>) {
+function journalOn(leases: ResourceClient<Lease>, clock = new FakeClock()) {
   return createIntentJournal({
     leases,
     namespace: "ns",
     driverName: "d",
-    clock: new FakeClock(),
+    clock,
     logger: nullLogger,
     shards: 1,
   });
+}
+
+/** An intent whose request carries a StorageClass parameter `value`. */
+function bigIntent(uid: string, value: string): Intent {
+  return { ...intent(uid), request: { name: `pvc-${uid}`, parameters: { blob: value } } };
 }
 
 async function settle() {
@@ -148,5 +164,74 @@ describe("createIntentJournal()", () => {
     await Promise.all(Array.from({ length: 50 }, (_, i) => j.record(intent(`u${i}`))));
     assert.ok(writes <= 2, `50 intents took ${writes} writes`);
     assert.equal(j.list().length, 50);
+  });
+
+  it("records an intent with a 200 KiB StorageClass parameter and reads it back", async () => {
+    const leases = fakeLeases();
+    const j = journalOn(leases.client);
+    const big = bigIntent("big", "x".repeat(200 * 1024));
+    await j.record(big);
+    assert.deepEqual(j.get("big"), big);
+    const again = journalOn(leases.client);
+    assert.deepEqual(await again.load(), [big]);
+  });
+
+  it("counts bytes, not characters: a multi-byte 250 KiB parameter is stored in parts", async () => {
+    const leases = fakeLeases();
+    const j = journalOn(leases.client);
+    // 85,000 characters, 255,000 bytes in UTF-8: one Lease cannot hold it.
+    const big = bigIntent("euro", "€".repeat(85_000));
+    await j.record(big);
+    assert.ok(leases.store.size >= 2, `stored on ${leases.store.size} Lease(s)`);
+    const again = journalOn(leases.client);
+    assert.deepEqual(await again.load(), [big]);
+    again.clear("euro");
+    await again.flush();
+    for (const l of leases.store.values()) {
+      assert.deepEqual(
+        Object.keys(l.metadata.annotations ?? {}).filter((k) => k.startsWith("intent.")),
+        [],
+      );
+    }
+  });
+
+  it("grows with the claims in flight: 5,000 intents need more Leases, and all are kept", async () => {
+    const leases = fakeLeases();
+    const j = journalOn(leases.client);
+    const uids = Array.from({ length: 5000 }, (_, i) => `claim-${i}`);
+    await Promise.all(uids.map((u) => j.record(bigIntent(u, "p".repeat(200)))));
+    assert.ok(leases.store.size > 4, `only ${leases.store.size} Leases`);
+    const again = journalOn(leases.client);
+    assert.equal((await again.load()).length, 5000);
+    // Room freed by removals is used again before a new Lease is made.
+    for (const u of uids.slice(0, 2500)) again.clear(u);
+    await again.flush();
+    const before = leases.store.size;
+    await Promise.all(
+      Array.from({ length: 2000 }, (_, i) => again.record(bigIntent(`more-${i}`, "p".repeat(200)))),
+    );
+    assert.equal(leases.store.size, before);
+    assert.equal(again.list().length, 4500);
+  });
+
+  it("ignores and removes an intent whose parts were not all stored", async () => {
+    const leases = fakeLeases();
+    const j = journalOn(leases.client);
+    await j.record(bigIntent("torn", "€".repeat(85_000)));
+    // A crash while removing it: one part is gone.
+    const withPart = [...leases.store.values()].find((l) =>
+      Object.keys(l.metadata.annotations ?? {}).some((k) => k.endsWith("torn.0.2")),
+    )!;
+    delete withPart.metadata.annotations!["intent.csi-provisioner.storage.k8s.io/torn.0.2"];
+    const clock = new FakeClock();
+    const again = journalOn(leases.client, clock);
+    assert.deepEqual(await again.load(), []);
+    await again.flush();
+    for (const l of leases.store.values()) {
+      assert.deepEqual(
+        Object.keys(l.metadata.annotations ?? {}).filter((k) => k.startsWith("intent.")),
+        [],
+      );
+    }
   });
 });

@@ -35,6 +35,20 @@ describe("TokenBucket", () => {
     assert.deepEqual(done, [0, 1, 2, 3, 4]);
   });
 
+  it("serves waiting normal-priority callers before low-priority ones", async () => {
+    const clock = new FakeClock();
+    const bucket = new TokenBucket({ qps: 1, burst: 1, clock });
+    await bucket.acquire();
+    const order: string[] = [];
+    const low = [0, 1].map((i) =>
+      bucket.acquire(undefined, "low").then(() => order.push(`low${i}`)),
+    );
+    const normal = [0, 1].map((i) => bucket.acquire().then(() => order.push(`normal${i}`)));
+    await clock.advance(4000);
+    await Promise.all([...low, ...normal]);
+    assert.deepEqual(order, ["normal0", "normal1", "low0", "low1"]);
+  });
+
   it("refills up to the burst size only", async () => {
     const clock = new FakeClock();
     const bucket = new TokenBucket({ qps: 10, burst: 2, clock });

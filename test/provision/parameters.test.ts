@@ -25,7 +25,7 @@ describe("resolveFsType()", () => {
   it("rejects both keys at once", () => {
     assert.throws(
       () => resolveFsType({ fstype: "ext4", "csi.storage.k8s.io/fstype": "xfs" }),
-      /fstype is specified with both "fstype" and "csi.storage.k8s.io\/fstype" keys/,
+      /^Error: fstype specified in parameters with both "fstype" and "csi.storage.k8s.io\/fstype" keys$/,
     );
     assert.throws(() => resolveFsType({ fstype: "ext4", FSTYPE: "xfs" }), /both/);
   });
@@ -82,7 +82,7 @@ describe("stripReservedParameters()", () => {
   it("rejects an unknown key under the reserved prefix", () => {
     assert.throws(
       () => stripReservedParameters({ "csi.storage.k8s.io/foo": "bar" }),
-      /unknown parameter key "csi.storage.k8s.io\/foo" with reserved prefix csi.storage.k8s.io\//,
+      /^Error: found unknown parameter key "csi.storage.k8s.io\/foo" with reserved namespace csi.storage.k8s.io\/$/,
     );
     assert.throws(() => stripReservedParameters({ "csi.storage.k8s.io/pvc/name": "x" }));
   });

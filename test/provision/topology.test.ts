@@ -188,14 +188,14 @@ describe("accessibilityRequirements()", () => {
 
     it("fails when no CSINode has topology keys for the driver", () => {
       assert.deepEqual(run({ csiNodes: [csiNode("n1", null), csiNode("n2", [ZONE], "other")] }), {
-        error: "no available topology found: no node reports topology keys for the driver",
+        error: "no available topology found",
         reschedule: false,
       });
     });
 
     it("fails when no node carries the keys", () => {
       assert.deepEqual(run({ csiNodes: [csiNode("n1", ["missing"])] }), {
-        error: 'topology keys ["missing"] were not found on any node',
+        error: "topologyKeys [missing] were not found on any nodes",
         reschedule: false,
       });
     });
@@ -231,7 +231,7 @@ describe("accessibilityRequirements()", () => {
       const result = run({ selectedNode: "n3", allowedTopologies }) as { error: string };
       assert.match(
         result.error,
-        /^topology \{.*"z2"\} of selected node "n3" is not in requisite: \[/,
+        /^topology \[\{\S+rack r2\} \{\S+zone z2\}\] from selected node "n3" is not in requisite: \[\[\{\S+zone z9\}\]\]$/,
       );
     });
 
@@ -255,7 +255,10 @@ describe("accessibilityRequirements()", () => {
       const result = run({ selectedNode: "n2", strictTopology: true, allowedTopologies }) as {
         error: string;
       };
-      assert.match(result.error, /^selected node "n2" topology .* is not in allowed topologies: /);
+      assert.match(
+        result.error,
+        /^selected node '"n2"' topology '\[\{.*\}\]' is not in allowed topologies: \[\[\{\S+ z1\}\]\]$/,
+      );
     });
 
     it("fails without topology keys on the node's CSINode", () => {
@@ -267,14 +270,15 @@ describe("accessibilityRequirements()", () => {
 
     it("fails when the node lacks a key's label", () => {
       assert.deepEqual(run({ selectedNode: "n5", csiNodes: [csiNode("n5", [ZONE, RACK])] }), {
-        error: `topology labels of selected node n5 do not match the topology keys of its CSINode ["${ZONE}","${RACK}"]: missing ["${RACK}"]`,
+        // Go's %v of the node's labels and of the CSINode's keys, as upstream's event shows them.
+        error: `topology labels from selected node map[${ZONE}:z3] does not match topology keys from CSINode [${ZONE} ${RACK}]`,
         reschedule: false,
       });
     });
 
     it("asks to reschedule when the node's CSINode is gone", () => {
       assert.deepEqual(run({ selectedNode: "n9" }), {
-        error: "CSINode n9 of the selected node not found",
+        error: 'failed to get selected CSINode n9: csinode.storage.k8s.io "n9" not found',
         reschedule: true,
       });
     });
