@@ -180,6 +180,9 @@ const { globalArgs, stages } = parse(containerfile);
 const finalStage = stages[stages.length - 1] as Stage;
 const buildStage = stages.find((s) => s.name === "build");
 
+/** A build-argument reference as written in the Containerfile: `${NAME}`. */
+const argRef = (name: string): string => `\${${name}}`;
+
 function stageArgs(stage: Stage): Record<string, string> {
   const out: Record<string, string> = { ...globalArgs };
   for (const i of stage.instructions) {
@@ -257,8 +260,8 @@ describe("Containerfile", () => {
   it("starts from images named by build arguments, distroless by default", () => {
     // CI replaces both with images assembled from Debian packages (scripts/image/build.sh).
     assert.ok(buildStage);
-    assert.equal(buildStage.image, "${BUILDER}");
-    assert.equal(finalStage.image, "${BASE}");
+    assert.equal(buildStage.image, argRef("BUILDER"));
+    assert.equal(finalStage.image, argRef("BASE"));
     assert.match(
       expand(finalStage.image, globalArgs),
       /^gcr\.io\/distroless\/(static|base|base-nossl|cc)-debian\d+:(latest|nonroot)$/,
@@ -274,7 +277,7 @@ describe("Containerfile", () => {
     // CSI drivers create their socket as root with mode 0755: only root can connect to it.
     const users = finalStage.instructions.filter((i) => i.keyword === "USER");
     assert.equal(users.length, 1);
-    assert.equal(users[0]?.args, "${IMAGE_USER}");
+    assert.equal(users[0]?.args, argRef("IMAGE_USER"));
     const args = stageArgs(finalStage);
     // Numeric, so the kubelet can enforce runAsNonRoot without reading /etc/passwd.
     assert.equal(args.IMAGE_USER, "0:0");
