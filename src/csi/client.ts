@@ -46,7 +46,7 @@ import {
   createUnixGrpcTransport,
   type SocketAccess,
   socketAccess,
-  socketExists,
+  socketPathState,
   type UnixGrpcTransport,
 } from "../runtime/unix-socket.ts";
 import type { Clock } from "../util/clock.ts";
@@ -161,11 +161,11 @@ function socketModeString(mode: number): string {
 }
 
 /**
- * Why connecting to the socket was refused, and what fixes it: connecting to a unix socket
- * needs write permission on the socket file, which CSI drivers usually create as root with mode
- * 0755 (`srwxr-xr-x`), so that only root can connect.
+ * Who may connect to the socket, who this process is, and what fixes it: connecting to a unix
+ * socket needs write permission on the socket file, which CSI drivers usually create as root
+ * with mode 0755 (`srwxr-xr-x`), so that only root can connect.
  */
-export function permissionDeniedCause(access: SocketAccess | undefined): string {
+export function permissionDetail(access: SocketAccess | undefined): string {
   const who =
     access === undefined
       ? "this process"
@@ -176,7 +176,7 @@ export function permissionDeniedCause(access: SocketAccess | undefined): string 
       ? "the socket"
       : `the socket (${socketModeString(access.mode)}, owner ${access.uid}:${access.gid})`;
   return (
-    `permission denied: ${who} may not write to ${socket}, which connecting needs. ` +
+    `${who} may not write to ${socket}. ` +
     "Run the sidecar as the socket's owner (the default image runs as root, as upstream's), " +
     "or have the driver create the socket group-writable and run both containers in that " +
     "group (pod securityContext.fsGroup)"
@@ -227,6 +227,38 @@ function abortError(signal: AbortSignal): ConnectError {
 }
 
 /**
+ * Why connecting to the socket at `socketPath` failed, in words a driver author can act on:
+ * nothing there, something that is not a socket, a path or socket this user may not open, or a
+ * socket nobody listens on.
+ */
+export function connectFailureCause(socketPath: string, failure: unknown): string {
+  const state = socketPathState(socketPath);
+  switch (state.kind) {
+    case "missing":
+      return "nothing exists at that path (is the driver running and listening there?)";
+    case "not-socket":
+      return `the path is ${state.what}, not a unix socket`;
+    case "no-access":
+      return "permission denied: this user may not reach that path";
+    case "socket": {
+      const message = failure instanceof Error ? failure.message : String(failure);
+      const code = errnoCode(failure);
+      if (
+        code === "EACCES" ||
+        code === "EPERM" ||
+        /EACCES|EPERM|permission denied/i.test(message)
+      ) {
+        return `permission denied: the socket exists but this user may not connect to it: ${permissionDetail(socketAccess(socketPath))}`;
+      }
+      if (/ECONNREFUSED|connection refused/i.test(message)) {
+        return "connection refused: the socket exists but nothing listens on it (did the driver exit?)";
+      }
+      return message;
+    }
+  }
+}
+
+/**
  * Waits for the driver's socket, connects, and returns the driver. Rejects with a
  * {@link DriverStartupError} after `connectTimeoutMs`, or with the signal's reason on abort.
  */
@@ -263,17 +295,10 @@ export async function connectDriver(options: ConnectDriverOptions): Promise<CsiD
       failure = error;
     }
     const elapsed = clock.now() - start;
-    const code = errnoCode(failure);
-    const denied = code === "EACCES" || code === "EPERM";
-    const cause = denied
-      ? permissionDeniedCause(socketAccess(socketPath))
-      : socketExists(socketPath)
-        ? failure instanceof Error
-          ? failure.message
-          : String(failure)
-        : "no unix socket at that path";
+    const cause = connectFailureCause(socketPath, failure);
     // Retrying will not fix a permission problem unless the driver recreates its socket: say so
     // at once rather than after the first "Still connecting" interval.
+    const denied = cause.startsWith("permission denied");
     if (denied && !deniedLogged) {
       deniedLogged = true;
       logger.error(`Cannot connect to CSI driver at ${socketPath}: ${cause}`);
