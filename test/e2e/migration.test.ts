@@ -25,10 +25,17 @@ import { after, before, describe, it } from "node:test";
 import type { CoreEvent, PersistentVolume, StorageClass } from "../../src/kube/objects.ts";
 import { type FakeDriver, startFakeDriver } from "../support/fake-driver.ts";
 import { editVolume } from "../support/table.ts";
-import { type Cluster, canConnect, listDriverVolumes, startCluster } from "./cluster.ts";
+import {
+  type Cluster,
+  type CsiCall,
+  canConnect,
+  listDriverVolumes,
+  startCluster,
+} from "./cluster.ts";
 import { type Flavour, type Sidecar, startSidecar } from "./peers.ts";
 import {
   eventually,
+  followCsiCalls,
   type Kube,
   killAllStarted,
   kube,
@@ -450,5 +457,84 @@ describe("CSI migration (kube-controller-manager v1.36, upstream vs ours)", { sk
       ours.badEvent,
       "failed to translate storage class: cannot simultaneously set allowed topologies and zone/zones parameters",
     );
+  });
+
+  it("a volume with no in-tree form: upstream leaks it and retries; ours deletes it and says why", {
+    timeout: TEST_TIMEOUT_MS,
+  }, async () => {
+    // hostpathplugin as ebs.csi.aws.com with topology on: its volumes carry
+    // topology.hostpath.csi/node, which has no zone, so aws-ebs's in-tree PV cannot be built.
+    const topo = await startHostpath("ebs-topo", "ebs.csi.aws.com", ["--enable-topology=true"]);
+    await k.ensure(
+      "/apis/storage.k8s.io/v1/storageclasses",
+      inTreeClass("ebs-topo", "kubernetes.io/aws-ebs", { type: "gp3" }, [
+        { matchLabelExpressions: [{ key: "topology.hostpath.csi/node", values: [NODE] }] },
+      ]),
+    );
+    const volumesNamed = async (name: string) =>
+      (await listDriverVolumes(topo.socket, topo.stateDir)).filter((v) => v.name === name);
+    const run = async (flavour: Flavour) => {
+      const ns = `mig-topo-${flavour}`;
+      await k.ensureNamespace(ns);
+      const sidecar = await startSidecar(cluster, {
+        flavour,
+        binDir: binDir!,
+        csiSocket: topo.socket,
+        name: `${flavour}-ebs-topo`,
+        args: ["--retry-interval-max=2s"],
+        log,
+      });
+      try {
+        const claim = await k.createClaim(ns, "topo", "ebs-topo");
+        const pvName = `pvc-${claim.metadata.uid}`;
+        const event = await eventually(`the ProvisioningFailed event of ${ns}/topo`, async () =>
+          (await k.eventsOf(ns, "topo")).find((e) => e.reason === "ProvisioningFailed"),
+        );
+        assert.equal(await k.volume(pvName), undefined, `${flavour} writes no PV`);
+        return { sidecar, claim, pvName, event, ns };
+      } catch (err) {
+        await sidecar.stop();
+        throw err;
+      }
+    };
+
+    // Upstream: the translation error in the event, then it cannot delete what it created.
+    const up = await run("upstream");
+    assert.match(up.event.message, /^failed to translate topology\. PV:.*no zones specified$/s);
+    await up.sidecar.process.waitForLine(/failed to delete partly provisioned PV: invalid CSI PV/);
+    await up.sidecar.stop();
+    await k.call("DELETE", `/api/v1/namespaces/${up.ns}/persistentvolumeclaims/topo`);
+    assert.equal(
+      (await volumesNamed(up.pvName)).length,
+      1,
+      "upstream leaves its volume behind once its claim is gone",
+    );
+
+    // Ours: the volume is deleted and the event gives the reason.
+    const calls = followCsiCalls(path.join(cluster.dir, "hostpath-ebs-topo.log"));
+    const ours = await run("ours");
+    try {
+      assert.match(
+        ours.event.message,
+        new RegExp(
+          `^failed to translate topology of PersistentVolume ${ours.pvName}: Failed to handle region topology\\. error: no zones specified; volume [0-9a-f-]{36} was deleted$`,
+        ),
+      );
+      const volumeId = /; volume (\S+) was deleted$/.exec(ours.event.message)![1];
+      const seen: CsiCall[] = [];
+      await eventually(`DeleteVolume ${volumeId} in the driver's log`, () => {
+        seen.push(...calls.poll());
+        const deleted = seen.some(
+          (c) => c.Method.endsWith("/DeleteVolume") && c.Request.volume_id === volumeId && !c.Error,
+        );
+        return deleted ? true : undefined;
+      });
+      await k.call("DELETE", `/api/v1/namespaces/${ours.ns}/persistentvolumeclaims/topo`);
+      await eventually(`no volume ${ours.pvName} on the driver`, async () =>
+        (await volumesNamed(ours.pvName)).length === 0 ? true : undefined,
+      );
+    } finally {
+      await ours.sidecar.stop();
+    }
   });
 });
