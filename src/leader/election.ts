@@ -2,8 +2,10 @@
  * Leader election on a coordination.k8s.io Lease, with client-go's algorithm and upstream
  * sidecar conventions: the Lease is named after the driver (characters outside `[a-zA-Z0-9-]`
  * become `-`, and an `X` is appended when the name would end in `-`), the holder identity is
- * sanitised the same way, and a `LeaderElection` event ("<identity> became leader" / "<identity>
- * stopped leading") is recorded on the Lease at each transition.
+ * sanitised the same way, and a Normal `LeaderElection` event "<identity> became leader" is
+ * recorded on the Lease when this replica wins it. (client-go also records "stopped leading",
+ * but upstream's sidecar exits at once then and the event never reaches the API: checked against
+ * upstream's binary, so none is written here either.)
  *
  * Expiry is judged by *local* observation time, not by the times written in the Lease, so clock
  * skew between replicas does not matter: a candidate takes over only after it has seen the same
@@ -509,7 +511,6 @@ export function createLeaderElector(opts: LeaderElectionOptions): LeaderElector 
                 lease: where,
                 waited: `${stopTimeoutMs / 1000}s`,
               });
-              recordEvent("stopped leading");
               return "failed";
             }
           } else {
@@ -518,7 +519,6 @@ export function createLeaderElector(opts: LeaderElectionOptions): LeaderElector 
           // Release on a clean stop when asked, and always when the work ended by itself.
           if (!lost && (opts.releaseOnCancel || !signal.aborted)) await release();
           setLeading(false);
-          recordEvent("stopped leading");
           if (!lost && !signal.aborted) {
             // The work ended by itself: nothing is left to lead for.
             log.error("The leader's work ended unexpectedly", { lease: where });

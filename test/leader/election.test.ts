@@ -181,7 +181,7 @@ describe("leader election", () => {
     await w.close();
   });
 
-  it("on stop, lets the work finish, then releases the Lease and records it", async () => {
+  it("on stop, lets the work finish, then releases the Lease", async () => {
     const w = world();
     const a = w.replica("replica-a", { hold: true });
     await settle();
@@ -197,7 +197,8 @@ describe("leader election", () => {
     assert.deepEqual(a.statuses, [true, false]);
     assert.deepEqual(
       a.events.map((e) => e.message),
-      ["replica-a became leader", "replica-a stopped leading"],
+      ["replica-a became leader"],
+      "upstream's binary writes no 'stopped leading' event",
     );
     await w.close();
   });
@@ -308,7 +309,7 @@ describe("leader election", () => {
     assert.deepEqual(a.statuses, [true, false]);
     assert.deepEqual(
       a.events.map((e) => e.message),
-      ["replica-a became leader", "replica-a stopped leading"],
+      ["replica-a became leader"],
     );
     w.leases.heal();
     await w.advance(5_000);
