@@ -444,7 +444,8 @@ function buildControllers(config: Config, deps: RunDeps, p: Parts): Manager {
     clock,
     logger,
     build: () => buildPeers(config, deps, p),
-    flushers: [() => p.journal.flush(), (deadline) => p.events.flush(deadline)],
+    handOffFlushers: [() => p.journal.flush()],
+    flushers: [(deadline) => p.events.flush(deadline)],
     retryMaxMs: config.retryIntervalMaxMs,
     elector: p.elector,
     startedMessage: {

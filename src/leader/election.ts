@@ -86,6 +86,13 @@ function rfc3339Micro(ms: number): string {
   return new Date(ms).toISOString().replace(/Z$/, "000Z");
 }
 
+/**
+ * The leader's work. It runs until `signal` aborts. On a clean stop it may call `handOff()` once
+ * whatever a successor must not overlap with has ended (the workers, the intent journal's
+ * writes): the Lease is then released at once, while best-effort work (events) goes on.
+ */
+export type LeadFunction = (signal: AbortSignal, handOff: () => void) => Promise<void>;
+
 /** How `run` ended: `"stopped"` after the signal; `"failed"` when the work could not go on. */
 export type ElectionOutcome = "stopped" | "failed";
 
@@ -106,7 +113,7 @@ export interface LeaderElector {
    * `releaseOnCancel`), or `"failed"` when `lead` ended on its own or did not stop in time after
    * a loss.
    */
-  run(lead: (signal: AbortSignal) => Promise<void>, signal: AbortSignal): Promise<ElectionOutcome>;
+  run(lead: LeadFunction, signal: AbortSignal): Promise<ElectionOutcome>;
 }
 
 /** The part of a Lease whose change restarts the expiry countdown. */
@@ -475,7 +482,13 @@ export function createLeaderElector(opts: LeaderElectionOptions): LeaderElector 
           const onStop = () => term.abort(signal.reason);
           signal.addEventListener("abort", onStop, { once: true });
           let ended = false;
-          const leadDone = lead(term.signal).then(
+          let handOff = () => {};
+          const handedOff = new Promise<void>((r) => {
+            handOff = () => {
+              if (term.signal.aborted) r();
+            };
+          });
+          const leadDone = lead(term.signal, () => handOff()).then(
             () => {
               ended = true;
             },
@@ -513,11 +526,16 @@ export function createLeaderElector(opts: LeaderElectionOptions): LeaderElector 
               });
               return "failed";
             }
+          } else if (opts.releaseOnCancel || !signal.aborted) {
+            // Release on a clean stop when asked (as soon as the work hands off), and always when
+            // the work ended by itself.
+            await Promise.race([leadDone, handedOff]);
+            await release();
+            setLeading(false);
+            await leadDone;
           } else {
             await leadDone;
           }
-          // Release on a clean stop when asked, and always when the work ended by itself.
-          if (!lost && (opts.releaseOnCancel || !signal.aborted)) await release();
           setLeading(false);
           if (!lost && !signal.aborted) {
             // The work ended by itself: nothing is left to lead for.
