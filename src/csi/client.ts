@@ -42,7 +42,7 @@ import {
   type NodeGetInfoResponse,
   type ProbeResponse,
 } from "../gen/csi/v1/csi_pb.js";
-import { createUnixGrpcTransport, socketExists } from "../runtime/unix-socket.ts";
+import { createUnixGrpcTransport, socketPathState } from "../runtime/unix-socket.ts";
 import type { Clock } from "../util/clock.ts";
 import type { Logger } from "../util/log.ts";
 import { describeCsiError, type GrpcCodeName, grpcCodeName, toConnectError } from "./errors.ts";
@@ -177,6 +177,33 @@ function abortError(signal: AbortSignal): ConnectError {
 }
 
 /**
+ * Why connecting to the socket at `socketPath` failed, in words a driver author can act on:
+ * nothing there, something that is not a socket, a path or socket this user may not open, or a
+ * socket nobody listens on.
+ */
+export function connectFailureCause(socketPath: string, failure: unknown): string {
+  const state = socketPathState(socketPath);
+  switch (state.kind) {
+    case "missing":
+      return "nothing exists at that path (is the driver running and listening there?)";
+    case "not-socket":
+      return `the path is ${state.what}, not a unix socket`;
+    case "no-access":
+      return "permission denied: this user may not reach that path";
+    case "socket": {
+      const message = failure instanceof Error ? failure.message : String(failure);
+      if (/EACCES|EPERM|permission denied/i.test(message)) {
+        return "permission denied: the socket exists but this user may not connect to it";
+      }
+      if (/ECONNREFUSED|connection refused/i.test(message)) {
+        return "connection refused: the socket exists but nothing listens on it (did the driver exit?)";
+      }
+      return message;
+    }
+  }
+}
+
+/**
  * Waits for the driver's socket, connects, and returns the driver. Rejects with a
  * {@link DriverStartupError} after `connectTimeoutMs`, or with the signal's reason on abort.
  */
@@ -212,11 +239,7 @@ export async function connectDriver(options: ConnectDriverOptions): Promise<CsiD
       failure = error;
     }
     const elapsed = clock.now() - start;
-    const cause = socketExists(socketPath)
-      ? failure instanceof Error
-        ? failure.message
-        : String(failure)
-      : "no unix socket at that path";
+    const cause = connectFailureCause(socketPath, failure);
     if (elapsed >= connectTimeoutMs) {
       conn.close();
       throw new DriverStartupError(

@@ -41,6 +41,31 @@ export interface UnixGrpcTransport {
   close(): void;
 }
 
+/** What is at a socket path, for messages that tell the cases apart. */
+export type SocketPathState =
+  | { kind: "socket" }
+  | { kind: "missing" }
+  /** Something else: `what` is "a regular file", "a directory" or "not a unix socket". */
+  | { kind: "not-socket"; what: string }
+  /** A directory on the way may not be searched by this user. */
+  | { kind: "no-access" };
+
+/** What `path` is: a socket, nothing, something else, or out of this user's reach. */
+export function socketPathState(path: string): SocketPathState {
+  try {
+    const st = statSync(path);
+    if (st.isSocket()) return { kind: "socket" };
+    return {
+      kind: "not-socket",
+      what: st.isDirectory() ? "a directory" : st.isFile() ? "a regular file" : "not a unix socket",
+    };
+  } catch (err) {
+    const code = (err as { code?: unknown } | null)?.code;
+    if (code === "EACCES" || code === "EPERM") return { kind: "no-access" };
+    return { kind: "missing" };
+  }
+}
+
 /** Whether `path` exists and is a unix socket. */
 export function socketExists(path: string): boolean {
   try {

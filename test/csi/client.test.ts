@@ -1,10 +1,15 @@
 import assert from "node:assert/strict";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { createServer } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { afterEach, describe, it } from "node:test";
 import { Code, ConnectError } from "@connectrpc/connect";
 import {
   type CsiCallRecord,
   type CsiDriver,
   connectDriver,
+  connectFailureCause,
   DriverStartupError,
   encodeGrpcTimeout,
 } from "../../src/csi/client.ts";
@@ -225,7 +230,7 @@ describe("connectDriver()", () => {
       assert.ok(error instanceof DriverStartupError, "a DriverStartupError");
       assert.equal(
         error.message,
-        `Failed to connect to CSI driver at ${socket.path} within 30s: no unix socket at that path`,
+        `Failed to connect to CSI driver at ${socket.path} within 30s: nothing exists at that path (is the driver running and listening there?)`,
       );
       assert.equal(logger.lines.filter((l) => l.includes("Still connecting")).length, 2);
     });
@@ -309,5 +314,47 @@ describe("connectDriver()", () => {
       assert.equal(written.length, 1);
       assert.match(written[0]!, new RegExp(`^Lost connection to CSI driver at ${f.socketPath}`));
     });
+  });
+});
+
+describe("connectFailureCause()", () => {
+  it("tells a socket nobody listens on from one this user may not open", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "csi-cause-"));
+    const path = join(dir, "csi.sock");
+    const server = createServer();
+    await new Promise<void>((r) => server.listen(path, () => r()));
+    try {
+      assert.equal(
+        connectFailureCause(path, new Error("connect EACCES " + path)),
+        "permission denied: the socket exists but this user may not connect to it",
+      );
+      assert.equal(
+        connectFailureCause(path, new Error("connect ECONNREFUSED " + path)),
+        "connection refused: the socket exists but nothing listens on it (did the driver exit?)",
+      );
+      assert.equal(connectFailureCause(path, new Error("something else")), "something else");
+    } finally {
+      await new Promise<void>((r) => server.close(() => r()));
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it("names a missing path, a regular file and a directory", () => {
+    const dir = mkdtempSync(join(tmpdir(), "csi-cause-"));
+    try {
+      const file = join(dir, "file");
+      writeFileSync(file, "");
+      assert.match(connectFailureCause(join(dir, "none"), new Error("ENOENT")), /^nothing exists/);
+      assert.equal(
+        connectFailureCause(file, new Error("ENOTSOCK")),
+        "the path is a regular file, not a unix socket",
+      );
+      assert.equal(
+        connectFailureCause(dir, new Error("ENOTSOCK")),
+        "the path is a directory, not a unix socket",
+      );
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });

@@ -682,14 +682,19 @@ export const servedResources: readonly ServedResource[] = [
       spec.volumeMode ??= "Filesystem";
     },
     validateUpdate(obj, old) {
-      // Immutable but for a first volumeName and, on a bound claim, the storage request.
+      // Immutable but for a first volumeName, a first storageClassName (Kubernetes' retroactive
+      // default StorageClass assignment) and, on a bound claim, the storage request.
       const spec = { ...((obj.spec ?? {}) as Record<string, unknown>) };
       // Objects stored through put() may lack the defaults an update fills in.
       const before: Record<string, unknown> = {
         volumeMode: "Filesystem",
         ...((old.spec ?? {}) as Record<string, unknown>),
       };
+      const unbound = !before.volumeName;
       if (!before.volumeName) before.volumeName = spec.volumeName;
+      if (unbound && before.storageClassName === undefined && spec.storageClassName !== undefined) {
+        before.storageClassName = spec.storageClassName;
+      }
       const bound = get(obj, "status.phase") === "Bound";
       if (bound && get(spec, "resources.requests") !== undefined) {
         const requests = { ...(get(spec, "resources.requests") as Record<string, unknown>) };
