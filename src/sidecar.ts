@@ -52,6 +52,7 @@ import {
   type ProvisionerMetrics,
   UNKNOWN_DRIVER_NAME,
 } from "./metrics/provisioner-metrics.ts";
+import { migratedProvisionerNames } from "./migration/registry.ts";
 import { provisionerIdentity } from "./provision/names.ts";
 import type { ProvisionerConfig } from "./provision/request.ts";
 import { type ServedServer, serve } from "./runtime/serve.ts";
@@ -331,7 +332,8 @@ async function connectAndHandshake(
       exit: deps.exit,
       logger,
     }),
-    onCall: (r) => metrics.observeCsiCall(driverName, r.method, r.code, r.durationMs / 1000),
+    onCall: (r) =>
+      metrics.observeCsiCall(driverName, r.method, r.code, r.durationMs / 1000, r.migrated),
   });
   let info: DriverInfo;
   try {
@@ -341,6 +343,12 @@ async function connectAndHandshake(
     throw err;
   }
   driverName = info.name;
+  const inTree = migratedProvisionerNames(info.name);
+  if (inTree.length > 0) {
+    // CSI migration: claims of the in-tree plugin's classes are served too.
+    logger.info("Supports migration from in-tree plugin", { plugin: inTree[0] });
+    metrics.labelMigratedCalls();
+  }
   return { driver, info };
 }
 

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { chmodSync, mkdtempSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -15,6 +15,7 @@ import {
 } from "../../src/csi/client.ts";
 import { exitOnConnectionLoss } from "../../src/csi/connection-loss.ts";
 import { Controller, VolumeCapability_AccessMode_Mode } from "../../src/gen/csi/v1/csi_pb.js";
+import { createUnixGrpcTransport, type UnixGrpcTransport } from "../../src/runtime/unix-socket.ts";
 import { memoryLogger, nullLogger } from "../../src/util/log.ts";
 import {
   type FakeDriver,
@@ -235,6 +236,100 @@ describe("connectDriver()", () => {
       assert.equal(logger.lines.filter((l) => l.includes("Still connecting")).length, 2);
     });
 
+    /** A transport whose first `denials` connects fail as connect(2) does with EACCES. */
+    function deniedTransport(denials: number) {
+      return (socketPath: string): UnixGrpcTransport => {
+        const real = createUnixGrpcTransport({ socketPath });
+        let left = denials;
+        return {
+          transport: real.transport,
+          onConnectionLost: (l) => real.onConnectionLost(l),
+          get lost() {
+            return real.lost;
+          },
+          close: () => real.close(),
+          async connect() {
+            if (left-- > 0) {
+              const errno = Object.assign(new Error(`connect EACCES ${socketPath}`), {
+                code: "EACCES",
+                errno: -13,
+                syscall: "connect",
+              });
+              throw new Error(errno.message, { cause: errno });
+            }
+            return real.connect();
+          },
+        };
+      };
+    }
+
+    it("says at once, naming the socket, its mode and the fix, when connecting is denied (EACCES)", async () => {
+      const f = await fake();
+      chmodSync(f.socketPath, 0o755);
+      const st = statSync(f.socketPath);
+      const clock = new StepClock();
+      const logger = memoryLogger(clock);
+      const connecting = connectDriver({
+        socketPath: f.socketPath,
+        clock,
+        logger,
+        createTransport: deniedTransport(3),
+      });
+      const first = await Promise.race([
+        clock.waitForSleeps(1_000, 1).then(() => "retrying"),
+        connecting.then(() => "connected"),
+      ]);
+      assert.equal(first, "retrying", "a denied connect is retried");
+      const denied = logger.lines.filter((l) => l.includes("permission denied"));
+      assert.equal(denied.length, 1, logger.lines.join("\n"));
+      assert.match(denied[0]!, /^E/);
+      assert.ok(denied[0]!.includes(`Cannot connect to CSI driver at ${f.socketPath}`), denied[0]);
+      assert.ok(denied[0]!.includes(`srwxr-xr-x, owner ${st.uid}:${st.gid}`), denied[0]);
+      assert.match(denied[0]!, /this process \(uid \d+, gid \d+/);
+      assert.match(denied[0]!, /group-writable/);
+      assert.match(denied[0]!, /fsGroup/);
+      // Still retried (the driver may recreate its socket), but said only once.
+      for (let i = 1; i <= 3; i++) {
+        await clock.waitForSleeps(1_000, i);
+        await clock.advance(1_000);
+      }
+      const driver = await connecting;
+      cleanups.push(() => driver.close());
+      assert.equal((await driver.getPluginInfo()).name, "fake.csi.k8s.io");
+      assert.equal(logger.lines.filter((l) => l.includes("permission denied")).length, 1);
+    });
+
+    it("gives up after 30 s with the permission problem as the cause", async () => {
+      const f = await fake();
+      const clock = new StepClock();
+      const logger = memoryLogger(clock);
+      const settled = connectDriver({
+        socketPath: f.socketPath,
+        clock,
+        logger,
+        createTransport: deniedTransport(Number.POSITIVE_INFINITY),
+      }).then(
+        () => "connected",
+        (e: unknown) => e,
+      );
+      for (let i = 1; i <= 30; i++) {
+        const next = await Promise.race([clock.waitForSleeps(1_000, i), settled]);
+        if (next !== undefined) break;
+        await clock.advance(1_000);
+      }
+      const error = await settled;
+      assert.ok(error instanceof DriverStartupError, "a DriverStartupError");
+      assert.ok(
+        error.message.startsWith(
+          `Failed to connect to CSI driver at ${f.socketPath} within 30s: permission denied: `,
+        ),
+        error.message,
+      );
+      const warnings = logger.lines.filter((l) => l.includes("Still connecting"));
+      assert.equal(warnings.length, 2);
+      assert.match(warnings[0]!, /permission denied/);
+    });
+
     it("stops waiting when its signal aborts", async () => {
       const socket = tempSocketPath();
       cleanups.push(() => socket.cleanup());
@@ -324,9 +419,9 @@ describe("connectFailureCause()", () => {
     const server = createServer();
     await new Promise<void>((r) => server.listen(path, () => r()));
     try {
-      assert.equal(
+      assert.match(
         connectFailureCause(path, new Error("connect EACCES " + path)),
-        "permission denied: the socket exists but this user may not connect to it",
+        /^permission denied: the socket exists but this user may not connect to it: this process \(uid \d+, gid \d+.*\) may not write to the socket \(s[rwx-]{9}, owner \d+:\d+\)/,
       );
       assert.equal(
         connectFailureCause(path, new Error("connect ECONNREFUSED " + path)),
