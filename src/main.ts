@@ -63,6 +63,7 @@ async function main(): Promise<number> {
             csiAddress: config.csiAddress,
             timeoutMs: config.timeoutMs,
             output: config.output === "json" ? "json" : "text",
+            connectTimeoutMs: config.connectTimeoutMs,
           },
           deps: {
             clock: systemClock,

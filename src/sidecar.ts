@@ -53,6 +53,7 @@ import {
   type ProvisionerMetrics,
   UNKNOWN_DRIVER_NAME,
 } from "./metrics/provisioner-metrics.ts";
+import { migratedProvisionerNames } from "./migration/registry.ts";
 import { provisionerIdentity } from "./provision/names.ts";
 import type { ProvisionerConfig } from "./provision/request.ts";
 import { type ServedServer, serve } from "./runtime/serve.ts";
@@ -204,7 +205,7 @@ export async function startSidecar(
       version: VERSION,
       clock,
       random,
-      logger,
+      logger: logger.named("kube"),
       rateLimiter: createRateLimiter({ qps, burst, clock }),
     });
   const transport = transportFor(config.kubeApiQps, config.kubeApiBurst);
@@ -225,12 +226,12 @@ export async function startSidecar(
       namespace,
       driverName: info.name,
       clock,
-      logger,
+      logger: logger.named("journal"),
     });
     const events = createEventRecorder({
       events: api.resource(resources.coreEvents),
       clock,
-      logger,
+      logger: logger.named("events"),
       component: `${info.name}_${deps.hostname}_${deps.uuid()}`,
       host: deps.hostname,
     });
@@ -318,7 +319,8 @@ async function connectAndHandshake(
   deps: RunDeps,
   metrics: ProvisionerMetrics,
 ): Promise<{ driver: CsiDriver; info: DriverInfo }> {
-  const { clock, logger, signal } = deps;
+  const { clock, signal } = deps;
+  const logger = deps.logger.named("csi");
   let driverName = UNKNOWN_DRIVER_NAME;
   const driver = await connectDriver({
     socketPath: config.csiSocketPath,
@@ -331,7 +333,8 @@ async function connectAndHandshake(
       exit: deps.exit,
       logger,
     }),
-    onCall: (r) => metrics.observeCsiCall(driverName, r.method, r.code, r.durationMs / 1000),
+    onCall: (r) =>
+      metrics.observeCsiCall(driverName, r.method, r.code, r.durationMs / 1000, r.migrated),
   });
   let info: DriverInfo;
   try {
@@ -341,6 +344,12 @@ async function connectAndHandshake(
     throw err;
   }
   driverName = info.name;
+  const inTree = migratedProvisionerNames(info.name);
+  if (inTree.length > 0) {
+    // CSI migration: claims of the in-tree plugin's classes are served too.
+    logger.info("Supports migration from in-tree plugin", { plugin: inTree[0] });
+    metrics.labelMigratedCalls();
+  }
   return { driver, info };
 }
 
@@ -397,7 +406,7 @@ function leaderElector(
     identity,
     clock: deps.clock,
     random: deps.random,
-    logger: deps.logger,
+    logger: deps.logger.named("leader"),
     leaseDurationMs: config.leaderElectionLeaseDurationMs,
     renewDeadlineMs: config.leaderElectionRenewDeadlineMs,
     retryPeriodMs: config.leaderElectionRetryPeriodMs,
@@ -410,7 +419,7 @@ function leaderElector(
       logger: deps.logger,
       component: `${o.driverName.replace(/\//g, "-")}/${identity}`,
     }),
-    onStatus: (leading) => o.metrics.leaderStatus.set({ name }, leading ? 1 : 0),
+    onStatus: (leading) => o.metrics.setLeading(leading),
   });
 }
 
@@ -464,7 +473,7 @@ function buildPeers(config: Config, deps: RunDeps, p: Parts): Peers {
     api: p.api,
     clock,
     random,
-    logger,
+    logger: logger.named("informers"),
     watchAttachments: info.controllerCapabilities.has(Cap.PUBLISH_UNPUBLISH_VOLUME),
     // Nodes and CSINodes: for topology, and for capacity tracking's segments (not in node
     // mode, where NodeGetInfo describes the only node).
@@ -485,7 +494,7 @@ function buildPeers(config: Config, deps: RunDeps, p: Parts): Peers {
     latency: p.latency,
     clock,
     random,
-    logger,
+    logger: logger.named("controller"),
     workerThreads: config.workerThreads,
     retryStartMs: config.retryIntervalStartMs,
     retryMaxMs: config.retryIntervalMaxMs,
@@ -499,7 +508,7 @@ function buildPeers(config: Config, deps: RunDeps, p: Parts): Peers {
       api: p.api,
       claims: informers.claims,
       clock,
-      logger,
+      logger: logger.named("clone-protection"),
       threads: config.cloningProtectionThreads,
       retryStartMs: config.retryIntervalStartMs,
       retryMaxMs: config.retryIntervalMaxMs,
@@ -512,7 +521,7 @@ function buildPeers(config: Config, deps: RunDeps, p: Parts): Peers {
       api: p.api,
       claims: informers.claims,
       clock,
-      logger,
+      logger: logger.named("snapshot-sweep"),
       intervalMs: config.snapshotOrphanSweepIntervalMs,
       driverName: info.name,
     });
@@ -574,7 +583,7 @@ function capacityController(
     queueMetrics: p.metrics.workQueue,
     clock: deps.clock,
     random: deps.random,
-    logger: deps.logger,
+    logger: deps.logger.named("capacity"),
   });
 }
 

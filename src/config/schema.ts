@@ -1212,6 +1212,17 @@ export const FLAG_ENTRIES = {
     },
     enumValue(["text", "json", "table"]),
   ),
+  connectTimeoutMs: flag(
+    {
+      name: "connect-timeout",
+      default: "30s",
+      help: "How long to wait for the driver's socket to appear and accept a connection (the sidecar waits 30 s); 0 tries once. --timeout bounds each call after that.",
+      group: "probe",
+      commands: ["probe"],
+      status: "implemented",
+    },
+    durationValue((ms) => (ms >= 0 ? undefined : "the connect timeout must not be negative")),
+  ),
 
   // dev --------------------------------------------------------------------------------------
   dataDir: flag(

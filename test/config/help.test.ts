@@ -92,7 +92,7 @@ describe("helpText()", () => {
     assert.match(text, /^Usage: csi-provisioner probe \[flags\]/);
     assert.deepEqual(
       flagsOf("probe").map((f) => f.name),
-      ["help", "version", "csi-address", "timeout", "v", "output"],
+      ["help", "version", "csi-address", "timeout", "v", "output", "connect-timeout"],
     );
     assert.ok(!text.includes("--leader-election"));
   });

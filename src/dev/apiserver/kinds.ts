@@ -619,10 +619,28 @@ export const servedResources: readonly ServedResource[] = [
       }
       const capacity = spec.capacity as Record<string, unknown> | undefined;
       if (!capacity || capacity.storage === undefined) errs.push(required("spec.capacity"));
-      const sources = ["csi", "hostPath", "local", "nfs", "iscsi", "fc", "flexVolume"];
+      const sources = [
+        "csi",
+        "hostPath",
+        "local",
+        "nfs",
+        "iscsi",
+        "fc",
+        "flexVolume",
+        // In-tree sources, written by CSI migration.
+        "awsElasticBlockStore",
+        "gcePersistentDisk",
+        "azureDisk",
+        "azureFile",
+        "cinder",
+        "vsphereVolume",
+        "portworxVolume",
+      ];
       if (!sources.some((s) => spec[s] !== undefined && spec[s] !== null)) {
         errs.push(required("spec", "must specify a volume type"));
       }
+      const vsphere = spec.vsphereVolume as Record<string, unknown> | undefined;
+      if (vsphere && !vsphere.volumePath) errs.push(required("spec.vsphereVolume.volumePath"));
       return errs;
     },
   }),
@@ -664,14 +682,19 @@ export const servedResources: readonly ServedResource[] = [
       spec.volumeMode ??= "Filesystem";
     },
     validateUpdate(obj, old) {
-      // Immutable but for a first volumeName and, on a bound claim, the storage request.
+      // Immutable but for a first volumeName, a first storageClassName (Kubernetes' retroactive
+      // default StorageClass assignment) and, on a bound claim, the storage request.
       const spec = { ...((obj.spec ?? {}) as Record<string, unknown>) };
       // Objects stored through put() may lack the defaults an update fills in.
       const before: Record<string, unknown> = {
         volumeMode: "Filesystem",
         ...((old.spec ?? {}) as Record<string, unknown>),
       };
+      const unbound = !before.volumeName;
       if (!before.volumeName) before.volumeName = spec.volumeName;
+      if (unbound && before.storageClassName === undefined && spec.storageClassName !== undefined) {
+        before.storageClassName = spec.storageClassName;
+      }
       const bound = get(obj, "status.phase") === "Bound";
       if (bound && get(spec, "resources.requests") !== undefined) {
         const requests = { ...(get(spec, "resources.requests") as Record<string, unknown>) };
