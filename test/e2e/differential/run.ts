@@ -426,6 +426,7 @@ async function observeAndDelete(
     }
   }
   const snapshots = new Map<string, Obj>();
+  const snapshotFinalizers = new Map<string, string[]>();
   for (const k of cases) {
     if (!k.claim.restoreOf || snapshots.has(k.claim.restoreOf)) continue;
     const snap = await getOrUndefined(c, `${snapshotsPath(ns)}/snap-${k.claim.restoreOf}`);
@@ -437,6 +438,8 @@ async function observeAndDelete(
         )
       : undefined;
     if (vsc) snapshots.set(k.claim.restoreOf, vsc);
+    // The source-protection finalizer a restore adds while it provisions (and removes after).
+    snapshotFinalizers.set(k.id, snap?.metadata?.finalizers ?? []);
   }
 
   // Delete every claim (snapshots first: a snapshot's source claim is protected), then wait
@@ -523,6 +526,8 @@ async function observeAndDelete(
       createVolumeErrors: normaliseRequests(errorsOf(creates), tokens),
       deleteVolume: normaliseRequests(requestsOf(deletes), tokens),
     };
+    const snapFinalizers = snapshotFinalizers.get(k.id);
+    if (snapFinalizers) value.sourceSnapshotFinalizers = [...snapFinalizers].sort();
     if (pv) {
       value.pv = normalisePv(pv, tokens);
       const after = retained.get(k.id);
