@@ -15,7 +15,6 @@ import { createCapacityController } from "../../src/capacity/controller.ts";
 import { DRIVER_NAME_LABEL, MANAGED_BY_LABEL } from "../../src/capacity/names.ts";
 import type { CapacityOwner } from "../../src/capacity/owner.ts";
 import { type CsiDriver, connectDriver } from "../../src/csi/client.ts";
-import { type ApiServer, startApiServer } from "../../src/dev/apiserver/mod.ts";
 import type { GetCapacityRequest } from "../../src/gen/csi/v1/csi_pb.js";
 import type { KubeApi } from "../../src/kube/api.ts";
 import { noAuth } from "../../src/kube/auth.ts";
@@ -35,6 +34,7 @@ import { Registry } from "../../src/metrics/registry.ts";
 import { closeIdleConnections } from "../../src/runtime/https.ts";
 import { FakeClock, systemClock } from "../../src/util/clock.ts";
 import { nullLogger } from "../../src/util/log.ts";
+import { type ApiServer, startApiServer } from "../support/apiserver.ts";
 import { type FakeDriver, startFakeDriver } from "../support/fake-driver.ts";
 
 export const DRIVER = "fake.csi.k8s.io";

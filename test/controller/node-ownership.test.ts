@@ -9,7 +9,6 @@ import {
   ownershipPollInterval,
 } from "../../src/controller/node-ownership.ts";
 import { type CsiDriver, connectDriver } from "../../src/csi/client.ts";
-import { type ApiServer, startApiServer } from "../../src/dev/apiserver/mod.ts";
 import { CreateVolumeRequestSchema } from "../../src/gen/csi/v1/csi_pb.js";
 import type { KubeApi } from "../../src/kube/api.ts";
 import { noAuth } from "../../src/kube/auth.ts";
@@ -22,6 +21,7 @@ import { KubeTransport } from "../../src/kube/transport.ts";
 import { ANN_SELECTED_NODE } from "../../src/provision/should-provision.ts";
 import { FakeClock } from "../../src/util/clock.ts";
 import { nullLogger } from "../../src/util/log.ts";
+import { type ApiServer, startApiServer } from "../support/apiserver.ts";
 import { type FakeDriver, startFakeDriver } from "../support/fake-driver.ts";
 
 /** Waits for `p` at most `ms` of real time: a deadline for an awaited event, not a sleep. */

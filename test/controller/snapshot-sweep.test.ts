@@ -6,7 +6,6 @@ import {
   type SnapshotSweepOptions,
   snapshotSourceKey,
 } from "../../src/controller/snapshot-sweep.ts";
-import { type ApiServer, startApiServer } from "../../src/dev/apiserver/mod.ts";
 import type { KubeApi } from "../../src/kube/api.ts";
 import { noAuth } from "../../src/kube/auth.ts";
 import { createKubeApi } from "../../src/kube/client.ts";
@@ -23,6 +22,7 @@ import { KubeTransport } from "../../src/kube/transport.ts";
 import { SNAPSHOT_PROTECTION_FINALIZER } from "../../src/provision/data-source.ts";
 import { FakeClock } from "../../src/util/clock.ts";
 import { memoryLogger, nullLogger } from "../../src/util/log.ts";
+import { type ApiServer, startApiServer } from "../support/apiserver.ts";
 
 /** Waits for `p` at most `ms` of real time: a deadline for an awaited event, not a sleep. */
 function within<T>(p: Promise<T>, ms = 5000, what = "event"): Promise<T> {
