@@ -32,9 +32,10 @@ import { resources } from "../../src/kube/resources.ts";
 import { KubeTransport } from "../../src/kube/transport.ts";
 import { Registry } from "../../src/metrics/registry.ts";
 import { closeIdleConnections } from "../../src/runtime/https.ts";
-import { FakeClock, systemClock } from "../../src/util/clock.ts";
+import { systemClock } from "../../src/util/clock.ts";
 import { nullLogger } from "../../src/util/log.ts";
 import { type ApiServer, startApiServer } from "../support/apiserver.ts";
+import { FakeClock } from "../support/fake-clock.ts";
 import { type FakeDriver, startFakeDriver } from "../support/fake-driver.ts";
 
 export const DRIVER = "fake.csi.k8s.io";

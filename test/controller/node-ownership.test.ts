@@ -19,9 +19,9 @@ import { projectPersistentVolumeClaim } from "../../src/kube/projections.ts";
 import { resources } from "../../src/kube/resources.ts";
 import { KubeTransport } from "../../src/kube/transport.ts";
 import { ANN_SELECTED_NODE } from "../../src/provision/should-provision.ts";
-import { FakeClock } from "../../src/util/clock.ts";
 import { nullLogger } from "../../src/util/log.ts";
 import { type ApiServer, startApiServer } from "../support/apiserver.ts";
+import { FakeClock } from "../support/fake-clock.ts";
 import { type FakeDriver, startFakeDriver } from "../support/fake-driver.ts";
 
 /** Waits for `p` at most `ms` of real time: a deadline for an awaited event, not a sleep. */

@@ -20,9 +20,9 @@ import { projectPersistentVolumeClaim } from "../../src/kube/projections.ts";
 import { resources } from "../../src/kube/resources.ts";
 import { KubeTransport } from "../../src/kube/transport.ts";
 import { SNAPSHOT_PROTECTION_FINALIZER } from "../../src/provision/data-source.ts";
-import { FakeClock } from "../../src/util/clock.ts";
 import { memoryLogger, nullLogger } from "../../src/util/log.ts";
 import { type ApiServer, startApiServer } from "../support/apiserver.ts";
+import { FakeClock } from "../support/fake-clock.ts";
 
 /** Waits for `p` at most `ms` of real time: a deadline for an awaited event, not a sleep. */
 function within<T>(p: Promise<T>, ms = 5000, what = "event"): Promise<T> {

@@ -6,9 +6,9 @@ import { Backoff, defaultErrorPredicates, Reflector } from "../../src/kube/refle
 import { resources } from "../../src/kube/resources.ts";
 import type { StoreEvent } from "../../src/kube/store.ts";
 import { Store } from "../../src/kube/store.ts";
-import { FakeClock } from "../../src/util/clock.ts";
 import { memoryLogger } from "../../src/util/log.ts";
 import type { ApiServer } from "../support/apiserver.ts";
+import { FakeClock } from "../support/fake-clock.ts";
 import type { FakeObject, FakeWatchServerOptions } from "./fake-watch-server.ts";
 import {
   apiError,
