@@ -37,6 +37,9 @@ import { nullLogger } from "../../src/util/log.ts";
 import { type ApiServer, startApiServer } from "../support/apiserver.ts";
 import { FakeClock } from "../support/fake-clock.ts";
 import { type FakeDriver, startFakeDriver } from "../support/fake-driver.ts";
+import { within } from "../support/wait.ts";
+
+export { within };
 
 export const DRIVER = "fake.csi.k8s.io";
 export const NAMESPACE = "csi";
@@ -140,15 +143,6 @@ export function summary(objects: readonly CSIStorageCapacity[]): string[] {
 // ------------------------------------------------------------------------------------------------
 // Waiting
 
-/** Rejects with `what()` if `p` has not settled within `ms` of real time (a deadline, not a sleep). */
-export function within<T>(p: Promise<T>, what: () => string, ms = 5000): Promise<T> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const deadline = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`Timed out waiting for ${what()}`)), ms);
-  });
-  return Promise.race([p, deadline]).finally(() => clearTimeout(timer));
-}
-
 /** Records the controller's events; waits for one that matches. */
 export class EventLog {
   readonly events: CapacityEvent[] = [];
@@ -179,6 +173,7 @@ export class EventLog {
     });
     return within(
       p,
+      5000,
       () =>
         `${what} (have ${this.count(pred)} of ${n}; events: ${JSON.stringify(this.events.map((e) => e.kind))})`,
     ).finally(() => this.#waiters.delete(waiter));
@@ -364,7 +359,7 @@ export async function startHarness(o: HarnessOptions = {}): Promise<Harness> {
     capacity,
     maximumVolumeSize,
     done,
-    prepared: () => within(prepared, () => "the controller to prepare"),
+    prepared: () => within(prepared, 5000, "the controller to prepare"),
     objects,
     waitForObjects(expected) {
       const want = [...expected].sort();
@@ -374,6 +369,7 @@ export async function startHarness(o: HarnessOptions = {}): Promise<Harness> {
       };
       return within(
         api.waitFor(matches),
+        5000,
         () => `objects ${JSON.stringify(want)}, have ${JSON.stringify(summary(objects()))}`,
       );
     },
@@ -383,8 +379,8 @@ export async function startHarness(o: HarnessOptions = {}): Promise<Harness> {
     stop() {
       stopped ??= (async () => {
         abort.abort();
-        await within(done, () => "the controller to stop");
-        await within(informersDone, () => "the informers to stop");
+        await within(done, 5000, "the controller to stop");
+        await within(informersDone, 5000, "the informers to stop");
         driver.close();
         await fake.close();
         await api.close();

@@ -23,15 +23,7 @@ import { SNAPSHOT_PROTECTION_FINALIZER } from "../../src/provision/data-source.t
 import { memoryLogger, nullLogger } from "../../src/util/log.ts";
 import { type ApiServer, startApiServer } from "../support/apiserver.ts";
 import { FakeClock } from "../support/fake-clock.ts";
-
-/** Waits for `p` at most `ms` of real time: a deadline for an awaited event, not a sleep. */
-function within<T>(p: Promise<T>, ms = 5000, what = "event"): Promise<T> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const deadline = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`Timed out waiting for ${what}`)), ms);
-  });
-  return Promise.race([p, deadline]).finally(() => clearTimeout(timer));
-}
+import { within } from "../support/wait.ts";
 
 const GROUP = "snapshot.storage.k8s.io";
 const OTHER_FINALIZER = "snapshot.storage.kubernetes.io/volumesnapshot-as-source-protection";
