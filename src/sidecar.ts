@@ -11,6 +11,7 @@
  * /dev/termination-log).
  */
 
+import { createOrphanAuditor, listEverything, registerOrphanMetrics } from "./audit/auditor.ts";
 import {
   type CapacityController,
   type CapacityOwner,
@@ -454,7 +455,8 @@ function buildControllers(config: Config, deps: RunDeps, p: Parts): Manager {
     clock,
     logger,
     build: () => buildPeers(config, deps, p),
-    flushers: [() => p.journal.flush(), (deadline) => p.events.flush(deadline)],
+    handOffFlushers: [() => p.journal.flush()],
+    flushers: [(deadline) => p.events.flush(deadline)],
     retryMaxMs: config.retryIntervalMaxMs,
     elector: p.elector,
     startedMessage: {
@@ -527,6 +529,26 @@ function buildPeers(config: Config, deps: RunDeps, p: Parts): Peers {
     runnables.push({ name: "snapshot sweep", run: (s) => c.run(s) });
   }
   if (capacity) runnables.push({ name: "capacity", run: (s) => capacity.run(s) });
+  if (config.orphanAuditIntervalMs > 0) {
+    const auditor = createOrphanAuditor({
+      driver: p.driver,
+      driverName: info.name,
+      controllerCapabilities: info.controllerCapabilities,
+      volumeNamePrefix: config.volumeNamePrefix,
+      volumes: () => informers.volumes.store.list(),
+      claims: () => informers.claims.store.list(),
+      intents: () => p.journal.list(),
+      liveVolumes: (s) => listEverything(p.api.resource(resources.persistentVolumes), s),
+      liveClaims: (s) => listEverything(p.api.resource(resources.persistentVolumeClaims), s),
+      intervalMs: config.orphanAuditIntervalMs,
+      deleteOrphans: config.orphanDelete,
+      graceMs: config.orphanGracePeriodMs,
+      clock,
+      logger,
+      metrics: registerOrphanMetrics(metrics.registry),
+    });
+    runnables.push({ name: "orphan audit", run: (s) => auditor.run(s) });
+  }
   return { informers: informers.all, controllers: [claims, volumes], runnables };
 }
 
