@@ -11,6 +11,7 @@
  * /dev/termination-log).
  */
 
+import { createOrphanAuditor, listEverything, registerOrphanMetrics } from "./audit/auditor.ts";
 import {
   type CapacityController,
   type CapacityOwner,
@@ -52,6 +53,7 @@ import {
   type ProvisionerMetrics,
   UNKNOWN_DRIVER_NAME,
 } from "./metrics/provisioner-metrics.ts";
+import { migratedProvisionerNames } from "./migration/registry.ts";
 import { provisionerIdentity } from "./provision/names.ts";
 import type { ProvisionerConfig } from "./provision/request.ts";
 import { type ServedServer, serve } from "./runtime/serve.ts";
@@ -230,8 +232,9 @@ export async function startSidecar(
       events: api.resource(resources.coreEvents),
       clock,
       logger: logger.named("events"),
+      // As upstream's recorder: the component names the host; source.host and
+      // reportingInstance stay empty.
       component: `${info.name}_${deps.hostname}_${deps.uuid()}`,
-      host: deps.hostname,
     });
     const capacityApi = config.enableCapacity
       ? createKubeApi(transportFor(config.kubeApiCapacityQps, config.kubeApiCapacityBurst))
@@ -331,7 +334,8 @@ async function connectAndHandshake(
       exit: deps.exit,
       logger,
     }),
-    onCall: (r) => metrics.observeCsiCall(driverName, r.method, r.code, r.durationMs / 1000),
+    onCall: (r) =>
+      metrics.observeCsiCall(driverName, r.method, r.code, r.durationMs / 1000, r.migrated),
   });
   let info: DriverInfo;
   try {
@@ -341,6 +345,12 @@ async function connectAndHandshake(
     throw err;
   }
   driverName = info.name;
+  const inTree = migratedProvisionerNames(info.name);
+  if (inTree.length > 0) {
+    // CSI migration: claims of the in-tree plugin's classes are served too.
+    logger.info("Supports migration from in-tree plugin", { plugin: inTree[0] });
+    metrics.labelMigratedCalls();
+  }
   return { driver, info };
 }
 
@@ -445,7 +455,8 @@ function buildControllers(config: Config, deps: RunDeps, p: Parts): Manager {
     clock,
     logger,
     build: () => buildPeers(config, deps, p),
-    flushers: [() => p.journal.flush(), (deadline) => p.events.flush(deadline)],
+    handOffFlushers: [() => p.journal.flush()],
+    flushers: [(deadline) => p.events.flush(deadline)],
     retryMaxMs: config.retryIntervalMaxMs,
     elector: p.elector,
     startedMessage: {
@@ -518,6 +529,26 @@ function buildPeers(config: Config, deps: RunDeps, p: Parts): Peers {
     runnables.push({ name: "snapshot sweep", run: (s) => c.run(s) });
   }
   if (capacity) runnables.push({ name: "capacity", run: (s) => capacity.run(s) });
+  if (config.orphanAuditIntervalMs > 0) {
+    const auditor = createOrphanAuditor({
+      driver: p.driver,
+      driverName: info.name,
+      controllerCapabilities: info.controllerCapabilities,
+      volumeNamePrefix: config.volumeNamePrefix,
+      volumes: () => informers.volumes.store.list(),
+      claims: () => informers.claims.store.list(),
+      intents: () => p.journal.list(),
+      liveVolumes: (s) => listEverything(p.api.resource(resources.persistentVolumes), s),
+      liveClaims: (s) => listEverything(p.api.resource(resources.persistentVolumeClaims), s),
+      intervalMs: config.orphanAuditIntervalMs,
+      deleteOrphans: config.orphanDelete,
+      graceMs: config.orphanGracePeriodMs,
+      clock,
+      logger,
+      metrics: registerOrphanMetrics(metrics.registry),
+    });
+    runnables.push({ name: "orphan audit", run: (s) => auditor.run(s) });
+  }
   return { informers: informers.all, controllers: [claims, volumes], runnables };
 }
 

@@ -369,7 +369,10 @@ export class ClaimSyncer {
       let response: CreateVolumeResponse;
       try {
         o.logger.v(2).info("Calling CreateVolume", { claim: key, volume: prepared.pvName });
-        response = await o.driver.createVolume(prepared.request, { signal });
+        response = await o.driver.createVolume(prepared.request, {
+          signal,
+          migrated: migration.kind === "migrated",
+        });
       } catch (err) {
         const failure = classifyCreateVolumeError(err, prepared.mayReschedule);
         // Upstream's event text: the gRPC error as it is.

@@ -184,7 +184,10 @@ export class VolumeSyncer {
     }
     if (!state.volumeDeleted) {
       try {
-        await o.driver.deleteVolume({ volumeId: csi.volumeHandle, secrets }, { signal });
+        await o.driver.deleteVolume(
+          { volumeId: csi.volumeHandle, secrets },
+          { signal, migrated: csi !== pv.spec.csi },
+        );
       } catch (err) {
         // NotFound means the volume is already gone: deleting it is done (CSI says DeleteVolume
         // should answer OK then, but some drivers do not).

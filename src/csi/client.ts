@@ -60,6 +60,8 @@ export interface CallOptions {
   signal?: AbortSignal;
   /** Deadline of this call in ms; default the driver's `timeoutMs` (`--timeout`). */
   timeoutMs?: number;
+  /** The call is for a CSI-migrated in-tree volume (the `migrated` metrics label). */
+  migrated?: boolean;
 }
 
 /** One finished call, as the metrics hook sees it. */
@@ -70,6 +72,8 @@ export interface CsiCallRecord {
   readonly code: GrpcCodeName;
   /** How long the call took, in ms, measured with the injected clock. */
   readonly durationMs: number;
+  /** Whether the call was for a CSI-migrated in-tree volume (see `CallOptions.migrated`). */
+  readonly migrated?: boolean;
 }
 
 /** A connected CSI driver. */
@@ -400,7 +404,12 @@ export async function connectDriver(options: ConnectDriverOptions): Promise<CsiD
     }
     if (options.onCall) {
       try {
-        options.onCall({ method: fullName, code, durationMs: clock.now() - started });
+        options.onCall({
+          method: fullName,
+          code,
+          durationMs: clock.now() - started,
+          migrated: callOptions.migrated === true,
+        });
       } catch (error) {
         logger.warn("CSI call hook failed", { method: fullName, err: error });
       }

@@ -55,8 +55,22 @@ export interface ProvisionerMetrics {
    */
   setLeading(leading: boolean): void;
   readonly workQueue: WorkQueueMetrics;
-  /** Records one CSI call, as the gRPC client's call hook. */
-  observeCsiCall(driverName: string, method: string, code: string, seconds: number): void;
+  /**
+   * Records one CSI call, as the gRPC client's call hook. `migrated` is the call's `migrated`
+   * label, used once {@link ProvisionerMetrics.labelMigratedCalls} was called.
+   */
+  observeCsiCall(
+    driverName: string,
+    method: string,
+    code: string,
+    seconds: number,
+    migrated?: boolean,
+  ): void;
+  /**
+   * Adds the `migrated` label to `csi_sidecar_operations_seconds` (calls so far: `"false"`), as
+   * upstream does for a driver that took over an in-tree plugin (CSI migration).
+   */
+  labelMigratedCalls(): void;
 }
 
 export interface ProcessStats {
@@ -285,11 +299,19 @@ export function createProvisionerMetrics(
     leaderStatus,
     setLeading: (leading) => leaderStatus.set({ name: "" }, leading ? 1 : 0),
     workQueue,
-    observeCsiCall(driverName, method, code, seconds) {
+    observeCsiCall(driverName, method, code, seconds, migrated = false) {
       csiOperations.observe(
-        { driver_name: driverName, method_name: method, grpc_status_code: code },
+        {
+          driver_name: driverName,
+          method_name: method,
+          grpc_status_code: code,
+          migrated: String(migrated),
+        },
         seconds,
       );
+    },
+    labelMigratedCalls() {
+      csiOperations.addLabel("migrated", "false");
     },
   };
 }

@@ -92,7 +92,8 @@ describe("metric families against upstream's", () => {
     await h.apiserver.waitFor(() => !pvOf());
 
     h.apiserver.put(claim("bad-parameter", "bad-parameter"));
-    h.driver.once("createVolume", fail(Code.OutOfRange, "Requested capacity exceeds maximum"));
+    // Every later CreateVolume (the too-big claim and its retries) fails as the mock driver does.
+    h.driver.on("createVolume", fail(Code.OutOfRange, "Requested capacity exceeds maximum"));
     h.apiserver.put(claim("too-big", "capture-sc", { size: "2Ti" }));
     await h.apiserver.waitFor(
       () =>

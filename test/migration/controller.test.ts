@@ -15,7 +15,13 @@ import type {
 } from "../../src/kube/objects.ts";
 import { resources } from "../../src/kube/resources.ts";
 import type { FakeDriverOptions } from "../support/fake-driver.ts";
-import { claim, type Harness, releaseVolumesOf, startHarness } from "../support/sidecar-harness.ts";
+import {
+  claim,
+  type Harness,
+  type RunningSidecar,
+  releaseVolumesOf,
+  startHarness,
+} from "../support/sidecar-harness.ts";
 import { editVolume } from "../support/table.ts";
 
 const FAST = ["--kube-api-qps=1000", "--kube-api-burst=1000"];
@@ -26,10 +32,12 @@ afterEach(async () => {
   h = undefined;
 });
 
+let sidecar: RunningSidecar | undefined;
+
 async function start(driver: FakeDriverOptions, objects: KubeObject[] = []): Promise<Harness> {
   h = await startHarness({ driver, verbose: !!process.env.MIGRATION_VERBOSE });
   for (const o of objects) h.apiserver.put(o);
-  await h.start(FAST);
+  sidecar = await h.start(FAST);
   return h;
 }
 
@@ -105,6 +113,20 @@ describe("CSI migration (test API server, fake driver)", () => {
 
     assert.equal(await deleteAndWait(uid), `id-pvc-${uid}`);
     assert.equal(h!.driver.volumes().size, 0);
+    // Upstream's metrics of a migrated driver: every call labelled, migrated volumes "true".
+    const text = sidecar!.metrics.registry.render();
+    for (const [method, migrated] of [
+      ["Controller/CreateVolume", "true"],
+      ["Controller/DeleteVolume", "true"],
+      ["Identity/Probe", "false"],
+    ]) {
+      assert.match(
+        text,
+        new RegExp(
+          `csi_sidecar_operations_seconds_count\\{driver_name="[^"]+",grpc_status_code="OK",method_name="/csi.v1.${method}",migrated="${migrated}"\\} [1-9]`,
+        ),
+      );
+    }
   });
 
   it("gce-pd with zone topology: labels and region; deleted by the rebuilt handle", async () => {

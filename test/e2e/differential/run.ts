@@ -34,6 +34,7 @@ import {
   type Json,
   type JsonObject,
   normaliseClaim,
+  normaliseEventSources,
   normaliseEvents,
   normalisePv,
   normaliseRequests,
@@ -426,6 +427,7 @@ async function observeAndDelete(
     }
   }
   const snapshots = new Map<string, Obj>();
+  const snapshotFinalizers = new Map<string, string[]>();
   for (const k of cases) {
     if (!k.claim.restoreOf || snapshots.has(k.claim.restoreOf)) continue;
     const snap = await getOrUndefined(c, `${snapshotsPath(ns)}/snap-${k.claim.restoreOf}`);
@@ -437,6 +439,8 @@ async function observeAndDelete(
         )
       : undefined;
     if (vsc) snapshots.set(k.claim.restoreOf, vsc);
+    // The source-protection finalizer a restore adds while it provisions (and removes after).
+    snapshotFinalizers.set(k.id, snap?.metadata?.finalizers ?? []);
   }
 
   // Delete every claim (snapshots first: a snapshot's source claim is protected), then wait
@@ -519,10 +523,13 @@ async function observeAndDelete(
     const value: JsonObject = {
       claim: normaliseClaim(s?.claim ?? {}, tokens),
       events: normaliseEvents(s?.events ?? [], tokens),
+      eventSources: normaliseEventSources(s?.events ?? [], tokens),
       createVolume: normaliseRequests(requestsOf(creates), tokens),
       createVolumeErrors: normaliseRequests(errorsOf(creates), tokens),
       deleteVolume: normaliseRequests(requestsOf(deletes), tokens),
     };
+    const snapFinalizers = snapshotFinalizers.get(k.id);
+    if (snapFinalizers) value.sourceSnapshotFinalizers = [...snapFinalizers].sort();
     if (pv) {
       value.pv = normalisePv(pv, tokens);
       const after = retained.get(k.id);
