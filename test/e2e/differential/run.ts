@@ -34,6 +34,7 @@ import {
   type Json,
   type JsonObject,
   normaliseClaim,
+  normaliseEventSources,
   normaliseEvents,
   normalisePv,
   normaliseRequests,
@@ -522,6 +523,7 @@ async function observeAndDelete(
     const value: JsonObject = {
       claim: normaliseClaim(s?.claim ?? {}, tokens),
       events: normaliseEvents(s?.events ?? [], tokens),
+      eventSources: normaliseEventSources(s?.events ?? [], tokens),
       createVolume: normaliseRequests(requestsOf(creates), tokens),
       createVolumeErrors: normaliseRequests(errorsOf(creates), tokens),
       deleteVolume: normaliseRequests(requestsOf(deletes), tokens),
