@@ -7,8 +7,8 @@
  *    the driver has created a seeded random number of volumes (so the kills land while
  *    CreateVolume calls and PV writes are in flight). While it is down, a seeded share of
  *    `deletions` claims is deleted, picked among the claims at risk: not yet Bound, with a volume
- *    on the driver (else among those not yet Bound); then it is started again with the same
- *    arguments.
+ *    on the driver (`pick: "pending"`: among all claims not yet Bound); then it is started again
+ *    with the same arguments.
  * 3. After the last restart: every surviving claim must become Bound, and the PVs of deleted
  *    claims that had been Bound are deleted by the sidecar.
  * 4. The driver's ListVolumes is the ground truth: a volume no PV names is leaked; a CreateVolume
@@ -31,6 +31,12 @@ export interface CrashOptions {
   kills?: number;
   /** Claims deleted while the sidecar is down, over all kills. Default 30. */
   deletions?: number;
+  /**
+   * Which claims are deleted while the sidecar is down: "at-risk" (default) picks among the
+   * claims not yet Bound whose volume the driver has created, so that every deletion tests the
+   * recovery; "pending" picks among all claims not yet Bound, with or without a volume.
+   */
+  pick?: "at-risk" | "pending";
   /** Namespace of the claims. Default "crash". */
   namespace?: string;
   /** Deadline for the surviving claims to be Bound after the last restart, ms. Default 600000. */
@@ -56,6 +62,7 @@ export interface KillRecord {
 export interface CrashResult {
   flavour: string;
   seed: number;
+  pick: "at-risk" | "pending";
   claims: number;
   kills: KillRecord[];
   /** Claims deleted while the sidecar was down. */
@@ -186,15 +193,18 @@ export async function runCrashScenario(
     );
     await sidecar.kill();
     const atVolumes = refresh();
-    // Deletions: seeded picks among the claims at risk, those not yet Bound whose volume the
-    // driver has created (the PV may or may not be saved); else among the claims not yet Bound.
+    // Deletions: seeded picks (see `pick`) among the claims not yet Bound; the PV of a claim at
+    // risk may or may not be saved.
     await creating.catch(() => {});
     const list = await k.call<KubeList<Claim>>("GET", claimPath(ns));
     const live = list.items
       .filter((c) => !c.metadata.deletionTimestamp && !deleted.has(c.metadata.name!))
       .sort((a, b) => a.metadata.name!.localeCompare(b.metadata.name!));
     const pending = live.filter((c) => c.status?.phase !== "Bound");
-    const atRisk = pending.filter((c) => created.has(`pvc-${c.metadata.uid}`));
+    const atRisk =
+      (opts.pick ?? "at-risk") === "at-risk"
+        ? pending.filter((c) => created.has(`pvc-${c.metadata.uid}`))
+        : [];
     const pool = atRisk.length > 0 ? atRisk : pending.length > 0 ? pending : live;
     const chosen: string[] = [];
     for (let j = 0; j < plan.deletePerKill[i]! && pool.length > 0; j++) {
@@ -261,6 +271,7 @@ export async function runCrashScenario(
   const result: CrashResult = {
     flavour: sidecar.flavour,
     seed: opts.seed,
+    pick: opts.pick ?? "at-risk",
     claims,
     kills: records,
     deleted: deleted.size,
