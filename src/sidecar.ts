@@ -11,6 +11,7 @@
  * /dev/termination-log).
  */
 
+import { createOrphanAuditor, listEverything, registerOrphanMetrics } from "./audit/auditor.ts";
 import {
   type CapacityController,
   type CapacityOwner,
@@ -46,11 +47,13 @@ import {
   leaderIdentity,
   leaseNameForDriver,
 } from "./leader/election.ts";
+import { type LatencyMetrics, registerLatencyMetrics } from "./metrics/latency-metrics.ts";
 import {
   createProvisionerMetrics,
   type ProvisionerMetrics,
   UNKNOWN_DRIVER_NAME,
 } from "./metrics/provisioner-metrics.ts";
+import { migratedProvisionerNames } from "./migration/registry.ts";
 import { provisionerIdentity } from "./provision/names.ts";
 import type { ProvisionerConfig } from "./provision/request.ts";
 import { type ServedServer, serve } from "./runtime/serve.ts";
@@ -202,7 +205,7 @@ export async function startSidecar(
       version: VERSION,
       clock,
       random,
-      logger,
+      logger: logger.named("kube"),
       rateLimiter: createRateLimiter({ qps, burst, clock }),
     });
   const transport = transportFor(config.kubeApiQps, config.kubeApiBurst);
@@ -223,14 +226,15 @@ export async function startSidecar(
       namespace,
       driverName: info.name,
       clock,
-      logger,
+      logger: logger.named("journal"),
     });
     const events = createEventRecorder({
       events: api.resource(resources.coreEvents),
       clock,
-      logger,
+      logger: logger.named("events"),
+      // As upstream's recorder: the component names the host; source.host and
+      // reportingInstance stay empty.
       component: `${info.name}_${deps.hostname}_${deps.uuid()}`,
-      host: deps.hostname,
     });
     const capacityApi = config.enableCapacity
       ? createKubeApi(transportFor(config.kubeApiCapacityQps, config.kubeApiCapacityBurst))
@@ -256,6 +260,7 @@ export async function startSidecar(
       journal,
       events,
       metrics,
+      latency: registerLatencyMetrics(metrics.registry, clock),
       elector,
       pconfig: provisionerConfig(config, info, vacAvailable),
       identity: provisionerIdentity({
@@ -315,7 +320,8 @@ async function connectAndHandshake(
   deps: RunDeps,
   metrics: ProvisionerMetrics,
 ): Promise<{ driver: CsiDriver; info: DriverInfo }> {
-  const { clock, logger, signal } = deps;
+  const { clock, signal } = deps;
+  const logger = deps.logger.named("csi");
   let driverName = UNKNOWN_DRIVER_NAME;
   const driver = await connectDriver({
     socketPath: config.csiSocketPath,
@@ -328,7 +334,8 @@ async function connectAndHandshake(
       exit: deps.exit,
       logger,
     }),
-    onCall: (r) => metrics.observeCsiCall(driverName, r.method, r.code, r.durationMs / 1000),
+    onCall: (r) =>
+      metrics.observeCsiCall(driverName, r.method, r.code, r.durationMs / 1000, r.migrated),
   });
   let info: DriverInfo;
   try {
@@ -338,6 +345,12 @@ async function connectAndHandshake(
     throw err;
   }
   driverName = info.name;
+  const inTree = migratedProvisionerNames(info.name);
+  if (inTree.length > 0) {
+    // CSI migration: claims of the in-tree plugin's classes are served too.
+    logger.info("Supports migration from in-tree plugin", { plugin: inTree[0] });
+    metrics.labelMigratedCalls();
+  }
   return { driver, info };
 }
 
@@ -394,7 +407,7 @@ function leaderElector(
     identity,
     clock: deps.clock,
     random: deps.random,
-    logger: deps.logger,
+    logger: deps.logger.named("leader"),
     leaseDurationMs: config.leaderElectionLeaseDurationMs,
     renewDeadlineMs: config.leaderElectionRenewDeadlineMs,
     retryPeriodMs: config.leaderElectionRetryPeriodMs,
@@ -407,7 +420,7 @@ function leaderElector(
       logger: deps.logger,
       component: `${o.driverName.replace(/\//g, "-")}/${identity}`,
     }),
-    onStatus: (leading) => o.metrics.leaderStatus.set({ name }, leading ? 1 : 0),
+    onStatus: (leading) => o.metrics.setLeading(leading),
   });
 }
 
@@ -419,6 +432,8 @@ interface Parts {
   journal: IntentJournal;
   events: EventRecorder;
   metrics: ProvisionerMetrics;
+  /** End-to-end latency histograms, registered once for every term. */
+  latency: LatencyMetrics;
   elector: LeaderElector | undefined;
   pconfig: ProvisionerConfig;
   /** This process's provisioner identity (`provision/names.ts`), the same in every term. */
@@ -440,7 +455,8 @@ function buildControllers(config: Config, deps: RunDeps, p: Parts): Manager {
     clock,
     logger,
     build: () => buildPeers(config, deps, p),
-    flushers: [() => p.journal.flush(), (deadline) => p.events.flush(deadline)],
+    handOffFlushers: [() => p.journal.flush()],
+    flushers: [(deadline) => p.events.flush(deadline)],
     retryMaxMs: config.retryIntervalMaxMs,
     elector: p.elector,
     startedMessage: {
@@ -458,7 +474,7 @@ function buildPeers(config: Config, deps: RunDeps, p: Parts): Peers {
     api: p.api,
     clock,
     random,
-    logger,
+    logger: logger.named("informers"),
     watchAttachments: info.controllerCapabilities.has(Cap.PUBLISH_UNPUBLISH_VOLUME),
     // Nodes and CSINodes: for topology, and for capacity tracking's segments (not in node
     // mode, where NodeGetInfo describes the only node).
@@ -476,9 +492,10 @@ function buildPeers(config: Config, deps: RunDeps, p: Parts): Peers {
     journal: p.journal,
     events: p.events,
     metrics,
+    latency: p.latency,
     clock,
     random,
-    logger,
+    logger: logger.named("controller"),
     workerThreads: config.workerThreads,
     retryStartMs: config.retryIntervalStartMs,
     retryMaxMs: config.retryIntervalMaxMs,
@@ -492,7 +509,7 @@ function buildPeers(config: Config, deps: RunDeps, p: Parts): Peers {
       api: p.api,
       claims: informers.claims,
       clock,
-      logger,
+      logger: logger.named("clone-protection"),
       threads: config.cloningProtectionThreads,
       retryStartMs: config.retryIntervalStartMs,
       retryMaxMs: config.retryIntervalMaxMs,
@@ -505,13 +522,33 @@ function buildPeers(config: Config, deps: RunDeps, p: Parts): Peers {
       api: p.api,
       claims: informers.claims,
       clock,
-      logger,
+      logger: logger.named("snapshot-sweep"),
       intervalMs: config.snapshotOrphanSweepIntervalMs,
       driverName: info.name,
     });
     runnables.push({ name: "snapshot sweep", run: (s) => c.run(s) });
   }
   if (capacity) runnables.push({ name: "capacity", run: (s) => capacity.run(s) });
+  if (config.orphanAuditIntervalMs > 0) {
+    const auditor = createOrphanAuditor({
+      driver: p.driver,
+      driverName: info.name,
+      controllerCapabilities: info.controllerCapabilities,
+      volumeNamePrefix: config.volumeNamePrefix,
+      volumes: () => informers.volumes.store.list(),
+      claims: () => informers.claims.store.list(),
+      intents: () => p.journal.list(),
+      liveVolumes: (s) => listEverything(p.api.resource(resources.persistentVolumes), s),
+      liveClaims: (s) => listEverything(p.api.resource(resources.persistentVolumeClaims), s),
+      intervalMs: config.orphanAuditIntervalMs,
+      deleteOrphans: config.orphanDelete,
+      graceMs: config.orphanGracePeriodMs,
+      clock,
+      logger,
+      metrics: registerOrphanMetrics(metrics.registry),
+    });
+    runnables.push({ name: "orphan audit", run: (s) => auditor.run(s) });
+  }
   return { informers: informers.all, controllers: [claims, volumes], runnables };
 }
 
@@ -547,7 +584,7 @@ function capacityController(
     queueMetrics: p.metrics.workQueue,
     clock: deps.clock,
     random: deps.random,
-    logger: deps.logger,
+    logger: deps.logger.named("capacity"),
   });
 }
 

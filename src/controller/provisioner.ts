@@ -27,9 +27,12 @@ import {
   volumeAttachmentsByPv,
 } from "../kube/projections.ts";
 import { resources } from "../kube/resources.ts";
+import type { LatencyMetrics } from "../metrics/latency-metrics.ts";
 import type { ProvisionerMetrics } from "../metrics/provisioner-metrics.ts";
+import { volumeNameForClaim } from "../provision/names.ts";
 import type { ProvisionerConfig, ProvisionLookups } from "../provision/request.ts";
 import { buildCreateVolumeRequest } from "../provision/request.ts";
+import { claimProvisionerName } from "../provision/should-provision.ts";
 import type { Clock, Random } from "../util/clock.ts";
 import type { Logger } from "../util/log.ts";
 import { ClaimSyncer } from "./claims.ts";
@@ -134,6 +137,8 @@ export interface ProvisionControllersOptions {
   journal: IntentJournal;
   events: EventRecorder;
   metrics?: ProvisionerMetrics;
+  /** End-to-end latency histograms (`src/metrics/latency-metrics.ts`). */
+  latency?: LatencyMetrics;
   clock: Clock;
   random: Random;
   logger: Logger;
@@ -245,10 +250,15 @@ export function createProvisionControllers(o: ProvisionControllersOptions): Prov
     failures: (uid) => claimQueue.failures(uid),
     slowEventMs: o.slowEventMs,
     ownership,
-    onProvisioned: o.capacity ? (pv) => o.capacity?.onProvisioned(pv) : undefined,
+    onProvisioned: (pv) => {
+      o.capacity?.onProvisioned(pv);
+      const ref = pv.spec.claimRef;
+      o.latency?.provisioned(claims.store.get(`${ref?.namespace}/${ref?.name}`), pv);
+    },
     onProvisionFailed: o.capacity
       ? (className) => o.capacity?.onProvisionFailed(className)
       : undefined,
+    onApiWait: o.latency && ((className, ms) => o.latency?.apiWait(className, ms)),
   });
   const volumeSyncer = new VolumeSyncer({
     api: o.api,
@@ -263,8 +273,20 @@ export function createProvisionControllers(o: ProvisionControllersOptions): Prov
     clock: o.clock,
     logger: o.logger,
     nodeSegments: o.node?.segments,
-    onDeleted: o.capacity ? (pv) => o.capacity?.onDeleted(pv) : undefined,
+    onDeleted: (pv) => {
+      o.capacity?.onDeleted(pv);
+      o.latency?.deleted(pv);
+    },
   });
+  /** A claim for this driver deleted before it got a PV (for the end-to-end latency). */
+  const isAbandoned = (c: PersistentVolumeClaim): boolean => {
+    if (c.spec.volumeName || claimProvisionerName(c) !== o.config.driverName) return false;
+    try {
+      return !volumes.store.get(volumeNameForClaim(c, o.config));
+    } catch {
+      return false;
+    }
+  };
   const workers = Math.max(1, o.workerThreads);
 
   const claimController: QueueController<string> = {
@@ -286,6 +308,7 @@ export function createProvisionControllers(o: ProvisionControllersOptions): Prov
         onUpdate: (_old, c) => claimQueue.add(c.metadata.uid ?? ""),
         onDelete: (c) => {
           const uid = c.metadata.uid ?? "";
+          if (o.latency && isAbandoned(c)) o.latency.abandoned(c);
           claimSyncer.forgetClaim(uid);
           ownership?.forget(uid);
           // Still synced once: an intent may name a volume that must now be deleted.

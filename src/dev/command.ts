@@ -16,6 +16,7 @@ import { noAuth } from "../kube/auth.ts";
 import type { PersistentVolume, PersistentVolumeClaim, StorageClass } from "../kube/objects.ts";
 import { resources } from "../kube/resources.ts";
 import { writeFileAtomic } from "../runtime/files.ts";
+import { lockDirectory } from "../runtime/lock.ts";
 import { writeStdout } from "../runtime/process.ts";
 import type { RunDeps } from "../sidecar.ts";
 import { startSidecar } from "../sidecar.ts";
@@ -86,6 +87,17 @@ export async function runDev(config: Config, deps: RunDeps): Promise<number> {
   };
 
   try {
+    // 0. One dev per data directory: a second one would overwrite the first one's state.
+    const lock = await lockDirectory(dataDir);
+    if (!lock.ok) {
+      logger.error(
+        `Another csi-provisioner dev (pid ${lock.pid}) is using the data directory ${dataDir}: stop it, or pass another --data-dir`,
+        { lock: lock.path },
+      );
+      return 1;
+    }
+    cleanups.push(["data directory lock", () => lock.release()]);
+
     // 1. The embedded API server, persisted under the data directory.
     const apiserver: ApiServer = await startApiServer({
       dataDir: `${dataDir}/api`,

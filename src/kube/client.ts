@@ -97,6 +97,7 @@ class HttpResourceClient<T extends KubeObject> implements ResourceClient<T> {
       path: this.#objectPath("get", name, namespace),
       signal: opts?.signal,
       priority: opts?.priority,
+      onThrottled: opts?.onThrottled,
       verb: "get",
       target: this.#target(name, namespace),
     });
@@ -117,6 +118,7 @@ class HttpResourceClient<T extends KubeObject> implements ResourceClient<T> {
       },
       signal: opts?.signal,
       priority: opts?.priority,
+      onThrottled: opts?.onThrottled,
       verb: "list",
       target: this.#collectionTarget(opts?.namespace),
     });
@@ -140,6 +142,7 @@ class HttpResourceClient<T extends KubeObject> implements ResourceClient<T> {
       },
       signal: opts?.signal,
       priority: opts?.priority,
+      onThrottled: opts?.onThrottled,
       verb: "watch",
       target: this.#collectionTarget(opts?.namespace),
       check: isWatchEvent,
@@ -166,6 +169,7 @@ class HttpResourceClient<T extends KubeObject> implements ResourceClient<T> {
       body,
       signal: opts?.signal,
       priority: opts?.priority,
+      onThrottled: opts?.onThrottled,
       verb: "create",
       target: this.#target(label, ns),
     });
@@ -195,6 +199,7 @@ class HttpResourceClient<T extends KubeObject> implements ResourceClient<T> {
       body,
       signal: opts?.signal,
       priority: opts?.priority,
+      onThrottled: opts?.onThrottled,
       verb: "update",
       target: this.#target(name, namespace, sub),
     });
@@ -218,6 +223,7 @@ class HttpResourceClient<T extends KubeObject> implements ResourceClient<T> {
       contentType,
       signal: opts?.signal,
       priority: opts?.priority,
+      onThrottled: opts?.onThrottled,
       verb: "patch",
       target: this.#target(name, namespace, opts?.subresource),
     });
@@ -239,6 +245,7 @@ class HttpResourceClient<T extends KubeObject> implements ResourceClient<T> {
       body,
       signal: opts?.signal,
       priority: opts?.priority,
+      onThrottled: opts?.onThrottled,
       verb: "delete",
       target: this.#target(name, namespace),
     });

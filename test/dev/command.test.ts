@@ -559,6 +559,23 @@ describe(`csi-provisioner dev, driven with ${HOW}`, () => {
     assert.doesNotMatch(current.dev.stderr, /"Claim default\/kept is Pending"/);
   });
 
+  it("refuses a second dev on the same data directory, naming the one that holds it", async () => {
+    const second = new DevProcess([`--data-dir=${dataDir}`, "--port=0"]);
+    started.push(second);
+    const code = await within(second.exited, DEADLINE_MS, "the second dev to exit");
+    assert.equal(code, 1, second.stderr);
+    assert.ok(
+      second.stderr.includes(
+        `Another csi-provisioner dev (pid ${current.dev.child.pid}) is using the data directory ${dataDir}: stop it, or pass another --data-dir`,
+      ),
+      second.stderr,
+    );
+    assert.doesNotMatch(second.stdout, /Kubernetes API:/);
+    // The first one is unharmed.
+    assert.ok(current.dev.running);
+    assert.match(await kube.table(), /kept\s+Bound\s/);
+  });
+
   it("stops cleanly on Ctrl-C: exit 0, no socket, no process, complete state, kubeconfig kept", async () => {
     const pid = current.dev.child.pid!;
     const descendants = descendantsOf(pid);
@@ -574,6 +591,7 @@ describe(`csi-provisioner dev, driven with ${HOW}`, () => {
 
     const partial = findFiles(dataDir, (n) => n.includes(".tmp-"));
     assert.deepEqual(partial, [], "no half-written file is left");
+    assert.equal(existsSync(join(dataDir, "lock")), false, "the data directory is unlocked");
     const state = JSON.parse(await readFile(join(dataDir, "api", "state.json"), "utf8")) as unknown;
     const text = JSON.stringify(state);
     for (const name of ['"kept"', '"after-restart"', '"hostdir"']) {

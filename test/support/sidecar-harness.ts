@@ -25,8 +25,15 @@ export interface Harness {
   apiserver: ApiServer;
   driver: FakeDriver;
   logs: string[];
-  /** Starts a sidecar with the default flags plus `args` (e.g. `--worker-threads=2`) and `env`. */
-  start(args?: string[], env?: Record<string, string>): Promise<RunningSidecar>;
+  /**
+   * Starts a sidecar with the default flags plus `args` (e.g. `--worker-threads=2`) and `env`;
+   * `deps` overrides dependencies (e.g. `processStats`).
+   */
+  start(
+    args?: string[],
+    env?: Record<string, string>,
+    deps?: Partial<RunDeps>,
+  ): Promise<RunningSidecar>;
   /** Stops every sidecar, the driver and the API server. */
   close(): Promise<void>;
 }
@@ -67,7 +74,7 @@ export async function startHarness(
     apiserver,
     driver,
     logs,
-    async start(args = [], env = {}) {
+    async start(args = [], env = {}, overrides = {}) {
       const stop = new AbortController();
       const deps: RunDeps = {
         logger: logger.with({ sidecar: ++n }),
@@ -84,6 +91,7 @@ export async function startHarness(
         exit: (code) => {
           throw new Error(`sidecar asked to exit with ${code}`);
         },
+        ...overrides,
       };
       const started = await startSidecar(configFor(driver.socketPath, args, env), deps, kube);
       const running: RunningSidecar = {
