@@ -75,7 +75,10 @@ export interface JournalOptions {
   driverName: string;
   clock: Clock;
   logger: Logger;
-  /** Leases that intents are spread over before more are created (parallel writes). Default 4. */
+  /**
+   * Leases that intents are spread over before more are created (parallel writes). Default 1:
+   * one Lease group-commits best; more are created when it is full.
+   */
   shards?: number;
   /** Removals wait at most this long for a ride on an addition. Default 1000 ms. */
   removeDelayMs?: number;
@@ -210,7 +213,7 @@ function parseKey(key: string): { uid: string; k: number; n: number } {
 }
 
 export function createIntentJournal(opts: JournalOptions): IntentJournal {
-  const baseCount = Math.max(1, opts.shards ?? 4);
+  const baseCount = Math.max(1, opts.shards ?? 1);
   const removeDelay = opts.removeDelayMs ?? 1000;
   const maxBytes = Math.min(opts.maxShardBytes ?? 250_000, ANNOTATIONS_MAX_BYTES);
   // Room for a part's key (prefix + uid + ".k.n").
@@ -289,64 +292,93 @@ export function createIntentJournal(opts: JournalOptions): IntentJournal {
     return out;
   };
 
-  /** One write of the shard's pending changes; false when it failed. */
+  /**
+   * One write of the shard's pending changes; false when it failed. What is written is decided
+   * when the request gets its rate-limiter token (`latest`): changes that arrive while it waits
+   * its turn ride along, so under client throttling a few writes carry a whole burst.
+   */
   const writeOnce = async (shard: Shard): Promise<boolean> => {
-    const adds = new Map(shard.adds);
-    const removes = new Set(shard.removes);
-    shard.adds.clear();
-    shard.removes.clear();
-    const apply = (from: Map<string, string>) => {
-      const next = new Map(from);
+    const adds = new Map<string, { value: string; waiters: Waiter[] }>();
+    const removes = new Set<string>();
+    /** Moves the shard's pending changes into this write; the latest change of a key wins. */
+    const take = () => {
+      for (const k of shard.removes) {
+        removes.add(k);
+        const a = adds.get(k);
+        if (a) {
+          adds.delete(k);
+          shard.inflight.delete(k);
+          for (const w of a.waiters) w.resolve();
+        }
+      }
+      shard.removes.clear();
+      for (const [k, a] of shard.adds) {
+        removes.delete(k);
+        const prev = adds.get(k);
+        if (prev) {
+          prev.value = a.value;
+          prev.waiters.push(...a.waiters);
+        } else adds.set(k, a);
+        shard.inflight.add(k);
+      }
+      shard.adds.clear();
+    };
+    const nextEntries = () => {
+      const next = new Map(shard.stored);
       for (const k of removes) next.delete(k);
       for (const [k, a] of adds) next.set(k, a.value);
       return next;
     };
-    let next = apply(shard.stored);
-    if (!shard.lease && next.size === 0) {
-      // Nothing to create (every addition was withdrawn): no write.
-      for (const a of adds.values()) for (const w of a.waiters) w.resolve();
-      return true;
-    }
-    if (shard.lease && sameEntries(next, shard.stored)) {
-      for (const a of adds.values()) for (const w of a.waiters) w.resolve();
-      return true;
-    }
-    for (const k of adds.keys()) shard.inflight.add(k);
+    const leaseFor = (next: Map<string, string>): Lease =>
+      shard.lease
+        ? {
+            ...shard.lease,
+            metadata: {
+              ...shard.lease.metadata,
+              annotations: annotationsFor(next, shard.lease.metadata.annotations ?? {}),
+            },
+          }
+        : {
+            apiVersion: "coordination.k8s.io/v1",
+            kind: "Lease",
+            metadata: {
+              name: shard.name,
+              namespace: opts.namespace,
+              labels: {
+                "app.kubernetes.io/managed-by": "csi-provisioner",
+                [JOURNAL_LABEL]: "true",
+              },
+              annotations: annotationsFor(next, {}),
+            },
+            spec: {},
+          };
     const settle = () => {
       for (const k of adds.keys()) shard.inflight.delete(k);
     };
+    take();
+    {
+      const next = nextEntries();
+      if ((!shard.lease && next.size === 0) || (shard.lease && sameEntries(next, shard.stored))) {
+        // Nothing to write (every change was withdrawn or is already stored).
+        settle();
+        for (const a of adds.values()) for (const w of a.waiters) w.resolve();
+        return true;
+      }
+    }
     for (let attempt = 0; ; attempt++) {
       try {
-        const lease: Lease = shard.lease
-          ? {
-              ...shard.lease,
-              metadata: {
-                ...shard.lease.metadata,
-                annotations: annotationsFor(next, shard.lease.metadata.annotations ?? {}),
-              },
-            }
-          : {
-              apiVersion: "coordination.k8s.io/v1",
-              kind: "Lease",
-              metadata: {
-                name: shard.name,
-                namespace: opts.namespace,
-                labels: {
-                  "app.kubernetes.io/managed-by": "csi-provisioner",
-                  [JOURNAL_LABEL]: "true",
-                },
-                annotations: annotationsFor(next, {}),
-              },
-              spec: {},
-            };
+        let sent = nextEntries();
+        const latest = () => {
+          take();
+          sent = nextEntries();
+          return leaseFor(sent);
+        };
         writes++;
-        // Additions gate a CreateVolume; a write of removals only can wait behind PV writes.
-        const priority = adds.size > 0 ? undefined : "low";
         const saved = shard.lease
-          ? await opts.leases.update(lease, { priority })
-          : await opts.leases.create(lease, { priority });
+          ? await opts.leases.update(leaseFor(sent), { latest })
+          : await opts.leases.create(leaseFor(sent), { latest });
         shard.lease = saved;
-        shard.stored = next;
+        shard.stored = sent;
         settle();
         for (const a of adds.values()) for (const w of a.waiters) w.resolve();
         return true;
@@ -363,7 +395,6 @@ export function createIntentJournal(opts: JournalOptions): IntentJournal {
           for (const [k, a] of adds) reserve(shard, k, entryBytes(k, a.value));
           for (const [k, a] of shard.adds) reserve(shard, k, entryBytes(k, a.value));
           for (const k of shard.removes) unreserve(shard, k);
-          next = apply(shard.stored);
           continue;
         }
         settle();

@@ -34,6 +34,8 @@ export interface KubeRequest {
   query?: Record<string, string | number | boolean | undefined>;
   /** Sent as JSON unless it is a string or bytes. */
   body?: unknown;
+  /** When given, called after the rate limiter's token is granted; its result is the body. */
+  bodyAtSend?: () => unknown;
   /** Default `application/json` when there is a body. */
   contentType?: string;
   signal?: AbortSignal;
@@ -210,13 +212,13 @@ export class KubeTransport {
     const ctx = this.#context(req);
     const url = this.#url(req);
     const { signal } = req;
-    let body: Uint8Array | string | undefined;
-    if (req.body !== undefined) {
-      body =
-        typeof req.body === "string" || req.body instanceof Uint8Array
-          ? req.body
-          : JSON.stringify(req.body);
-    }
+    const encode = (b: unknown): Uint8Array | string | undefined =>
+      b === undefined
+        ? undefined
+        : typeof b === "string" || b instanceof Uint8Array
+          ? b
+          : JSON.stringify(b);
+    let body = encode(req.body);
     const idempotent = req.method === "GET" && !streaming;
     let retryAfterLeft = this.#maxRetries;
     let idempotentLeft = idempotent ? this.#idempotentRetries : 0;
@@ -225,6 +227,7 @@ export class KubeTransport {
 
     for (;;) {
       await this.#limiter.acquire(signal, req.priority);
+      if (req.bodyAtSend) body = encode(req.bodyAtSend());
       let creds: Credentials;
       try {
         creds = await this.#conn.auth.credentials();
