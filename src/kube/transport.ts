@@ -362,7 +362,8 @@ class JsonLines<T> implements AsyncIterableIterator<T> {
   #report: (line: string, error: string) => void;
   #wrap: (err: unknown) => unknown;
   #decoder = new TextDecoder();
-  #buf = "";
+  /** Bytes of a line not yet complete (split on the byte 0x0A, which no UTF-8 sequence holds). */
+  #rest: Uint8Array[] = [];
   #queue: T[] = [];
   #done = false;
 
@@ -396,22 +397,27 @@ class JsonLines<T> implements AsyncIterableIterator<T> {
         throw this.#wrap(err);
       }
       if (r.done) {
-        this.#buf += this.#decoder.decode();
-        this.#line(this.#buf);
-        this.#buf = "";
+        if (this.#rest.length > 0) this.#line(this.#decoder.decode(this.#joinRest()));
         this.#finish();
         continue;
       }
-      let start = this.#buf.length;
-      this.#buf += this.#decoder.decode(r.value, { stream: true });
-      let nl = this.#buf.indexOf("\n", start);
-      start = 0;
-      while (nl >= 0) {
-        this.#line(this.#buf.slice(start, nl));
-        start = nl + 1;
-        nl = this.#buf.indexOf("\n", start);
+      // Lines are cut from the bytes and decoded one by one: cheaper than decoding each chunk
+      // into a growing string and cutting that (a watch is the sidecar's hottest path).
+      const chunk = r.value;
+      let from = 0;
+      let nl = chunk.indexOf(10);
+      if (nl >= 0 && this.#rest.length > 0) {
+        this.#rest.push(chunk.subarray(0, nl));
+        this.#line(this.#decoder.decode(this.#joinRest()));
+        from = nl + 1;
+        nl = chunk.indexOf(10, from);
       }
-      if (start > 0) this.#buf = this.#buf.slice(start);
+      while (nl >= 0) {
+        this.#line(this.#decoder.decode(chunk.subarray(from, nl)));
+        from = nl + 1;
+        nl = chunk.indexOf(10, from);
+      }
+      if (from < chunk.length) this.#rest.push(chunk.slice(from));
     }
   }
 
@@ -419,6 +425,21 @@ class JsonLines<T> implements AsyncIterableIterator<T> {
     this.#queue = [];
     this.#finish();
     return { done: true, value: undefined };
+  }
+
+  #joinRest(): Uint8Array {
+    const parts = this.#rest;
+    this.#rest = [];
+    if (parts.length === 1) return parts[0]!;
+    let n = 0;
+    for (const p of parts) n += p.length;
+    const out = new Uint8Array(n);
+    let at = 0;
+    for (const p of parts) {
+      out.set(p, at);
+      at += p.length;
+    }
+    return out;
   }
 
   #finish(): void {
