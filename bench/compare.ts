@@ -151,35 +151,53 @@ function adminApi(cluster: Cluster): Api {
       });
     },
     watch(p, on) {
-      const u = `${p}${p.includes("?") ? "&" : "?"}watch=true`;
-      const r = https.request(
-        { host: base.hostname, port: base.port, path: u, method: "GET", agent: false, ...tls },
-        (res) => {
-          let buf = "";
-          res.setEncoding("utf8");
-          res.on("data", (chunk: string) => {
-            const at = performance.now();
-            buf += chunk;
-            let nl = buf.indexOf("\n");
-            while (nl >= 0) {
-              const line = buf.slice(0, nl);
-              buf = buf.slice(nl + 1);
-              nl = buf.indexOf("\n");
-              if (line.trim()) on(JSON.parse(line), at);
-            }
-          });
-          res.on("error", () => {});
-          res.on("end", () => {
-            if (!stopped) log(`  the watch of ${p} ended`);
-          });
-        },
-      );
+      // Resumes from the last resourceVersion seen when the server ends the stream.
       let stopped = false;
-      r.on("error", () => {});
-      r.end();
+      let rv = "";
+      let current: ReturnType<typeof https.request> | undefined;
+      const open = () => {
+        const u = `${p}${p.includes("?") ? "&" : "?"}watch=true${rv ? `&resourceVersion=${rv}` : ""}`;
+        const r = https.request(
+          { host: base.hostname, port: base.port, path: u, method: "GET", agent: false, ...tls },
+          (res) => {
+            let buf = "";
+            res.setEncoding("utf8");
+            res.on("data", (chunk: string) => {
+              const at = performance.now();
+              buf += chunk;
+              let nl = buf.indexOf("\n");
+              while (nl >= 0) {
+                const line = buf.slice(0, nl);
+                buf = buf.slice(nl + 1);
+                nl = buf.indexOf("\n");
+                if (!line.trim()) continue;
+                const ev = JSON.parse(line) as {
+                  type: string;
+                  object?: Obj & { metadata?: { resourceVersion?: string } };
+                };
+                if (ev.type === "ERROR") continue;
+                rv = ev.object?.metadata?.resourceVersion ?? rv;
+                on(ev, at);
+              }
+            });
+            res.on("error", () => {});
+            res.on("end", () => {
+              if (stopped) return;
+              log(`  the watch of ${p} ended (HTTP ${res.statusCode}); resuming at ${rv || "now"}`);
+              setTimeout(open, 100);
+            });
+          },
+        );
+        r.on("error", () => {
+          if (!stopped) setTimeout(open, 500);
+        });
+        r.end();
+        current = r;
+      };
+      open();
       return () => {
         stopped = true;
-        r.destroy();
+        current?.destroy();
       };
     },
   };
