@@ -559,8 +559,11 @@ export class Reflector<T extends KubeObject> {
       );
       lastActivity = clock.now();
       iterator = ws[Symbol.asyncIterator]();
+      // One abort listener for the whole stream, not one per event.
+      const aborted = raceAbort(new Promise<never>(() => {}), stream.signal);
+      aborted.catch(() => {});
       for (;;) {
-        const r = await raceAbort(iterator.next(), stream.signal);
+        const r = await Promise.race([iterator.next(), aborted]);
         if (r.done) {
           finished = true;
           return { kind: "ended", events, durationMs: clock.now() - started };
