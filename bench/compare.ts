@@ -576,6 +576,8 @@ async function provisionRun(
 
   // Watches from now on.
   const added = new Map<string, number>();
+  /** When the create call returned, for a claim whose ADDED the watch did not deliver. */
+  const created = new Map<string, number>();
   const bound = new Map<string, number>();
   const pvGone = new Map<string, number>();
   const pvSeen = new Set<string>();
@@ -609,6 +611,7 @@ async function provisionRun(
       },
     });
     if (r.status !== 201) throw new Error(`claim ${name}: ${r.status}`);
+    if (!added.has(name)) created.set(name, performance.now());
   });
   log(`  ${n} claims created`);
   // The watch decides; a LIST every 5 s catches what a watch closed by the server missed.
@@ -628,7 +631,7 @@ async function provisionRun(
   });
   log("  every claim Bound");
   const tBound = Math.max(...bound.values());
-  const latencies = names.map((c) => (bound.get(c)! - added.get(c)!) / 1000);
+  const latencies = names.map((c) => (bound.get(c)! - (added.get(c) ?? created.get(c)!)) / 1000);
   // Events and journal removals trail: count the create phase until the sidecar is quiet.
   const createEnd = await env.audit.quiet(5000, 180_000);
   log("  create phase quiet");
@@ -848,6 +851,7 @@ async function main() {
       ["upstream", upstream],
     ] as [string, string][]
   ).filter(([v]) => VARIANTS.includes(v));
+  const size = await sizes(ours, upstream);
   const runs: RunResult[] = [];
   const startups: { variant: string; ms: number; load: number[] }[] = [];
   const memory: MemResult[] = [];
@@ -884,10 +888,9 @@ async function main() {
       runs,
       startups,
       memory,
-      size: undefined,
+      size,
     });
   }
-  const size = await sizes(ours, upstream);
   writeResults({ rounds: PAIRS, started, ours, upstream, runs, startups, memory, size });
 }
 
