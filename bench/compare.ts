@@ -477,6 +477,7 @@ async function startEnv(bin: string): Promise<Env> {
   await writeFile(policy, AUDIT_POLICY);
   const cluster = await startCluster({
     binDir: bin,
+    driver: "mock",
     workDir: dir,
     apiServerArgs: [
       `--audit-policy-file=${policy}`,

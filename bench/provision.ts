@@ -36,7 +36,7 @@ import { cpus, tmpdir, totalmem } from "node:os";
 import { dirname, join } from "node:path";
 import process from "node:process";
 import { fileURLToPath } from "node:url";
-import { type ApiServer, startApiServer } from "../src/apiserver/mod.ts";
+import { type ApiServer, startApiServer } from "../src/dev/apiserver/mod.ts";
 import { resources } from "../src/kube/resources.ts";
 import { startFakeDriver } from "../test/support/fake-driver.ts";
 import { claim, DRIVER, storageClass } from "../test/support/sidecar-harness.ts";

@@ -148,7 +148,7 @@ fi
 work="$(mktemp -d "${TMPDIR:-/tmp}/csi-provisioner-build.XXXXXX")"
 trap 'rm -rf "$work"' EXIT
 # The whole tree but the dependencies, git and the outputs: the entry point may import from
-# outside src/ (`dev` embeds examples/hostdir-driver).
+# outside src/.
 tar -C "$ROOT" --exclude=./node_modules --exclude=./.git --exclude=./dist --exclude=./tmp \
   --exclude=./.cache -cf - . |
   tar -C "$work" -xf -

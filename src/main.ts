@@ -62,7 +62,8 @@ async function main(): Promise<number> {
           config: {
             csiAddress: config.csiAddress,
             timeoutMs: config.timeoutMs,
-            output: config.output,
+            output: config.output === "json" ? "json" : "text",
+            connectTimeoutMs: config.connectTimeoutMs,
           },
           deps: {
             clock: systemClock,
@@ -72,10 +73,39 @@ async function main(): Promise<number> {
             signal: stop.signal,
           },
         });
+      case "orphans": {
+        const { runOrphans } = await import("./cli/orphans.ts");
+        return await runOrphans(
+          {
+            csiAddress: config.csiAddress,
+            timeoutMs: config.timeoutMs,
+            output: config.output,
+            kubeconfig: config.kubeconfig,
+            master: config.master,
+            kubeApiQps: config.kubeApiQps,
+            kubeApiBurst: config.kubeApiBurst,
+            volumeNamePrefix: config.volumeNamePrefix,
+            journalNamespace: config.leaderElectionNamespace || config.podNamespace,
+          },
+          {
+            clock: systemClock,
+            random: Math.random,
+            logger,
+            env: env(),
+            readFile: readTextFile,
+            write: writeStdout,
+            writeError: writeStderr,
+            signal: stop.signal,
+          },
+        );
+      }
       case "run":
       case "dev": {
-        const { runCommand } = await import("./cli/run.ts");
-        return await runCommand(resolved.kind, config, {
+        const run =
+          resolved.kind === "run"
+            ? (await import("./sidecar.ts")).runSidecar
+            : (await import("./dev/command.ts")).runDev;
+        return await run(config, {
           logger,
           signal: stop.signal,
           clock: systemClock,

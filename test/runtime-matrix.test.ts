@@ -22,7 +22,7 @@ import { join } from "node:path";
 import process from "node:process";
 import { after, afterEach, beforeEach, describe, it } from "node:test";
 import { fileURLToPath } from "node:url";
-import { type ApiServer, startApiServer } from "../src/apiserver/mod.ts";
+import { type ApiServer, startApiServer } from "../src/dev/apiserver/mod.ts";
 import type { PersistentVolume, PersistentVolumeClaim, StorageClass } from "../src/kube/objects.ts";
 import { resources } from "../src/kube/resources.ts";
 import { type FakeDriver, startFakeDriver } from "./support/fake-driver.ts";

@@ -8,8 +8,16 @@
  * node examples/hostdir-driver/main.ts --data-dir=/var/tmp/hostdir --capacity=1Ti -v=5
  * ```
  *
- * Importing this module starts nothing: `csi-provisioner dev` calls {@link startHostdirDriver}.
+ * The driver itself is in `src/dev/hostdir-driver/` (`csi-provisioner dev` starts it in-process);
+ * this file is its command line. Importing it starts nothing.
  */
+
+import {
+  DEFAULT_CAPACITY_BYTES,
+  DEFAULT_DRIVER_NAME,
+  type RunningHostdirDriver,
+  startHostdirDriver,
+} from "../../src/dev/hostdir-driver/mod.ts";
 import { parseQuantity } from "../../src/provision/quantity.ts";
 import {
   argv,
@@ -20,63 +28,15 @@ import {
 } from "../../src/runtime/process.ts";
 import { systemClock } from "../../src/util/clock.ts";
 import { createLogger, type Logger, nullLogger } from "../../src/util/log.ts";
-import { createHostdirDriver, DEFAULT_CAPACITY_BYTES, DEFAULT_DRIVER_NAME } from "./driver.ts";
-import { createFsStorage, serveGrpc } from "./io.ts";
+
+export type {
+  RunningHostdirDriver,
+  StartHostdirDriverOptions,
+} from "../../src/dev/hostdir-driver/mod.ts";
+export { startHostdirDriver };
 
 /** The default data directory (relative to the working directory). */
 export const DEFAULT_DATA_DIR = "./.hostdir-driver";
-
-export interface StartHostdirDriverOptions {
-  /** The unix socket to serve on; a stale socket file there is replaced, and removed on close. */
-  socketPath: string;
-  /** Where volumes, snapshots and their metadata are kept; created when missing. */
-  dataDir: string;
-  /** `GetPluginInfo.name`; default `hostdir.csi.example.com`. */
-  driverName?: string;
-  /** Size of the pool that GetCapacity reports on; default 100 GiB. */
-  capacityBytes?: bigint;
-  /** Advertise topology: one segment `topology.<driver name>/node=<node id>`; default false. */
-  topology?: boolean;
-  /** `NodeGetInfo.node_id`; default the host name. */
-  nodeId?: string;
-  /** One line per CSI call (and more at `-v=5`); default: nothing is logged. */
-  log?: Logger;
-}
-
-export interface RunningHostdirDriver {
-  readonly socketPath: string;
-  readonly driverName: string;
-  /** Stops serving and removes the socket file. Idempotent. */
-  close(): Promise<void>;
-}
-
-/** Starts the hostdir driver in this process; resolves once it listens on `socketPath`. */
-export async function startHostdirDriver(
-  options: StartHostdirDriverOptions,
-): Promise<RunningHostdirDriver> {
-  const log = options.log ?? nullLogger;
-  const driver = await createHostdirDriver({
-    storage: await createFsStorage(options.dataDir),
-    nodeId: options.nodeId ?? hostname(),
-    clock: systemClock,
-    newId: () => crypto.randomUUID(),
-    driverName: options.driverName ?? DEFAULT_DRIVER_NAME,
-    capacityBytes: options.capacityBytes ?? DEFAULT_CAPACITY_BYTES,
-    topology: options.topology ?? false,
-    log,
-  });
-  const server = await serveGrpc({
-    socketPath: options.socketPath,
-    routes: (router) => driver.routes(router),
-    interceptors: [driver.interceptor],
-  });
-  log.info("Serving CSI", { driver: driver.driverName, socket: options.socketPath });
-  return {
-    socketPath: options.socketPath,
-    driverName: driver.driverName,
-    close: () => server.close(),
-  };
-}
 
 // ---------------------------------------------------------------------------------------------
 // Command line.

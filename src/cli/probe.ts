@@ -10,7 +10,7 @@
 import { csiAddressToPath } from "../config/schema.ts";
 import { controllerCapabilityNames, pluginCapabilityNames } from "../csi/capabilities.ts";
 import { connectDriver, DEFAULT_CALL_TIMEOUT_MS } from "../csi/client.ts";
-import { type DriverInfo, handshake } from "../csi/handshake.ts";
+import { type DriverInfo, HandshakeError, handshake } from "../csi/handshake.ts";
 import { assessServability, type Verdict } from "../csi/servability.ts";
 import type { Clock } from "../util/clock.ts";
 import type { Logger } from "../util/log.ts";
@@ -22,7 +22,7 @@ export interface ProbeConfig {
   timeoutMs?: number;
   /** `--output`; default `text`. */
   output?: "text" | "json";
-  /** How long to wait for the socket, in ms; default 30 000 (as the sidecar). */
+  /** `--connect-timeout`: how long to wait for the socket, in ms; default 30 000 (as the sidecar). */
   connectTimeoutMs?: number;
 }
 
@@ -41,7 +41,7 @@ export interface ProbeDeps {
 export interface ProbeReport {
   address: string;
   socketPath: string;
-  /** Null when the handshake failed. */
+  /** Null when the handshake failed before the driver told its name. */
   driver: { name: string; vendorVersion: string; manifest: Record<string, string> } | null;
   pluginCapabilities: string[];
   controllerCapabilities: string[];
@@ -59,6 +59,11 @@ export interface ProbeReport {
   error: string | null;
 }
 
+/** How the handshake went: complete, failed after GetPluginInfo (`partial`), or failed. */
+export type ProbeOutcome =
+  | { info: DriverInfo; verdict: Verdict }
+  | { error: string; partial?: Omit<DriverInfo, "controllerCapabilities"> };
+
 function sortedRecord(record: Readonly<Record<string, string>>): Record<string, string> {
   return Object.fromEntries(
     Object.entries(record).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)),
@@ -69,14 +74,21 @@ function sortedRecord(record: Readonly<Record<string, string>>): Record<string, 
 export function buildProbeReport(
   address: string,
   socketPath: string,
-  outcome: { info: DriverInfo; verdict: Verdict } | { error: string },
+  outcome: ProbeOutcome,
 ): ProbeReport {
   if ("error" in outcome) {
+    const partial = outcome.partial;
     return {
       address,
       socketPath,
-      driver: null,
-      pluginCapabilities: [],
+      driver: partial
+        ? {
+            name: partial.name,
+            vendorVersion: partial.vendorVersion,
+            manifest: sortedRecord(partial.manifest),
+          }
+        : null,
+      pluginCapabilities: partial ? pluginCapabilityNames(partial.pluginCapabilities) : [],
       controllerCapabilities: [],
       servable: false,
       problems: [outcome.error],
@@ -156,11 +168,17 @@ export function formatProbeText(report: ProbeReport): string {
       : report.pluginCapabilities.map((c) => `  ${c}`)),
     "",
     "Controller capabilities:",
-    ...(report.controllerCapabilities.length === 0
-      ? ["  (none)"]
-      : report.controllerCapabilities.map((c) => `  ${c}`)),
+    ...(report.error !== null
+      ? ["  (unknown: ControllerGetCapabilities failed)"]
+      : report.controllerCapabilities.length === 0
+        ? ["  (none)"]
+        : report.controllerCapabilities.map((c) => `  ${c}`)),
     "",
   );
+  if (report.error !== null) {
+    lines.push(`Verdict: this sidecar cannot serve ${report.driver.name}`, `  ${report.error}`);
+    return `${lines.join("\n")}\n`;
+  }
   if (report.servable) {
     lines.push(`Verdict: this sidecar can serve ${report.driver.name}`);
   } else {
@@ -195,7 +213,7 @@ export async function runProbe(options: { config: ProbeConfig; deps: ProbeDeps }
   }
   const socketPath = parsed.path;
 
-  let outcome: { info: DriverInfo; verdict: Verdict } | { error: string };
+  let outcome: ProbeOutcome;
   let driver: Awaited<ReturnType<typeof connectDriver>> | undefined;
   try {
     driver = await connectDriver({
@@ -218,7 +236,10 @@ export async function runProbe(options: { config: ProbeConfig; deps: ProbeDeps }
       verdict: assessServability(info.pluginCapabilities, info.controllerCapabilities),
     };
   } catch (error) {
-    outcome = { error: error instanceof Error ? error.message : String(error) };
+    outcome = {
+      error: error instanceof Error ? error.message : String(error),
+      ...(error instanceof HandshakeError ? { partial: error.partial } : {}),
+    };
   } finally {
     driver?.close();
   }

@@ -38,6 +38,12 @@ import type {
 } from "../kube/objects.ts";
 import { resources } from "../kube/resources.ts";
 import type { ProvisionerMetrics } from "../metrics/provisioner-metrics.ts";
+import {
+  classForProvisioning,
+  csiSourceOfVolume,
+  migratedProvisionerNames,
+  volumeForMigratedClaim,
+} from "../migration/registry.ts";
 import { supportsTopology } from "../provision/capabilities.ts";
 import { volumeNameForClaim } from "../provision/names.ts";
 import { classifyCreateVolumeError } from "../provision/outcome.ts";
@@ -104,6 +110,8 @@ export interface ClaimSyncerOptions {
   onProvisioned?: (pv: PersistentVolume) => void;
   /** Told about a failed attempt (other than "no change") for a StorageClass. */
   onProvisionFailed?: (storageClassName: string) => void;
+  /** Told how long a PV save waited for the client-side API budget. */
+  onApiWait?: (storageClassName: string, ms: number) => void;
 }
 
 const PROVISIONING_MESSAGE = (key: string) =>
@@ -167,6 +175,7 @@ export class ClaimSyncer {
 
     const decision = shouldProvision(claim, {
       driverName: o.config.driverName,
+      additionalProvisionerNames: migratedProvisionerNames(o.config.driverName),
       getStorageClass: (name) => o.classes.store.get(name),
     });
     if (decision.kind === "skip") {
@@ -310,10 +319,15 @@ export class ClaimSyncer {
         }
       }
 
+      // CSI migration: a class of the in-tree plugin this driver took over is translated.
+      const migration = classForProvisioning(o.config.driverName, storageClass);
+      if (migration.kind === "error") {
+        return fail(migration.message, { kind: "retry", reason: migration.message });
+      }
       const prepared = await buildCreateVolumeRequest({
         config: o.config,
         claim,
-        storageClass,
+        storageClass: migration.storageClass,
         selectedNode,
         lookups: o.lookups,
         random: o.random,
@@ -355,7 +369,10 @@ export class ClaimSyncer {
       let response: CreateVolumeResponse;
       try {
         o.logger.v(2).info("Calling CreateVolume", { claim: key, volume: prepared.pvName });
-        response = await o.driver.createVolume(prepared.request, { signal });
+        response = await o.driver.createVolume(prepared.request, {
+          signal,
+          migrated: migration.kind === "migrated",
+        });
       } catch (err) {
         const failure = classifyCreateVolumeError(err, prepared.mayReschedule);
         // Upstream's event text: the gRPC error as it is.
@@ -415,7 +432,18 @@ export class ClaimSyncer {
         return fail(message, { kind: "retry", reason: message });
       }
       built.volume.spec.storageClassName = storageClassName;
-      const saved = await this.#save(claim, built.volume, prepared, labels, start, signal);
+      const inTree = volumeForMigratedClaim(
+        migration.kind === "migrated" ? migration.plugin : undefined,
+        built.volume,
+      );
+      if (!inTree.ok) {
+        // Upstream cannot delete this volume and retries forever; it is deleted here.
+        const volumeId = built.volume.spec.csi?.volumeHandle ?? "";
+        const deleted = await this.#deleteWithRetries(volumeId, prepared.request.secrets, signal);
+        const message = `${inTree.error}; ${deleted ? `volume ${volumeId} was deleted` : `deleting volume ${volumeId} failed, it will be retried`}`;
+        return fail(message, { kind: "retry", reason: message });
+      }
+      const saved = await this.#save(claim, inTree.value, prepared, labels, start, signal);
       if (saved.kind === "done") this.#withdrawStale(withdraw);
       return saved;
     } catch (err) {
@@ -472,7 +500,8 @@ export class ClaimSyncer {
     const subject = claimSubject(claim);
     const pvs = o.api.resource(resources.persistentVolumes);
     try {
-      await pvs.create(pv, { signal });
+      const onThrottled = o.onApiWait && ((ms: number) => o.onApiWait?.(labels.class, ms));
+      await pvs.create(pv, { signal, onThrottled });
     } catch (err) {
       if (!isAlreadyExists(err)) {
         this.#unsaved.set(uid, pv);
@@ -485,8 +514,12 @@ export class ClaimSyncer {
         this.#unsaved.delete(uid);
         // Someone else's PV holds the name. Our volume must not leak — unless the driver handed
         // back that very PV's volume (same name), which must not be deleted.
-        const ours = pv.spec.csi?.volumeHandle ?? "";
-        if (ours !== "" && existing.spec.csi?.volumeHandle !== ours) {
+        const handle = (v: PersistentVolume) => {
+          const source = csiSourceOfVolume(v);
+          return source?.ok ? source.value.volumeHandle : "";
+        };
+        const ours = handle(pv);
+        if (ours !== "" && handle(existing) !== ours) {
           await this.#deleteWithRetries(ours, prepared?.request.secrets ?? {}, signal);
         }
         o.journal.clear(uid);

@@ -24,10 +24,12 @@
  *
  * Writes are group-committed per Lease: while one write is in flight, new changes queue up and
  * the next write carries all of them, so a burst of claims costs a few writes in total rather
- * than two per claim (a PVC finalizer would cost an add and a remove per claim). Writes that
- * add intents gate a CreateVolume and go at normal priority; removals are not urgent: they ride
- * along with the next addition to their Lease or are flushed after `removeDelayMs` at low
- * priority, behind PV creates and deletes on the client's rate limiter.
+ * than two per claim (a PVC finalizer would cost an add and a remove per claim). What a write
+ * carries is decided when it gets its rate-limiter token, so under throttling it also carries
+ * every change made while it waited in line with the PV writes. Removals are not urgent: they
+ * ride along with the next addition or are flushed after `removeDelayMs`. Journal writes go at
+ * normal priority (an addition gates a CreateVolume; a flush at shutdown gates the hand-over),
+ * ahead of events.
  */
 import type { JsonValue } from "@bufbuild/protobuf";
 import type { ResourceClient } from "../kube/api.ts";

@@ -15,6 +15,11 @@ import type { Informer } from "../kube/informer.ts";
 import type { PersistentVolume, StorageClass, VolumeAttachment } from "../kube/objects.ts";
 import { resources } from "../kube/resources.ts";
 import type { ProvisionerMetrics } from "../metrics/provisioner-metrics.ts";
+import {
+  classForDeletion,
+  csiSourceOfVolume,
+  migratedProvisionerNames,
+} from "../migration/registry.ts";
 import type { ProvisionLookups } from "../provision/request.ts";
 import { deletionSecret, secretCredentials } from "../provision/secrets.ts";
 import {
@@ -87,7 +92,8 @@ export class VolumeSyncer {
   async syncVolume(name: string, signal?: AbortSignal): Promise<VolumeSyncResult> {
     const o = this.#o;
     const pv = o.volumes.store.get(name);
-    if (!pv || !isProvisionerForVolume(pv, [o.driverName])) return { kind: "done" };
+    const names = [o.driverName, ...migratedProvisionerNames(o.driverName)];
+    if (!pv || !isProvisionerForVolume(pv, names)) return { kind: "done" };
     if (o.nodeSegments && !volumeIsAccessible(pv.spec.nodeAffinity, o.nodeSegments)) {
       return { kind: "done" };
     }
@@ -138,8 +144,13 @@ export class VolumeSyncer {
       o.logger.info("Deleting volume failed", { volume: name, err: message });
       return { kind: "retry", reason: message };
     };
-    const csi = pv.spec.csi;
-    if (!csi) return failed(`PersistentVolume ${name} has no CSI source: cannot delete its volume`);
+    // An in-tree PV of the plugin this driver took over (CSI migration) is deleted by its CSI form.
+    const source = csiSourceOfVolume(pv);
+    if (!source) {
+      return failed(`PersistentVolume ${name} has no CSI source: cannot delete its volume`);
+    }
+    if (!source.ok) return failed(source.error);
+    const csi = source.value;
 
     if (o.attachments) {
       const va = blockingAttachment(name, o.attachments.store.byIndex(ATTACHMENTS_BY_PV, name));
@@ -147,7 +158,7 @@ export class VolumeSyncer {
     }
 
     let secrets: Record<string, string> = {};
-    const ds = deletionSecret(pv, o.classes.store.get(className));
+    const ds = deletionSecret(pv, classForDeletion(pv, o.classes.store.get(className)));
     if (ds.kind === "secret") {
       try {
         const secret = await o.lookups.getSecret(ds.ref.namespace, ds.ref.name);
@@ -173,7 +184,10 @@ export class VolumeSyncer {
     }
     if (!state.volumeDeleted) {
       try {
-        await o.driver.deleteVolume({ volumeId: csi.volumeHandle, secrets }, { signal });
+        await o.driver.deleteVolume(
+          { volumeId: csi.volumeHandle, secrets },
+          { signal, migrated: csi !== pv.spec.csi },
+        );
       } catch (err) {
         // NotFound means the volume is already gone: deleting it is done (CSI says DeleteVolume
         // should answer OK then, but some drivers do not).

@@ -8,7 +8,10 @@
  * failed (at its back-off), or when a caller asks for it — so `--retry-interval-max` is the
  * real upper bound between retries (upstream #849 loses it to a 15-minute resync).
  */
+import type { WorkQueueMetrics } from "../metrics/provisioner-metrics.ts";
 import type { Clock } from "../util/clock.ts";
+
+export type { WorkQueueMetrics };
 
 export interface WorkQueueOptions {
   clock: Clock;
@@ -20,22 +23,6 @@ export interface WorkQueueOptions {
   name: string;
   /** Observes queue depth and latency; optional. */
   metrics?: WorkQueueMetrics;
-}
-
-export interface WorkQueueMetrics {
-  depth(name: string, depth: number): void;
-  added(name: string): void;
-  retried(name: string): void;
-  /**
-   * A queue named `name` was created (its series start at zero, as client-go's do). `inFlight`
-   * gives, on demand, when each key now being processed was taken (ms). Returns a function
-   * to call once the queue is shut down.
-   */
-  created?(name: string, inFlight: () => Iterable<number>): () => void;
-  /** A key waited `seconds` between being queued and being taken by a worker. */
-  waited?(name: string, seconds: number): void;
-  /** A worker spent `seconds` on a key. */
-  worked?(name: string, seconds: number): void;
 }
 
 export class WorkQueue<K> {

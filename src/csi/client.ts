@@ -42,7 +42,13 @@ import {
   type NodeGetInfoResponse,
   type ProbeResponse,
 } from "../gen/csi/v1/csi_pb.js";
-import { createUnixGrpcTransport, socketExists } from "../runtime/unix-socket.ts";
+import {
+  createUnixGrpcTransport,
+  type SocketAccess,
+  socketAccess,
+  socketPathState,
+  type UnixGrpcTransport,
+} from "../runtime/unix-socket.ts";
 import type { Clock } from "../util/clock.ts";
 import type { Logger } from "../util/log.ts";
 import { describeCsiError, type GrpcCodeName, grpcCodeName, toConnectError } from "./errors.ts";
@@ -54,6 +60,8 @@ export interface CallOptions {
   signal?: AbortSignal;
   /** Deadline of this call in ms; default the driver's `timeoutMs` (`--timeout`). */
   timeoutMs?: number;
+  /** The call is for a CSI-migrated in-tree volume (the `migrated` metrics label). */
+  migrated?: boolean;
 }
 
 /** One finished call, as the metrics hook sees it. */
@@ -64,6 +72,8 @@ export interface CsiCallRecord {
   readonly code: GrpcCodeName;
   /** How long the call took, in ms, measured with the injected clock. */
   readonly durationMs: number;
+  /** Whether the call was for a CSI-migrated in-tree volume (see `CallOptions.migrated`). */
+  readonly migrated?: boolean;
 }
 
 /** A connected CSI driver. */
@@ -131,6 +141,50 @@ export interface ConnectDriverOptions {
   connectRetryMs?: number;
   /** Interval of the "Still connecting" warning, in ms; default 10 000. */
   stillConnectingLogMs?: number;
+  /** Opens the gRPC transport to the socket; default a unix-socket transport (tests replace it). */
+  createTransport?: (socketPath: string) => UnixGrpcTransport;
+}
+
+/** The errno code (`EACCES`, `ENOENT`, ...) anywhere in an error's cause chain. */
+function errnoCode(error: unknown): string | undefined {
+  const seen = new Set<unknown>();
+  for (let e = error; e instanceof Error && !seen.has(e); e = (e as { cause?: unknown }).cause) {
+    seen.add(e);
+    const code = (e as { code?: unknown }).code;
+    if (typeof code === "string" && /^E[A-Z]+$/.test(code)) return code;
+  }
+  return undefined;
+}
+
+/** `srwxr-xr-x` for a socket with permission bits 0o755. */
+function socketModeString(mode: number): string {
+  const bits = "rwxrwxrwx";
+  let out = "s";
+  for (let i = 0; i < 9; i++) out += mode & (0o400 >> i) ? bits[i] : "-";
+  return out;
+}
+
+/**
+ * Who may connect to the socket, who this process is, and what fixes it: connecting to a unix
+ * socket needs write permission on the socket file, which CSI drivers usually create as root
+ * with mode 0755 (`srwxr-xr-x`), so that only root can connect.
+ */
+export function permissionDetail(access: SocketAccess | undefined): string {
+  const who =
+    access === undefined
+      ? "this process"
+      : `this process (uid ${access.processUid}, gid ${access.processGid}` +
+        `${access.processGroups.length > 0 ? `, groups ${access.processGroups.join(",")}` : ""})`;
+  const socket =
+    access === undefined
+      ? "the socket"
+      : `the socket (${socketModeString(access.mode)}, owner ${access.uid}:${access.gid})`;
+  return (
+    `${who} may not write to ${socket}. ` +
+    "Run the sidecar as the socket's owner (the default image runs as root, as upstream's), " +
+    "or have the driver create the socket group-writable and run both containers in that " +
+    "group (pod securityContext.fsGroup)"
+  );
 }
 
 /** A start-up failure of the driver connection: one line that names the socket and the cause. */
@@ -177,6 +231,38 @@ function abortError(signal: AbortSignal): ConnectError {
 }
 
 /**
+ * Why connecting to the socket at `socketPath` failed, in words a driver author can act on:
+ * nothing there, something that is not a socket, a path or socket this user may not open, or a
+ * socket nobody listens on.
+ */
+export function connectFailureCause(socketPath: string, failure: unknown): string {
+  const state = socketPathState(socketPath);
+  switch (state.kind) {
+    case "missing":
+      return "nothing exists at that path (is the driver running and listening there?)";
+    case "not-socket":
+      return `the path is ${state.what}, not a unix socket`;
+    case "no-access":
+      return "permission denied: this user may not reach that path";
+    case "socket": {
+      const message = failure instanceof Error ? failure.message : String(failure);
+      const code = errnoCode(failure);
+      if (
+        code === "EACCES" ||
+        code === "EPERM" ||
+        /EACCES|EPERM|permission denied/i.test(message)
+      ) {
+        return `permission denied: the socket exists but this user may not connect to it: ${permissionDetail(socketAccess(socketPath))}`;
+      }
+      if (/ECONNREFUSED|connection refused/i.test(message)) {
+        return "connection refused: the socket exists but nothing listens on it (did the driver exit?)";
+      }
+      return message;
+    }
+  }
+}
+
+/**
  * Waits for the driver's socket, connects, and returns the driver. Rejects with a
  * {@link DriverStartupError} after `connectTimeoutMs`, or with the signal's reason on abort.
  */
@@ -187,7 +273,7 @@ export async function connectDriver(options: ConnectDriverOptions): Promise<CsiD
   const retryMs = options.connectRetryMs ?? 1_000;
   const stillConnectingMs = options.stillConnectingLogMs ?? 10_000;
 
-  const conn = createUnixGrpcTransport({ socketPath });
+  const conn = options.createTransport?.(socketPath) ?? createUnixGrpcTransport({ socketPath });
   let connectionLost = false;
   conn.onConnectionLost((reason) => {
     connectionLost = true;
@@ -198,6 +284,7 @@ export async function connectDriver(options: ConnectDriverOptions): Promise<CsiD
   logger.info("Connecting to CSI driver", { address: socketPath });
   const start = clock.now();
   let lastWarning = start;
+  let deniedLogged = false;
   for (;;) {
     if (signal?.aborted) {
       conn.close();
@@ -212,11 +299,16 @@ export async function connectDriver(options: ConnectDriverOptions): Promise<CsiD
       failure = error;
     }
     const elapsed = clock.now() - start;
-    const cause = socketExists(socketPath)
-      ? failure instanceof Error
-        ? failure.message
-        : String(failure)
-      : "no unix socket at that path";
+    const cause = connectFailureCause(socketPath, failure);
+    // Retrying will not fix a permission problem unless the driver recreates its socket: say so
+    // at once rather than after the first "Still connecting" interval.
+    const denied = cause.startsWith("permission denied");
+    if (denied && !deniedLogged) {
+      deniedLogged = true;
+      logger.error(`Cannot connect to CSI driver at ${socketPath}: ${cause}`);
+    } else if (!denied) {
+      deniedLogged = false;
+    }
     if (elapsed >= connectTimeoutMs) {
       conn.close();
       throw new DriverStartupError(
@@ -312,7 +404,12 @@ export async function connectDriver(options: ConnectDriverOptions): Promise<CsiD
     }
     if (options.onCall) {
       try {
-        options.onCall({ method: fullName, code, durationMs: clock.now() - started });
+        options.onCall({
+          method: fullName,
+          code,
+          durationMs: clock.now() - started,
+          migrated: callOptions.migrated === true,
+        });
       } catch (error) {
         logger.warn("CSI call hook failed", { method: fullName, err: error });
       }

@@ -44,6 +44,23 @@ export interface HandshakeOptions {
   probeIntervalMs?: number;
 }
 
+/**
+ * A handshake that failed after the driver told its name: what it learnt so far rides along, so
+ * that `probe` can still show it.
+ */
+export class HandshakeError extends DriverStartupError {
+  override name = "HandshakeError";
+  readonly partial: Omit<DriverInfo, "controllerCapabilities">;
+  constructor(
+    message: string,
+    partial: Omit<DriverInfo, "controllerCapabilities">,
+    options?: ErrorOptions,
+  ) {
+    super(message, options);
+    this.partial = partial;
+  }
+}
+
 function fail(driver: CsiDriver, call: string, error: unknown): DriverStartupError {
   return new DriverStartupError(
     `${call} of CSI driver at ${driver.socketPath} failed: ${describeCsiError(error)}`,
@@ -112,7 +129,16 @@ export async function handshake(driver: CsiDriver, options: HandshakeOptions): P
       await driver.controllerGetCapabilities({ signal }),
     );
   } catch (error) {
-    throw fail(driver, "ControllerGetCapabilities", error);
+    const partial = { name, vendorVersion, manifest, pluginCapabilities };
+    // A driver without the Controller service answers Unimplemented (HTTP 404 on the wire).
+    const cause = hasCode(error, Code.Unimplemented)
+      ? `the driver serves no Controller service (${describeCsiError(error)}); provisioning needs its CreateVolume and DeleteVolume`
+      : describeCsiError(error);
+    throw new HandshakeError(
+      `ControllerGetCapabilities of CSI driver at ${driver.socketPath} failed: ${cause}`,
+      partial,
+      { cause: toConnectError(error) },
+    );
   }
 
   options.logger.info("CSI driver is ready", {

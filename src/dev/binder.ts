@@ -7,10 +7,15 @@
  *   sidecar learns that a claim is for it;
  * - a PV whose claimRef names a pending claim is bound to it (claim `spec.volumeName`, both
  *   phases `Bound`, the claim's capacity and access modes);
- * - a bound PV whose claim was deleted becomes `Released`, which starts deletion.
+ * - a bound PV whose claim was deleted becomes `Released`, which starts deletion;
+ * - a claim that names no StorageClass gets the default one (retroactive default StorageClass
+ *   assignment); one that cannot be provisioned — `storageClassName: ""`, or a class that does
+ *   not exist — gets kube-controller-manager's event (`FailedBinding`, `ProvisioningFailed`)
+ *   and one log line, instead of staying Pending in silence.
  *
  * Each phase change of a claim is one readable log line: claim, phase, volume, time taken.
  */
+import { createEventRecorder, subject } from "../controller/events.ts";
 import { runWorkers, WorkQueue } from "../controller/workqueue.ts";
 import type { KubeApi } from "../kube/api.ts";
 import { isConflict, isNotFound } from "../kube/errors.ts";
@@ -18,6 +23,7 @@ import { Informer } from "../kube/informer.ts";
 import type { PersistentVolume, PersistentVolumeClaim, StorageClass } from "../kube/objects.ts";
 import { resources } from "../kube/resources.ts";
 import {
+  ANN_BETA_STORAGE_CLASS,
   ANN_BETA_STORAGE_PROVISIONER,
   ANN_STORAGE_PROVISIONER,
   claimStorageClassName,
@@ -33,6 +39,11 @@ export interface BinderOptions {
 }
 
 type Key = `claim:${string}` | `volume:${string}`;
+
+/** kube-controller-manager's event for a claim with no class and no volume to bind. */
+const NO_CLASS_MESSAGE =
+  "no persistent volumes available for this claim and no storage class is set";
+const ANN_DEFAULT_CLASS = "storageclass.kubernetes.io/is-default-class";
 
 function claimKey(c: PersistentVolumeClaim): string {
   return `${c.metadata.namespace}/${c.metadata.name}`;
@@ -65,6 +76,37 @@ export async function runBinder(o: BinderOptions, signal: AbortSignal): Promise<
   const releasedSince = new Map<string, number>();
   const pvcs = o.api.resource(resources.persistentVolumeClaims);
   const pvs = o.api.resource(resources.persistentVolumes);
+  const events = createEventRecorder({
+    events: o.api.resource(resources.coreEvents),
+    clock: o.clock,
+    logger: o.logger,
+    component: "persistentvolume-controller",
+  });
+  /** Claims told why they cannot be provisioned (by uid → the reason), so it is said once. */
+  const told = new Map<string, string>();
+  const tell = (
+    c: PersistentVolumeClaim,
+    type: "Normal" | "Warning",
+    reason: string,
+    message: string,
+  ) => {
+    const uid = c.metadata.uid ?? "";
+    if (told.get(uid) === message) return;
+    told.set(uid, message);
+    o.logger.warn(`Claim ${claimKey(c)} cannot be provisioned: ${message}`, {
+      claim: claimKey(c),
+      reason,
+    });
+    events.event(subject(c, "v1", "PersistentVolumeClaim"), type, reason, message);
+  };
+  const defaultClass = (): StorageClass | undefined =>
+    classes.store
+      .list()
+      .filter((sc) => sc.metadata.annotations?.[ANN_DEFAULT_CLASS] === "true")
+      .sort((a, b) =>
+        // The newest default wins, as in Kubernetes.
+        (b.metadata.creationTimestamp ?? "").localeCompare(a.metadata.creationTimestamp ?? ""),
+      )[0];
 
   const secondsSince = (since: number | undefined): number | undefined =>
     since === undefined ? undefined : Math.max(0, Math.round((o.clock.now() - since) / 10) / 100);
@@ -101,8 +143,38 @@ export async function runBinder(o: BinderOptions, signal: AbortSignal): Promise<
       phaseSince.set(uid, o.clock.now());
       logPhase(c, "Pending");
     }
-    const sc = classes.store.get(claimStorageClassName(c));
     const annotations = c.metadata.annotations ?? {};
+    const className = claimStorageClassName(c);
+    const named =
+      c.spec.storageClassName !== undefined || Object.hasOwn(annotations, ANN_BETA_STORAGE_CLASS);
+    if (!named) {
+      const def = defaultClass();
+      if (!def) {
+        tell(c, "Normal", "FailedBinding", NO_CLASS_MESSAGE);
+        return;
+      }
+      const live = await pvcs.get(c.metadata.name ?? "", c.metadata.namespace);
+      if (live.spec.storageClassName !== undefined) return;
+      await pvcs.update({ ...live, spec: { ...live.spec, storageClassName: def.metadata.name } });
+      o.logger.info(`Claim ${claimKey(c)} gets the default StorageClass ${def.metadata.name}`, {
+        claim: claimKey(c),
+        storageClass: def.metadata.name,
+      });
+      return;
+    }
+    const sc = className === "" ? undefined : classes.store.get(className);
+    if (!sc && !volumes.store.list().some((v) => v.spec.claimRef?.uid === uid)) {
+      if (className === "") tell(c, "Normal", "FailedBinding", NO_CLASS_MESSAGE);
+      else
+        tell(
+          c,
+          "Warning",
+          "ProvisioningFailed",
+          `storageclass.storage.k8s.io "${className}" not found`,
+        );
+      return;
+    }
+    told.delete(uid);
     if (sc && !annotations[ANN_STORAGE_PROVISIONER]) {
       const live = await pvcs.get(c.metadata.name ?? "", c.metadata.namespace);
       live.metadata.annotations = {
@@ -179,6 +251,7 @@ export async function runBinder(o: BinderOptions, signal: AbortSignal): Promise<
     onAdd: (c) => queue.add(`claim:${c.metadata.uid}`),
     onUpdate: (_o, c) => queue.add(`claim:${c.metadata.uid}`),
     onDelete: (c) => {
+      told.delete(c.metadata.uid ?? "");
       const bound = volumes.store.list().filter((pv) => pv.spec.claimRef?.uid === c.metadata.uid);
       logPhase(c, "Deleted", c.spec.volumeName || bound[0]?.metadata.name);
       for (const pv of bound) {

@@ -41,12 +41,15 @@ export function createEndpointHandler(o: EndpointOptions): (req: Request) => Pro
 }
 
 /**
- * Splits Go's `host:port` listen address (`:8080`, `0.0.0.0:8080`, `[::1]:8080`). An empty
- * host means every interface, as in Go.
+ * Splits Go's `host:port` listen address (`:8080`, `0.0.0.0:8080`, `[::1]:8080`). As Go's
+ * `net.Listen("tcp", ...)`, an empty or unspecified host (``, `0.0.0.0`, `::`) means every
+ * interface of both families: `::` (see `serve`), so the port answers over IPv4 and IPv6 alike.
+ * Any other host is listened on as given.
  */
 export function parseListenAddress(address: string): { hostname: string; port: number } {
   const m = /^(?:\[([^\]]+)\]|([^:]*)):(\d+)$/.exec(address);
   if (!m) throw new Error(`Invalid listen address ${JSON.stringify(address)}: expected host:port`);
   const host = m[1] ?? m[2] ?? "";
-  return { hostname: host === "" ? "0.0.0.0" : host, port: Number(m[3]) };
+  const unspecified = host === "" || host === "0.0.0.0" || host === "::";
+  return { hostname: unspecified ? "::" : host, port: Number(m[3]) };
 }

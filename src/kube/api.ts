@@ -12,6 +12,8 @@ export interface CallOptions {
   signal?: AbortSignal;
   /** Place in the client-side rate limiter's line; `"low"` waits behind every normal request. */
   priority?: Priority;
+  /** Told how long the request waited for the client-side rate limiter, in ms (each try). */
+  onThrottled?: (ms: number) => void;
 }
 
 export interface ListOptions extends CallOptions {

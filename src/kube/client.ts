@@ -98,6 +98,7 @@ class HttpResourceClient<T extends KubeObject> implements ResourceClient<T> {
       path: this.#objectPath("get", name, namespace),
       signal: opts?.signal,
       priority: opts?.priority,
+      onThrottled: opts?.onThrottled,
       verb: "get",
       target: this.#target(name, namespace),
     });
@@ -118,6 +119,7 @@ class HttpResourceClient<T extends KubeObject> implements ResourceClient<T> {
       },
       signal: opts?.signal,
       priority: opts?.priority,
+      onThrottled: opts?.onThrottled,
       verb: "list",
       target: this.#collectionTarget(opts?.namespace),
     });
@@ -141,6 +143,7 @@ class HttpResourceClient<T extends KubeObject> implements ResourceClient<T> {
       },
       signal: opts?.signal,
       priority: opts?.priority,
+      onThrottled: opts?.onThrottled,
       verb: "watch",
       target: this.#collectionTarget(opts?.namespace),
       check: isWatchEvent,
@@ -169,6 +172,7 @@ class HttpResourceClient<T extends KubeObject> implements ResourceClient<T> {
       bodyAtSend: latest && (() => typed(latest())),
       signal: opts?.signal,
       priority: opts?.priority,
+      onThrottled: opts?.onThrottled,
       verb: "create",
       target: this.#target(label, ns),
     });
@@ -200,6 +204,7 @@ class HttpResourceClient<T extends KubeObject> implements ResourceClient<T> {
       bodyAtSend: latest && (() => typed(latest())),
       signal: opts?.signal,
       priority: opts?.priority,
+      onThrottled: opts?.onThrottled,
       verb: "update",
       target: this.#target(name, namespace, sub),
     });
@@ -223,6 +228,7 @@ class HttpResourceClient<T extends KubeObject> implements ResourceClient<T> {
       contentType,
       signal: opts?.signal,
       priority: opts?.priority,
+      onThrottled: opts?.onThrottled,
       verb: "patch",
       target: this.#target(name, namespace, opts?.subresource),
     });
@@ -244,6 +250,7 @@ class HttpResourceClient<T extends KubeObject> implements ResourceClient<T> {
       body,
       signal: opts?.signal,
       priority: opts?.priority,
+      onThrottled: opts?.onThrottled,
       verb: "delete",
       target: this.#target(name, namespace),
     });

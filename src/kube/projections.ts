@@ -36,6 +36,8 @@ export interface MetaOptions {
   labels?: boolean;
   /** Keep `metadata.finalizers` and `metadata.deletionTimestamp`. Default false. */
   lifecycle?: boolean;
+  /** Keep `metadata.creationTimestamp` (end-to-end latency metrics). Default false. */
+  created?: boolean;
 }
 
 /**
@@ -116,6 +118,8 @@ export function projectMeta(m: ObjectMeta | undefined, opts: MetaOptions = {}): 
     }
     if (m.deletionTimestamp !== undefined) out.deletionTimestamp = m.deletionTimestamp;
   }
+  if (opts.created && m.creationTimestamp !== undefined)
+    out.creationTimestamp = m.creationTimestamp;
   return out;
 }
 
@@ -145,7 +149,12 @@ export function projectPersistentVolumeClaim(pvc: PersistentVolumeClaim): Persis
   const out: PersistentVolumeClaim = {
     apiVersion: "v1",
     kind: "PersistentVolumeClaim",
-    metadata: projectMeta(pvc.metadata, { annotations: true, labels: true, lifecycle: true }),
+    metadata: projectMeta(pvc.metadata, {
+      annotations: true,
+      labels: true,
+      lifecycle: true,
+      created: true,
+    }),
     spec: pvc.spec ?? {},
   };
   if (pvc.status?.phase !== undefined) out.status = { phase: pool.intern(pvc.status.phase) };
@@ -192,6 +201,11 @@ export function projectPersistentVolume(pv: PersistentVolume): PersistentVolume 
     spec: pv.spec ?? {},
   };
   if (pv.status?.phase !== undefined) out.status = { phase: pool.intern(pv.status.phase) };
+  // When a released volume became Released: the start of the end-to-end deletion latency.
+  const transition = pv.status?.lastPhaseTransitionTime;
+  if (out.status?.phase === "Released" && typeof transition === "string") {
+    out.status.lastPhaseTransitionTime = transition;
+  }
   return out;
 }
 

@@ -41,6 +41,8 @@ export interface KubeRequest {
   signal?: AbortSignal;
   /** Place in the rate limiter's line (default normal). */
   priority?: Priority;
+  /** Told how long each try waited for the rate limiter, in ms. */
+  onThrottled?: (ms: number) => void;
   /** Kubernetes verb for error messages; default derived from the method (GET is `get`). */
   verb?: string;
   /** What the request addresses, for error messages; default the path. */
@@ -226,7 +228,9 @@ export class KubeTransport {
     let reauthorised = false;
 
     for (;;) {
+      const queued = req.onThrottled ? this.#clock.now() : 0;
       await this.#limiter.acquire(signal, req.priority);
+      req.onThrottled?.(this.#clock.now() - queued);
       if (req.bodyAtSend) body = encode(req.bodyAtSend());
       let creds: Credentials;
       try {

@@ -2,7 +2,6 @@
  * The provisioner's metrics, with upstream's names, labels and buckets so that existing
  * dashboards and alerts keep working (reference §2.15).
  */
-import type { WorkQueueMetrics } from "../controller/workqueue.ts";
 import { type Clock, systemClock } from "../util/clock.ts";
 import { type Counter, type Gauge, type Histogram, Registry } from "./registry.ts";
 
@@ -23,6 +22,23 @@ export const WORKQUEUE_BUCKETS: readonly number[] = (() => {
 /** The driver name of CSI calls made before GetPluginInfo answered (csi-lib-utils' value). */
 export const UNKNOWN_DRIVER_NAME = "unknown-driver";
 
+/** What the work queues (`controller/workqueue.ts`) report. */
+export interface WorkQueueMetrics {
+  depth(name: string, depth: number): void;
+  added(name: string): void;
+  retried(name: string): void;
+  /**
+   * A queue named `name` was created (its series start at zero, as client-go's do). `inFlight`
+   * gives, on demand, when each key now being processed was taken (ms). Returns a function
+   * to call once the queue is shut down.
+   */
+  created?(name: string, inFlight: () => Iterable<number>): () => void;
+  /** A key waited `seconds` between being queued and being taken by a worker. */
+  waited?(name: string, seconds: number): void;
+  /** A worker spent `seconds` on a key. */
+  worked?(name: string, seconds: number): void;
+}
+
 export interface ProvisionerMetrics {
   readonly registry: Registry;
   readonly csiOperations: Histogram;
@@ -33,9 +49,28 @@ export interface ProvisionerMetrics {
   readonly deleteFailed: Counter;
   readonly deleteDuration: Histogram;
   readonly leaderStatus: Gauge;
+  /**
+   * Sets `leader_election_master_status`. Its `name` label is empty, as upstream's: csi-lib-utils
+   * leaves client-go's LeaderElectionConfig.Name unset, and client-go labels the gauge with it.
+   */
+  setLeading(leading: boolean): void;
   readonly workQueue: WorkQueueMetrics;
-  /** Records one CSI call, as the gRPC client's call hook. */
-  observeCsiCall(driverName: string, method: string, code: string, seconds: number): void;
+  /**
+   * Records one CSI call, as the gRPC client's call hook. `migrated` is the call's `migrated`
+   * label, used once {@link ProvisionerMetrics.labelMigratedCalls} was called.
+   */
+  observeCsiCall(
+    driverName: string,
+    method: string,
+    code: string,
+    seconds: number,
+    migrated?: boolean,
+  ): void;
+  /**
+   * Adds the `migrated` label to `csi_sidecar_operations_seconds` (calls so far: `"false"`), as
+   * upstream does for a driver that took over an in-tree plugin (CSI migration).
+   */
+  labelMigratedCalls(): void;
 }
 
 export interface ProcessStats {
@@ -48,6 +83,9 @@ export interface ProcessStats {
   maxFds?(): number | undefined;
   virtualMemoryBytes?(): number | undefined;
   virtualMemoryMaxBytes?(): number | undefined;
+  /** Bytes received and sent over the network by the process' network namespace. */
+  networkReceiveBytes?(): number | undefined;
+  networkTransmitBytes?(): number | undefined;
 }
 
 export interface MetricsOptions {
@@ -63,7 +101,7 @@ export function createProvisionerMetrics(
   const registry = new Registry();
   const csiOperations = registry.histogram(
     "csi_sidecar_operations_seconds",
-    "Container Storage Interface operation duration with gRPC error code status total",
+    "[ALPHA] Container Storage Interface operation duration with gRPC error code status total",
     ["driver_name", "grpc_status_code", "method_name"],
     CSI_OPERATION_BUCKETS,
   );
@@ -101,41 +139,42 @@ export function createProvisionerMetrics(
   );
   const leaderStatus = registry.gauge(
     "leader_election_master_status",
-    "Gauge of if the reporting system is master of the relevant lease, 0 indicates backup, 1 indicates master. 'name' is the string used to identify the lease. Please make sure to group by name.",
+    "[ALPHA] Gauge of if the reporting system is master of the relevant lease, 0 indicates backup, 1 indicates master. 'name' is the string used to identify the lease. Please make sure to group by name.",
     ["name"],
   );
   // The work queues: component-base's workqueue metrics provider (names, help, buckets).
-  const depth = registry.gauge("workqueue_depth", "[ALPHA] Current depth of workqueue", ["name"]);
+  // Help texts carry component-base's stability prefix, as upstream serves them.
+  const depth = registry.gauge("workqueue_depth", "[BETA] Current depth of workqueue", ["name"]);
   const adds = registry.counter(
     "workqueue_adds_total",
-    "[ALPHA] Total number of adds handled by workqueue",
+    "[BETA] Total number of adds handled by workqueue",
     ["name"],
   );
   const queueDuration = registry.histogram(
     "workqueue_queue_duration_seconds",
-    "[ALPHA] How long in seconds an item stays in workqueue before being requested.",
+    "[BETA] How long in seconds an item stays in workqueue before being requested.",
     ["name"],
     WORKQUEUE_BUCKETS,
   );
   const workDuration = registry.histogram(
     "workqueue_work_duration_seconds",
-    "[ALPHA] How long in seconds processing an item from workqueue takes.",
+    "[BETA] How long in seconds processing an item from workqueue takes.",
     ["name"],
     WORKQUEUE_BUCKETS,
   );
   const unfinished = registry.gauge(
     "workqueue_unfinished_work_seconds",
-    "[ALPHA] How many seconds of work has done that is in progress and hasn't been observed by work_duration. Large values indicate stuck threads. One can deduce the number of stuck threads by observing the rate at which this increases.",
+    "[BETA] How many seconds of work has done that is in progress and hasn't been observed by work_duration. Large values indicate stuck threads. One can deduce the number of stuck threads by observing the rate at which this increases.",
     ["name"],
   );
   const longest = registry.gauge(
     "workqueue_longest_running_processor_seconds",
-    "[ALPHA] How many seconds has the longest running processor for workqueue been running.",
+    "[BETA] How many seconds has the longest running processor for workqueue been running.",
     ["name"],
   );
   const retries = registry.counter(
     "workqueue_retries_total",
-    "[ALPHA] Total number of retries handled by workqueue",
+    "[BETA] Total number of retries handled by workqueue",
     ["name"],
   );
   /** In-flight start times of every live queue, by queue name (several queues may share one). */
@@ -175,6 +214,24 @@ export function createProvisionerMetrics(
     worked: (name, seconds) => workDuration.observe({ name }, seconds),
   };
 
+  // Scrapes of the metrics endpoint, as promhttp.InstrumentMetricHandler counts them upstream:
+  // the scrape being served is in flight, and counts once it has been written.
+  const scrapesInFlight = registry.gauge(
+    "promhttp_metric_handler_requests_in_flight",
+    "Current number of scrapes being served.",
+  );
+  const scrapes = registry.counter(
+    "promhttp_metric_handler_requests_total",
+    "Total number of scrapes by HTTP status code.",
+    ["code"],
+  );
+  for (const code of ["200", "500", "503"]) scrapes.touch({ code });
+  registry.onCollect(() => scrapesInFlight.inc());
+  registry.onRendered(() => {
+    scrapesInFlight.inc(undefined, -1);
+    scrapes.inc({ code: "200" });
+  });
+
   if (proc) {
     const rss = registry.gauge("process_resident_memory_bytes", "Resident memory size in bytes.");
     const heap = registry.gauge("process_heap_bytes", "Process heap size in bytes.");
@@ -202,6 +259,27 @@ export function createProvisionerMetrics(
       const gauge = registry.gauge(name, help);
       registry.onCollect(() => gauge.set(undefined, read.call(proc) ?? Number.NaN));
     }
+    const counters: [string, string, (() => number | undefined) | undefined][] = [
+      [
+        "process_network_receive_bytes_total",
+        "Number of bytes received by the process over the network.",
+        proc.networkReceiveBytes,
+      ],
+      [
+        "process_network_transmit_bytes_total",
+        "Number of bytes sent by the process over the network.",
+        proc.networkTransmitBytes,
+      ],
+    ];
+    for (const [name, help, read] of counters) {
+      if (read === undefined || read.call(proc) === undefined) continue;
+      const counter = registry.counter(name, help);
+      registry.onCollect(() => {
+        const now = read.call(proc);
+        if (now !== undefined && now >= counter.value())
+          counter.inc(undefined, now - counter.value());
+      });
+    }
     registry.onCollect(() => {
       rss.set(undefined, proc.residentBytes());
       heap.set(undefined, proc.heapBytes());
@@ -219,12 +297,21 @@ export function createProvisionerMetrics(
     deleteFailed,
     deleteDuration,
     leaderStatus,
+    setLeading: (leading) => leaderStatus.set({ name: "" }, leading ? 1 : 0),
     workQueue,
-    observeCsiCall(driverName, method, code, seconds) {
+    observeCsiCall(driverName, method, code, seconds, migrated = false) {
       csiOperations.observe(
-        { driver_name: driverName, method_name: method, grpc_status_code: code },
+        {
+          driver_name: driverName,
+          method_name: method,
+          grpc_status_code: code,
+          migrated: String(migrated),
+        },
         seconds,
       );
+    },
+    labelMigratedCalls() {
+      csiOperations.addLabel("migrated", "false");
     },
   };
 }

@@ -51,14 +51,33 @@ export function formatValue(v: number): string {
 abstract class Family<S> implements Metric {
   readonly name: string;
   readonly help: string;
-  readonly labelNames: readonly string[];
+  #labelNames: readonly string[];
   protected readonly series = new Map<string, { values: string[]; state: S }>();
   protected abstract readonly type: string;
 
   constructor(name: string, help: string, labelNames: readonly string[]) {
     this.name = name;
     this.help = help;
-    this.labelNames = labelNames;
+    this.#labelNames = labelNames;
+  }
+
+  get labelNames(): readonly string[] {
+    return this.#labelNames;
+  }
+
+  /**
+   * Adds the label `name` (last) to the family; the series so far get `value`. For a label that
+   * is known only once the process runs, such as csi-lib-utils' `migrated`.
+   */
+  addLabel(name: string, value: string): void {
+    if (this.#labelNames.includes(name)) return;
+    this.#labelNames = [...this.#labelNames, name];
+    const existing = [...this.series.values()];
+    this.series.clear();
+    for (const s of existing) {
+      const values = [...s.values, value];
+      this.series.set(values.join("\u0000"), { values, state: s.state });
+    }
   }
 
   protected abstract init(): S;
@@ -177,6 +196,7 @@ export class Histogram extends Family<HistState> {
 export class Registry {
   readonly #metrics = new Map<string, Metric>();
   readonly #collectors: (() => void)[] = [];
+  readonly #rendered: (() => void)[] = [];
 
   register<M extends Metric>(m: M): M {
     if (this.#metrics.has(m.name)) throw new Error(`Metric ${m.name} is registered twice`);
@@ -205,13 +225,20 @@ export class Registry {
     this.#collectors.push(fn);
   }
 
+  /** Runs `fn` after each rendering (counting scrapes). */
+  onRendered(fn: () => void): void {
+    this.#rendered.push(fn);
+  }
+
   /** The exposition text, metrics sorted by name. */
   render(): string {
     for (const c of this.#collectors) c();
-    return `${[...this.#metrics.values()]
+    const text = `${[...this.#metrics.values()]
       .sort((a, b) => a.name.localeCompare(b.name))
       .map((m) => m.render())
       .join("\n")}\n`;
+    for (const r of this.#rendered) r();
+    return text;
   }
 }
 

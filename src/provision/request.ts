@@ -252,12 +252,14 @@ export async function buildCreateVolumeRequest(
   let snapshot = false;
   let clone = false;
   if (dataSource) {
-    if (dataSource.name === "") return fail("finished", "the claim's data source has no name");
+    if (dataSource.name === "") {
+      return fail("finished", `the PVC source not found for PVC ${claim.metadata.name ?? ""}`);
+    }
     if (dataSource.kind === SNAPSHOT_KIND) {
       if (dataSource.apiGroup !== SNAPSHOT_API_GROUP) {
         return fail(
           "finished",
-          `the data source does not belong to the right API group: expected ${SNAPSHOT_API_GROUP}, got ${JSON.stringify(dataSource.apiGroup)}`,
+          `the PVC source does not belong to the right APIGroup. Expected ${SNAPSHOT_API_GROUP}, Got ${dataSource.apiGroup}`,
         );
       }
       snapshot = true;
@@ -323,7 +325,7 @@ export async function buildCreateVolumeRequest(
   let volumeContentSource: VolumeContentSource | undefined;
   let sourceProtection: SourceProtection | undefined;
   if (dataSource) {
-    const describe = `${dataSource.kind} ${dataSource.namespace}/${dataSource.name}`;
+    const describe = `DataSource Type ${dataSource.kind} by Name ${dataSource.name}`;
     try {
       if (clone) {
         const sourceClaim = await lookups.getClaim(dataSource.namespace, dataSource.name);
@@ -368,10 +370,7 @@ export async function buildCreateVolumeRequest(
         };
       }
     } catch (error) {
-      return fail(
-        "noChange",
-        `error getting handle for data source ${describe}: ${errorMessage(error)}`,
-      );
+      return fail("noChange", `error getting handle for ${describe}: ${errorMessage(error)}`);
     }
   }
 
@@ -421,16 +420,15 @@ export async function buildCreateVolumeRequest(
     if (!ref) continue;
     secretRefs[kind] = ref;
     if (kind === "provisioner") {
-      const where = `${ref.namespace}/${ref.name}`;
+      const where = `error getting secret ${ref.name} in namespace ${ref.namespace}`;
       try {
         const secret = await lookups.getSecret(ref.namespace ?? "", ref.name ?? "");
-        if (!secret) return fail("noChange", `provisioner secret ${where} not found`);
+        if (!secret) {
+          return fail("noChange", `${where}: secrets ${JSON.stringify(ref.name)} not found`);
+        }
         secrets = secretCredentials(secret);
       } catch (error) {
-        return fail(
-          "noChange",
-          `error getting provisioner secret ${where}: ${errorMessage(error)}`,
-        );
+        return fail("noChange", `${where}: ${errorMessage(error)}`);
       }
     }
   }
@@ -466,16 +464,18 @@ export async function buildCreateVolumeRequest(
     try {
       vac = await lookups.getVolumeAttributesClass(vacName);
     } catch (error) {
+      return fail("noChange", errorMessage(error));
+    }
+    if (!vac) {
       return fail(
         "noChange",
-        `error getting VolumeAttributesClass ${vacName}: ${errorMessage(error)}`,
+        `volumeattributesclasses.storage.k8s.io ${JSON.stringify(vacName)} not found`,
       );
     }
-    if (!vac) return fail("noChange", `VolumeAttributesClass ${vacName} not found`);
     if (vac.driverName !== config.driverName) {
       return fail(
         "finished",
-        `VolumeAttributesClass ${vacName} is for driver ${vac.driverName}, not ${config.driverName}`,
+        `VAC ${vacName} referenced in PVC is for driver ${vac.driverName} which does not match driver name ${config.driverName}`,
       );
     }
     mutableParameters = { ...(vac.parameters ?? {}) };

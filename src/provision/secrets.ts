@@ -92,32 +92,34 @@ function templatesFor(
     key !== undefined && Object.hasOwn(parameters, key);
   const names = [params.deprecatedNameKey, params.nameKey].filter(has);
   const namespaces = [params.deprecatedNamespaceKey, params.namespaceKey].filter(has);
-  const what = `${params.display} secret`;
+  // Upstream's texts (they reach the ProvisioningFailed event as they are).
+  const what = `${params.display} secrets`;
   if (names.length > 1 || namespaces.length > 1) {
-    const [deprecated, current] =
-      names.length > 1
-        ? [params.deprecatedNameKey, params.nameKey]
-        : [params.deprecatedNamespaceKey, params.namespaceKey];
     throw new Error(
-      `Invalid StorageClass parameters: the ${what} is specified with both the deprecated "${deprecated}" and "${current}" keys`,
+      `${what} specified in parameters with both "csi" and "${CSI_PARAMETER_PREFIX}" keys`,
     );
   }
   if (names.length !== namespaces.length) {
-    throw new Error(
-      names.length === 1
-        ? `Invalid StorageClass parameters: the ${what} name "${names[0]}" is specified without a namespace ("${params.namespaceKey}"); both must be specified`
-        : `Invalid StorageClass parameters: the ${what} namespace "${namespaces[0]}" is specified without a name ("${params.nameKey}"); both must be specified`,
-    );
+    throw new Error(`either name and namespace for ${what} specified, Both must be specified`);
   }
   if (names.length === 0) return undefined;
   const name = parameters[names[0]!]!;
   const namespace = parameters[namespaces[0]!]!;
   if (name === "" || namespace === "") {
     throw new Error(
-      `Invalid StorageClass parameters: the ${what} is specified but its ${name === "" ? "name" : "namespace"} is empty`,
+      `${what} specified in parameters but value of either namespace or name is empty`,
     );
   }
   return { name, namespace };
+}
+
+/** Runs `fn`, prefixing the message of what it throws. */
+function prefixError<T>(prefix: string, fn: () => T): T {
+  try {
+    return fn();
+  } catch (error) {
+    throw new Error(`${prefix}${(error as Error).message}`);
+  }
 }
 
 function isShellSpecial(c: string): boolean {
@@ -215,9 +217,14 @@ export function resolveSecretReference(
   claim?: TemplateClaim,
 ): SecretReference | undefined {
   const params = parameters ?? {};
-  const templates = templatesFor(PARAMS[kind], params) ?? templatesFor(DEFAULT_PARAMS, params);
+  const templates =
+    prefixError("failed to get name and namespace template from params: ", () =>
+      templatesFor(PARAMS[kind], params),
+    ) ??
+    prefixError("failed to get default name and namespace template from params: ", () =>
+      templatesFor(DEFAULT_PARAMS, params),
+    );
   if (!templates) return undefined;
-  const what = `${PARAMS[kind].display} secret`;
 
   const namespaceParams = new Map([["pv.name", pvName]]);
   if (claim) namespaceParams.set("pvc.namespace", claim.namespace);
@@ -226,14 +233,14 @@ export function resolveSecretReference(
     namespace = expandTemplate(templates.namespace, namespaceParams);
   } catch (error) {
     throw new Error(
-      `Invalid ${what} namespace template ${JSON.stringify(templates.namespace)}: ${(error as Error).message}`,
+      `error resolving value ${JSON.stringify(templates.namespace)}: ${(error as Error).message}`,
     );
   }
   if (!isDns1123Label(namespace)) {
     throw new Error(
       namespace === templates.namespace
-        ? `Invalid ${what} namespace: ${JSON.stringify(namespace)} is not a valid namespace name`
-        : `Invalid ${what} namespace: ${JSON.stringify(templates.namespace)} resolved to ${JSON.stringify(namespace)}, which is not a valid namespace name`,
+        ? `${JSON.stringify(namespace)} is not a valid namespace name`
+        : `${JSON.stringify(templates.namespace)} resolved to ${JSON.stringify(namespace)} which is not a valid namespace name`,
     );
   }
 
@@ -250,14 +257,14 @@ export function resolveSecretReference(
     name = expandTemplate(templates.name, nameParams);
   } catch (error) {
     throw new Error(
-      `Invalid ${what} name template ${JSON.stringify(templates.name)}: ${(error as Error).message}`,
+      `error resolving value ${JSON.stringify(templates.name)}: ${(error as Error).message}`,
     );
   }
   if (!isDns1123Subdomain(name)) {
     throw new Error(
       name === templates.name
-        ? `Invalid ${what} name: ${JSON.stringify(name)} is not a valid secret name`
-        : `Invalid ${what} name: ${JSON.stringify(templates.name)} resolved to ${JSON.stringify(name)}, which is not a valid secret name`,
+        ? `${JSON.stringify(name)} is not a valid secret name`
+        : `${JSON.stringify(templates.name)} resolved to ${JSON.stringify(name)} which is not a valid secret name`,
     );
   }
   return { name, namespace };

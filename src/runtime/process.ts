@@ -147,6 +147,28 @@ function procLimit(name: string): number | undefined {
   return Number.isFinite(n) ? n : undefined;
 }
 
+/**
+ * The sum over every interface of one `/proc/self/net/dev` column (0: bytes received, 8: bytes
+ * sent), as Go's process collector reports it.
+ */
+function netDevTotal(column: number): number | undefined {
+  const text = procSelf("net/dev");
+  if (text === undefined) return undefined;
+  let total = 0;
+  for (const line of text.split("\n").slice(2)) {
+    const colon = line.indexOf(":");
+    if (colon < 0) continue;
+    const value = Number(
+      line
+        .slice(colon + 1)
+        .trim()
+        .split(/\s+/)[column],
+    );
+    if (Number.isFinite(value)) total += value;
+  }
+  return total;
+}
+
 /** Resident memory, heap and CPU time of this process, for the `process_*` metrics. */
 export function processStats(): {
   residentBytes(): number;
@@ -157,6 +179,8 @@ export function processStats(): {
   maxFds(): number | undefined;
   virtualMemoryBytes(): number | undefined;
   virtualMemoryMaxBytes(): number | undefined;
+  networkReceiveBytes(): number | undefined;
+  networkTransmitBytes(): number | undefined;
 } {
   const start = Date.now() / 1000 - process.uptime();
   return {
@@ -178,6 +202,8 @@ export function processStats(): {
       return Number.isFinite(vsize) ? vsize : undefined;
     },
     virtualMemoryMaxBytes: () => procLimit("Max address space"),
+    networkReceiveBytes: () => netDevTotal(0),
+    networkTransmitBytes: () => netDevTotal(8),
     residentBytes: () => process.memoryUsage.rss(),
     heapBytes: () => process.memoryUsage().heapUsed,
     cpuSeconds: () => {

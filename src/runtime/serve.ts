@@ -21,7 +21,11 @@ import { type Clock, systemClock } from "../util/clock.ts";
 export type FetchHandler = (req: Request) => Promise<Response>;
 
 export interface ServeOptions {
-  /** Interface to listen on; default `127.0.0.1` (loopback only). */
+  /**
+   * Interface to listen on; default `127.0.0.1` (loopback only). `::` listens on every interface
+   * of both families (IPv4 clients arrive as IPv4-mapped addresses), falling back to `0.0.0.0`
+   * where the kernel has no IPv6, as Go's `net.Listen("tcp", ":port")` does.
+   */
   hostname?: string;
   /** TCP port; default 0 (a free port chosen by the system). */
   port?: number;
@@ -219,19 +223,39 @@ export function serve(handler: FetchHandler, opts: ServeOptions = {}): Promise<S
     return closing;
   };
 
-  return new Promise((resolve, reject) => {
-    const onError = (err: Error) => reject(err);
-    server.once("error", onError);
-    server.listen(opts.port ?? 0, hostname, () => {
-      server.off("error", onError);
-      const addr = server.address();
-      port = typeof addr === "object" && addr !== null ? addr.port : (opts.port ?? 0);
-      const host = hostname.includes(":") ? `[${hostname}]` : hostname;
-      if (opts.signal) {
-        if (opts.signal.aborted) void close();
-        else opts.signal.addEventListener("abort", () => void close(), { once: true });
-      }
-      resolve({ url: `${scheme}://${host}:${port}`, port, close });
+  const listen = (host: string): Promise<void> =>
+    new Promise((resolve, reject) => {
+      const onError = (err: Error) => reject(err);
+      server.once("error", onError);
+      // ipv6Only false: `::` takes IPv4 connections too, whatever the host's bindv6only says.
+      server.listen({ port: opts.port ?? 0, host, ipv6Only: false }, () => {
+        server.off("error", onError);
+        resolve();
+      });
     });
-  });
+
+  return (async (): Promise<ServedServer> => {
+    let bound = hostname;
+    try {
+      await listen(bound);
+    } catch (err) {
+      if (!(hostname === "::" && noIpv6(err))) throw err;
+      bound = "0.0.0.0";
+      await listen(bound);
+    }
+    const addr = server.address();
+    port = typeof addr === "object" && addr !== null ? addr.port : (opts.port ?? 0);
+    const host = bound.includes(":") ? `[${bound}]` : bound;
+    if (opts.signal) {
+      if (opts.signal.aborted) void close();
+      else opts.signal.addEventListener("abort", () => void close(), { once: true });
+    }
+    return { url: `${scheme}://${host}:${port}`, port, close };
+  })();
+}
+
+/** Whether a listen error means that this kernel has no IPv6 (then `::` falls back to IPv4). */
+export function noIpv6(err: unknown): boolean {
+  const code = (err as { code?: unknown } | null)?.code;
+  return code === "EAFNOSUPPORT" || code === "EPROTONOSUPPORT";
 }

@@ -9,6 +9,7 @@
  */
 import { statSync } from "node:fs";
 import { connect as netConnect, type Socket } from "node:net";
+import process from "node:process";
 import { ConnectError, type Interceptor, type Transport } from "@connectrpc/connect";
 import { createGrpcTransport, Http2SessionManager } from "@connectrpc/connect-node";
 
@@ -39,6 +40,71 @@ export interface UnixGrpcTransport {
   readonly lost: boolean;
   /** Closes the session and its socket. Idempotent. No loss is reported afterwards. */
   close(): void;
+}
+
+/** Who may use a socket file, and who this process is (for a permission-denied message). */
+export interface SocketAccess {
+  /** The socket file's permission bits (`mode & 0o777`), owner and group. */
+  mode: number;
+  uid: number;
+  gid: number;
+  /** This process's effective user and group, and its supplementary groups. */
+  processUid: number;
+  processGid: number;
+  processGroups: number[];
+}
+
+/** The socket file's owner and mode and this process's ids; `undefined` if there is no file. */
+export function socketAccess(path: string): SocketAccess | undefined {
+  try {
+    const st = statSync(path);
+    const p = process as {
+      geteuid?: () => number;
+      getegid?: () => number;
+      getgroups?: () => number[];
+    };
+    let groups: number[] = [];
+    try {
+      groups = p.getgroups?.() ?? [];
+    } catch {
+      // Not every runtime implements getgroups; the message then names only the primary group.
+    }
+    return {
+      mode: st.mode & 0o777,
+      uid: st.uid,
+      gid: st.gid,
+      processUid: p.geteuid?.() ?? -1,
+      processGid: p.getegid?.() ?? -1,
+      processGroups: groups,
+    };
+  } catch {
+    return undefined;
+  }
+}
+
+/** What is at a socket path, for messages that tell the cases apart. */
+export type SocketPathState =
+  | { kind: "socket" }
+  | { kind: "missing" }
+  /** Something else: `what` is "a regular file", "a directory" or "not a unix socket". */
+  | { kind: "not-socket"; what: string }
+  /** A directory on the way may not be searched by this user. */
+  | { kind: "no-access" };
+
+/** What `path` is: a socket, nothing, something else, or out of this user's reach. */
+export function socketPathState(path: string): SocketPathState {
+  try {
+    const st = statSync(path);
+    if (st.isSocket()) return { kind: "socket" };
+    return {
+      kind: "not-socket",
+      what: st.isDirectory() ? "a directory" : st.isFile() ? "a regular file" : "not a unix socket",
+    };
+  } catch (err) {
+    const code = (err as { code?: unknown } | null)?.code;
+    if (code === "EACCES" || code === "EPERM") return { kind: "no-access" };
+    return { kind: "missing" };
+  }
 }
 
 /** Whether `path` exists and is a unix socket. */

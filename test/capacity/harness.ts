@@ -4,7 +4,7 @@
  * the controller and its informers; the API server keeps its own clock, never advanced, so
  * watches never time out. Waits are on events with a real-time deadline, never sleeps.
  */
-import { type ApiServer, startApiServer } from "../../src/apiserver/mod.ts";
+
 import type {
   CapacityController,
   CapacityControllerOptions,
@@ -15,6 +15,7 @@ import { createCapacityController } from "../../src/capacity/controller.ts";
 import { DRIVER_NAME_LABEL, MANAGED_BY_LABEL } from "../../src/capacity/names.ts";
 import type { CapacityOwner } from "../../src/capacity/owner.ts";
 import { type CsiDriver, connectDriver } from "../../src/csi/client.ts";
+import { type ApiServer, startApiServer } from "../../src/dev/apiserver/mod.ts";
 import type { GetCapacityRequest } from "../../src/gen/csi/v1/csi_pb.js";
 import type { KubeApi } from "../../src/kube/api.ts";
 import { noAuth } from "../../src/kube/auth.ts";

@@ -1,5 +1,7 @@
 import assert from "node:assert/strict";
-import { relative } from "node:path";
+import { execFile } from "node:child_process";
+import { mkdirSync, writeFileSync } from "node:fs";
+import { join, relative } from "node:path";
 import process from "node:process";
 import { afterEach, describe, it } from "node:test";
 import { Code } from "@connectrpc/connect";
@@ -176,11 +178,55 @@ describe("runProbe()", () => {
       cleanups.push(() => socket.cleanup());
       const { code, err } = await probe(socket.path, "text", { connectTimeoutMs: 0 });
       assert.equal(code, 1);
-      assert.match(
-        err,
-        new RegExp(
-          `Failed to connect to CSI driver at ${socket.path} within 0ms: no unix socket at that path`,
+      assert.ok(
+        err.includes(
+          `Failed to connect to CSI driver at ${socket.path} within 0ms: nothing exists at that path (is the driver running and listening there?)`,
         ),
+        err,
+      );
+    });
+
+    for (const [kind, make] of [
+      ["a regular file", (path: string) => writeFileSync(path, "")],
+      ["a directory", (path: string) => mkdirSync(path)],
+    ] as const) {
+      it(`says the path is ${kind}, not a unix socket`, async () => {
+        const socket = tempSocketPath();
+        cleanups.push(() => socket.cleanup());
+        make(socket.path);
+        const { code, err } = await probe(socket.path, "text", { connectTimeoutMs: 0 });
+        assert.equal(code, 1);
+        assert.ok(err.includes(`within 0ms: the path is ${kind}, not a unix socket`), err);
+      });
+    }
+
+    it("shows what the driver told before it turned out to serve no Controller service", async () => {
+      const f = await fake(SERVABLE);
+      f.on("controllerGetCapabilities", fail(Code.Unimplemented, "HTTP 404"));
+      const { code, out, err } = await probe(f.socketPath);
+      assert.equal(code, 1);
+      assert.equal(err, "");
+      assert.equal(
+        out,
+        [
+          `CSI driver at ${f.socketPath}`,
+          "",
+          "  Name:            hostpath.csi.k8s.io",
+          "  Vendor version:  v1.17.0",
+          "  Manifest:        commit=abc123",
+          "                   z=last",
+          "",
+          "Plugin capabilities:",
+          "  CONTROLLER_SERVICE",
+          "  VOLUME_ACCESSIBILITY_CONSTRAINTS",
+          "",
+          "Controller capabilities:",
+          "  (unknown: ControllerGetCapabilities failed)",
+          "",
+          "Verdict: this sidecar cannot serve hostpath.csi.k8s.io",
+          `  ControllerGetCapabilities of CSI driver at ${f.socketPath} failed: the driver serves no Controller service (Unimplemented: HTTP 404); provisioning needs its CreateVolume and DeleteVolume`,
+          "",
+        ].join("\n"),
       );
     });
   });
@@ -262,5 +308,48 @@ describe("runProbe()", () => {
         `GetPluginInfo of CSI driver at ${f.socketPath} failed: the driver name is empty`,
       );
     });
+
+    it("keeps the name and plugin capabilities of a driver without a Controller service", async () => {
+      const f = await fake(SERVABLE);
+      f.on("controllerGetCapabilities", fail(Code.Unimplemented, "HTTP 404"));
+      const { code, out } = await probe(f.socketPath, "json");
+      assert.equal(code, 1);
+      const report = JSON.parse(out) as ProbeReport;
+      assert.equal(report.driver?.name, "hostpath.csi.k8s.io");
+      assert.deepEqual(report.pluginCapabilities, [
+        "CONTROLLER_SERVICE",
+        "VOLUME_ACCESSIBILITY_CONSTRAINTS",
+      ]);
+      assert.deepEqual(report.controllerCapabilities, []);
+      assert.equal(report.servable, false);
+      assert.match(report.error ?? "", /the driver serves no Controller service/);
+    });
+  });
+});
+
+describe("csi-provisioner probe --connect-timeout", () => {
+  it("bounds the wait for a socket that does not exist", async () => {
+    const socket = tempSocketPath();
+    try {
+      const bun = join(import.meta.dirname, "../../node_modules/.bin/bun");
+      const main = join(import.meta.dirname, "../../src/main.ts");
+      const result = await new Promise<{ code: number | null; stderr: string }>((resolve) => {
+        const child = execFile(
+          bun,
+          [main, "probe", `--csi-address=${socket.path}`, "--connect-timeout=1s", "--timeout=2s"],
+          { timeout: 60_000 },
+          (_err, _stdout, stderr) => resolve({ code: child.exitCode, stderr }),
+        );
+      });
+      assert.equal(result.code, 1);
+      assert.ok(
+        result.stderr.includes(
+          `Failed to connect to CSI driver at ${socket.path} within 1s: nothing exists at that path`,
+        ),
+        result.stderr,
+      );
+    } finally {
+      socket.cleanup();
+    }
   });
 });

@@ -92,7 +92,7 @@ describe("helpText()", () => {
     assert.match(text, /^Usage: csi-provisioner probe \[flags\]/);
     assert.deepEqual(
       flagsOf("probe").map((f) => f.name),
-      ["help", "version", "csi-address", "timeout", "v", "output"],
+      ["help", "version", "csi-address", "timeout", "v", "output", "connect-timeout"],
     );
     assert.ok(!text.includes("--leader-election"));
   });
@@ -124,7 +124,7 @@ describe("flagsMarkdownTable()", () => {
       table,
       /\| `--automaxprocs` \| `false` \| .* \| no effect: JavaScript runtimes have no GOMAXPROCS \|/,
     );
-    assert.match(table, /\| `--output` \| `"text"` \| `probe` only\. /);
+    assert.match(table, /\| `--output` \| `"text"` \| Report format/);
   });
 
   it("is stable", () => {

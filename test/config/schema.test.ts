@@ -65,6 +65,9 @@ const EXPECTED_DEFAULTS: [string, string, unknown][] = [
   ["prevent-volume-mode-conversion", "preventVolumeModeConversion", true],
   // beyond upstream
   ["claim-metadata-prefixes", "claimMetadataPrefixes", []],
+  ["orphan-audit-interval", "orphanAuditIntervalMs", 0],
+  ["orphan-delete", "orphanDelete", false],
+  ["orphan-grace-period", "orphanGracePeriodMs", 3_600_000],
   // 1.3 feature gates
   [
     "feature-gates",
@@ -87,6 +90,7 @@ const EXPECTED_DEFAULTS: [string, string, unknown][] = [
   ["log-text-info-buffer-size", "logTextInfoBufferSize", "0"],
   // probe and dev
   ["output", "output", "text"],
+  ["connect-timeout", "connectTimeoutMs", 30_000],
   ["data-dir", "dataDir", "./.csi-provisioner-dev"],
   ["port", "port", 0],
   ["kubeconfig-out", "kubeconfigOut", "./.csi-provisioner-dev/kubeconfig"],
@@ -164,7 +168,15 @@ describe("the flag table", () => {
 
   it("tags probe's flags for probe and dev's for dev", () => {
     const probe = FLAGS.filter((f) => f.commands.includes("probe")).map((f) => f.name);
-    assert.deepEqual(probe.sort(), ["csi-address", "help", "output", "timeout", "v", "version"]);
+    assert.deepEqual(probe.sort(), [
+      "connect-timeout",
+      "csi-address",
+      "help",
+      "output",
+      "timeout",
+      "v",
+      "version",
+    ]);
     for (const name of ["data-dir", "port", "kubeconfig-out"]) {
       assert.deepEqual(flagByName(name)?.commands, ["dev"]);
     }

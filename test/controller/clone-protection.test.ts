@@ -1,6 +1,5 @@
 import assert from "node:assert/strict";
 import { afterEach, describe, it } from "node:test";
-import { type ApiServer, startApiServer } from "../../src/apiserver/mod.ts";
 import {
   byCloneSource,
   CLONE_SOURCE_INDEX,
@@ -8,6 +7,7 @@ import {
   createCloningProtectionController,
 } from "../../src/controller/clone-protection.ts";
 import type { WorkQueueMetrics } from "../../src/controller/workqueue.ts";
+import { type ApiServer, startApiServer } from "../../src/dev/apiserver/mod.ts";
 import type { KubeApi } from "../../src/kube/api.ts";
 import { noAuth } from "../../src/kube/auth.ts";
 import { createKubeApi } from "../../src/kube/client.ts";

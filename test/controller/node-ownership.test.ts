@@ -1,7 +1,6 @@
 import assert from "node:assert/strict";
 import { after, afterEach, before, beforeEach, describe, it } from "node:test";
 import { create } from "@bufbuild/protobuf";
-import { type ApiServer, startApiServer } from "../../src/apiserver/mod.ts";
 import {
   capacityFitsRequest,
   createNodeOwnership,
@@ -10,6 +9,7 @@ import {
   ownershipPollInterval,
 } from "../../src/controller/node-ownership.ts";
 import { type CsiDriver, connectDriver } from "../../src/csi/client.ts";
+import { type ApiServer, startApiServer } from "../../src/dev/apiserver/mod.ts";
 import { CreateVolumeRequestSchema } from "../../src/gen/csi/v1/csi_pb.js";
 import type { KubeApi } from "../../src/kube/api.ts";
 import { noAuth } from "../../src/kube/auth.ts";

@@ -527,12 +527,12 @@ describe("provisioning table: secrets", () => {
     [
       "a secret name without a namespace",
       { "csi.storage.k8s.io/provisioner-secret-name": "creds" },
-      /Provisioner secret.*without a namespace/,
+      /either name and namespace for Provisioner secrets specified, Both must be specified/,
     ],
     [
       "a secret namespace without a name",
       { "csi.storage.k8s.io/node-stage-secret-namespace": "storage-secrets" },
-      /NodeStage secret.*without a name/,
+      /either name and namespace for NodeStage secrets specified, Both must be specified/,
     ],
     [
       "both the deprecated and the prefixed key",
@@ -542,7 +542,7 @@ describe("provisioning table: secrets", () => {
         "csi.storage.k8s.io/provisioner-secret-name": "b",
         "csi.storage.k8s.io/provisioner-secret-namespace": "storage-secrets",
       },
-      /Provisioner secret.*both the deprecated "csiProvisionerSecretName"/,
+      /Provisioner secrets specified in parameters with both "csi" and "csi\.storage\.k8s\.io\/" keys/,
     ],
     [
       "an unknown template token",
@@ -582,7 +582,7 @@ describe("provisioning table: secrets", () => {
         "csi.storage.k8s.io/provisioner-secret-name": "missing",
         "csi.storage.k8s.io/provisioner-secret-namespace": "storage-secrets",
       },
-      /storage-secrets\/missing not found/,
+      /error getting secret missing in namespace storage-secrets: secrets "missing" not found/,
     ],
   ];
   for (const [what, parameters, message] of failures) {

@@ -1,12 +1,12 @@
 import assert from "node:assert/strict";
 import { afterEach, describe, it } from "node:test";
-import { type ApiServer, startApiServer } from "../../src/apiserver/mod.ts";
 import {
   createSnapshotSweepController,
   pendingSnapshotSources,
   type SnapshotSweepOptions,
   snapshotSourceKey,
 } from "../../src/controller/snapshot-sweep.ts";
+import { type ApiServer, startApiServer } from "../../src/dev/apiserver/mod.ts";
 import type { KubeApi } from "../../src/kube/api.ts";
 import { noAuth } from "../../src/kube/auth.ts";
 import { createKubeApi } from "../../src/kube/client.ts";

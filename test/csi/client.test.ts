@@ -1,15 +1,21 @@
 import assert from "node:assert/strict";
+import { chmodSync, mkdtempSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { createServer } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { afterEach, describe, it } from "node:test";
 import { Code, ConnectError } from "@connectrpc/connect";
 import {
   type CsiCallRecord,
   type CsiDriver,
   connectDriver,
+  connectFailureCause,
   DriverStartupError,
   encodeGrpcTimeout,
 } from "../../src/csi/client.ts";
 import { exitOnConnectionLoss } from "../../src/csi/connection-loss.ts";
 import { Controller, VolumeCapability_AccessMode_Mode } from "../../src/gen/csi/v1/csi_pb.js";
+import { createUnixGrpcTransport, type UnixGrpcTransport } from "../../src/runtime/unix-socket.ts";
 import { memoryLogger, nullLogger } from "../../src/util/log.ts";
 import {
   type FakeDriver,
@@ -225,9 +231,103 @@ describe("connectDriver()", () => {
       assert.ok(error instanceof DriverStartupError, "a DriverStartupError");
       assert.equal(
         error.message,
-        `Failed to connect to CSI driver at ${socket.path} within 30s: no unix socket at that path`,
+        `Failed to connect to CSI driver at ${socket.path} within 30s: nothing exists at that path (is the driver running and listening there?)`,
       );
       assert.equal(logger.lines.filter((l) => l.includes("Still connecting")).length, 2);
+    });
+
+    /** A transport whose first `denials` connects fail as connect(2) does with EACCES. */
+    function deniedTransport(denials: number) {
+      return (socketPath: string): UnixGrpcTransport => {
+        const real = createUnixGrpcTransport({ socketPath });
+        let left = denials;
+        return {
+          transport: real.transport,
+          onConnectionLost: (l) => real.onConnectionLost(l),
+          get lost() {
+            return real.lost;
+          },
+          close: () => real.close(),
+          async connect() {
+            if (left-- > 0) {
+              const errno = Object.assign(new Error(`connect EACCES ${socketPath}`), {
+                code: "EACCES",
+                errno: -13,
+                syscall: "connect",
+              });
+              throw new Error(errno.message, { cause: errno });
+            }
+            return real.connect();
+          },
+        };
+      };
+    }
+
+    it("says at once, naming the socket, its mode and the fix, when connecting is denied (EACCES)", async () => {
+      const f = await fake();
+      chmodSync(f.socketPath, 0o755);
+      const st = statSync(f.socketPath);
+      const clock = new StepClock();
+      const logger = memoryLogger(clock);
+      const connecting = connectDriver({
+        socketPath: f.socketPath,
+        clock,
+        logger,
+        createTransport: deniedTransport(3),
+      });
+      const first = await Promise.race([
+        clock.waitForSleeps(1_000, 1).then(() => "retrying"),
+        connecting.then(() => "connected"),
+      ]);
+      assert.equal(first, "retrying", "a denied connect is retried");
+      const denied = logger.lines.filter((l) => l.includes("permission denied"));
+      assert.equal(denied.length, 1, logger.lines.join("\n"));
+      assert.match(denied[0]!, /^E/);
+      assert.ok(denied[0]!.includes(`Cannot connect to CSI driver at ${f.socketPath}`), denied[0]);
+      assert.ok(denied[0]!.includes(`srwxr-xr-x, owner ${st.uid}:${st.gid}`), denied[0]);
+      assert.match(denied[0]!, /this process \(uid \d+, gid \d+/);
+      assert.match(denied[0]!, /group-writable/);
+      assert.match(denied[0]!, /fsGroup/);
+      // Still retried (the driver may recreate its socket), but said only once.
+      for (let i = 1; i <= 3; i++) {
+        await clock.waitForSleeps(1_000, i);
+        await clock.advance(1_000);
+      }
+      const driver = await connecting;
+      cleanups.push(() => driver.close());
+      assert.equal((await driver.getPluginInfo()).name, "fake.csi.k8s.io");
+      assert.equal(logger.lines.filter((l) => l.includes("permission denied")).length, 1);
+    });
+
+    it("gives up after 30 s with the permission problem as the cause", async () => {
+      const f = await fake();
+      const clock = new StepClock();
+      const logger = memoryLogger(clock);
+      const settled = connectDriver({
+        socketPath: f.socketPath,
+        clock,
+        logger,
+        createTransport: deniedTransport(Number.POSITIVE_INFINITY),
+      }).then(
+        () => "connected",
+        (e: unknown) => e,
+      );
+      for (let i = 1; i <= 30; i++) {
+        const next = await Promise.race([clock.waitForSleeps(1_000, i), settled]);
+        if (next !== undefined) break;
+        await clock.advance(1_000);
+      }
+      const error = await settled;
+      assert.ok(error instanceof DriverStartupError, "a DriverStartupError");
+      assert.ok(
+        error.message.startsWith(
+          `Failed to connect to CSI driver at ${f.socketPath} within 30s: permission denied: `,
+        ),
+        error.message,
+      );
+      const warnings = logger.lines.filter((l) => l.includes("Still connecting"));
+      assert.equal(warnings.length, 2);
+      assert.match(warnings[0]!, /permission denied/);
     });
 
     it("stops waiting when its signal aborts", async () => {
@@ -309,5 +409,47 @@ describe("connectDriver()", () => {
       assert.equal(written.length, 1);
       assert.match(written[0]!, new RegExp(`^Lost connection to CSI driver at ${f.socketPath}`));
     });
+  });
+});
+
+describe("connectFailureCause()", () => {
+  it("tells a socket nobody listens on from one this user may not open", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "csi-cause-"));
+    const path = join(dir, "csi.sock");
+    const server = createServer();
+    await new Promise<void>((r) => server.listen(path, () => r()));
+    try {
+      assert.match(
+        connectFailureCause(path, new Error("connect EACCES " + path)),
+        /^permission denied: the socket exists but this user may not connect to it: this process \(uid \d+, gid \d+.*\) may not write to the socket \(s[rwx-]{9}, owner \d+:\d+\)/,
+      );
+      assert.equal(
+        connectFailureCause(path, new Error("connect ECONNREFUSED " + path)),
+        "connection refused: the socket exists but nothing listens on it (did the driver exit?)",
+      );
+      assert.equal(connectFailureCause(path, new Error("something else")), "something else");
+    } finally {
+      await new Promise<void>((r) => server.close(() => r()));
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it("names a missing path, a regular file and a directory", () => {
+    const dir = mkdtempSync(join(tmpdir(), "csi-cause-"));
+    try {
+      const file = join(dir, "file");
+      writeFileSync(file, "");
+      assert.match(connectFailureCause(join(dir, "none"), new Error("ENOENT")), /^nothing exists/);
+      assert.equal(
+        connectFailureCause(file, new Error("ENOTSOCK")),
+        "the path is a regular file, not a unix socket",
+      );
+      assert.equal(
+        connectFailureCause(dir, new Error("ENOTSOCK")),
+        "the path is a directory, not a unix socket",
+      );
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });

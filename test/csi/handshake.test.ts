@@ -3,7 +3,7 @@ import { afterEach, describe, it } from "node:test";
 import { Code } from "@connectrpc/connect";
 import { type CsiDriver, connectDriver, DriverStartupError } from "../../src/csi/client.ts";
 import { ALL_ERROR_CODES, grpcCodeName } from "../../src/csi/errors.ts";
-import { handshake } from "../../src/csi/handshake.ts";
+import { HandshakeError, handshake } from "../../src/csi/handshake.ts";
 import {
   ControllerServiceCapability_RPC_Type as Cap,
   PluginCapability_VolumeExpansion_Type as Expansion,
@@ -214,9 +214,18 @@ describe("handshake()", () => {
     it("fails when ControllerGetCapabilities is not implemented", async () => {
       const { driver, clock, fake } = await setup();
       fake.on("controllerGetCapabilities", fail(Code.Unimplemented, "no controller"));
-      await assert.rejects(handshake(driver, { clock, logger: nullLogger }), {
-        message: `ControllerGetCapabilities of CSI driver at ${fake.socketPath} failed: Unimplemented: no controller`,
-      });
+      const error = await handshake(driver, { clock, logger: nullLogger }).then(
+        () => undefined,
+        (e: unknown) => e,
+      );
+      assert.ok(error instanceof HandshakeError, "a HandshakeError");
+      assert.equal(
+        error.message,
+        `ControllerGetCapabilities of CSI driver at ${fake.socketPath} failed: the driver serves no Controller service (Unimplemented: no controller); provisioning needs its CreateVolume and DeleteVolume`,
+      );
+      // What the driver told before: for probe's report.
+      assert.equal(error.partial.name, "fake.csi.k8s.io");
+      assert.equal(error.partial.pluginCapabilities.controllerService, true);
     });
 
     it("ignores UNKNOWN and empty capability entries", async () => {

@@ -1,5 +1,5 @@
 /**
- * Conformance of the test API server (src/apiserver) with a real kube-apiserver, where
+ * Conformance of the test API server (src/dev/apiserver) with a real kube-apiserver, where
  * Kubernetes semantics matter to the provisioner: defaults, Status errors, optimistic
  * concurrency, the three patch formats, finalizers and graceful deletion, preconditions, the
  * status subresource, watches, selectors, pagination, generateName and events.
@@ -33,7 +33,7 @@ import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import { readFile } from "node:fs/promises";
 import { after, before, describe, it } from "node:test";
-import { type ApiServer, namespacesResource, startApiServer } from "../../src/apiserver/mod.ts";
+import { type ApiServer, namespacesResource, startApiServer } from "../../src/dev/apiserver/mod.ts";
 import type { KubeApi, ListOptions, ResourceClient, WatchOptions } from "../../src/kube/api.ts";
 import { createKubeApi } from "../../src/kube/client.ts";
 import { loadKubeConnection } from "../../src/kube/config.ts";

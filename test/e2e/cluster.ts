@@ -6,10 +6,12 @@
  * No kubelet and no nodes: only API objects. The PersistentVolume controller
  * in kube-controller-manager binds claims and releases volumes for real.
  *
- * The CSI driver is `csi-mock-driver`, the Kubernetes project's in-memory CSI
- * mock driver (the one Kubernetes' own CSI sidecar tests use), served with
- * hostpathplugin-shaped flags: csi-driver-host-path's hostpathplugin is not
- * served by the Go module proxy this project can reach. See
+ * The CSI driver (`driver` option) is, by default, `hostpathplugin`, the CSI
+ * community's reference driver from csi-driver-host-path (volumes are
+ * directories under the cluster's temp dir; state survives a driver restart),
+ * or `csi-mock-driver`, the Kubernetes project's in-memory mock driver, for
+ * the scenarios that need its fault hooks. Both log every gRPC call as one
+ * `gRPCCall: {json}` line, which `csiCalls()` parses. See
  * scripts/e2e/README.md.
  *
  * Every child process is ended by `stop()` (SIGTERM, then SIGKILL after a
@@ -39,10 +41,43 @@ import * as https from "node:https";
 import * as net from "node:net";
 import * as os from "node:os";
 import * as path from "node:path";
+import { connectDriver } from "../../src/csi/client.ts";
+import { systemClock } from "../../src/util/clock.ts";
+import { nullLogger } from "../../src/util/log.ts";
+
+/** Which CSI driver a cluster runs. */
+export type DriverKind = "hostpath" | "mock";
+
+/** The topology key hostpathplugin reports (its `TopologyKeyNode`), with the node ID as value. */
+export const HOSTPATH_TOPOLOGY_KEY = "topology.hostpath.csi/node";
 
 export interface ClusterOptions {
-  /** Directory holding etcd, kube-apiserver, kube-controller-manager, kubectl and csi-mock-driver. */
+  /**
+   * Directory holding etcd, kube-apiserver, kube-controller-manager, kubectl and the driver
+   * (hostpathplugin or csi-mock-driver).
+   */
   binDir: string;
+  /**
+   * The CSI driver: "hostpath" (default) runs `hostpathplugin --endpoint=unix://... --nodeid
+   * --drivername --statedir=<dir>/hostpath-state -v=5`; "mock" runs `csi-mock-driver` (in-memory,
+   * three pre-existing volumes "1".."3", fault hooks).
+   */
+  driver?: DriverKind;
+  /**
+   * hostpath only: pass `--enable-topology=true` (the driver then reports the
+   * VOLUME_ACCESSIBILITY_CONSTRAINTS capability and `topology.hostpath.csi/node=<nodeName>` on
+   * every volume). Default false (hostpathplugin's own default is true; most scenarios want no
+   * topology). The mock driver gets `--enable-topology` with its own key when true.
+   */
+  enableTopology?: boolean;
+  /**
+   * hostpath only: simulated storage capacity, one `--capacity=<kind>=<quantity>` each (for
+   * example `["fast=10Gi"]`); GetCapacity then answers per kind (the StorageClass parameter
+   * `kind`) and CreateVolume fails with ResourceExhausted beyond it.
+   */
+  capacity?: string[];
+  /** More arguments for the driver, after the ones above. */
+  driverArgs?: string[];
   /** Parent of the cluster's temporary directory. Default: os.tmpdir(). */
   workDir?: string;
   /** Aborts a start in progress (cleaning up); after start, aborting stops the cluster. */
@@ -59,6 +94,14 @@ export interface ClusterOptions {
   keepWorkDir?: boolean;
   /** Extra kube-apiserver flags, e.g. an audit policy (`--audit-policy-file=…`). */
   apiServerArgs?: string[];
+}
+
+/** One volume of the driver, as `Cluster.listVolumes()` reports it. */
+export interface DriverVolumeInfo {
+  id: string;
+  /** The CreateVolume name ("" if unknown). */
+  name: string;
+  capacityBytes: bigint;
 }
 
 export interface ServiceAccountRef {
@@ -100,6 +143,10 @@ export interface Cluster {
   readonly adminKubeconfig: string;
   /** Path of the CSI driver's unix socket. */
   readonly csiSocket: string;
+  /** Which driver runs ("hostpath" or "mock"). */
+  readonly driver: DriverKind;
+  /** hostpath: its --statedir (volumes, snapshots and state.json); mock: undefined. */
+  readonly driverStateDir: string | undefined;
   readonly driverName: string;
   readonly nodeName: string;
   /** PEM files: the cluster CA, the admin client certificate and its key. */
@@ -110,9 +157,22 @@ export interface Cluster {
   pids(): number[];
   /**
    * The CSI calls the driver has logged so far, oldest first (read from its log file, which
-   * lags the calls by a few milliseconds: poll).
+   * lags the calls by a few milliseconds: poll). Both drivers log requests and responses as the
+   * CSI protobuf's Go JSON (snake_case field names: `Request.name`, `Response.volume.volume_id`).
    */
   csiCalls(): CsiCall[];
+  /**
+   * Every volume the driver has, through Controller.ListVolumes on its socket (the ground truth
+   * for leak counts), each with its CreateVolume name: from hostpathplugin's state file, or from
+   * the mock driver's volume context.
+   */
+  listVolumes(): Promise<DriverVolumeInfo[]>;
+  /**
+   * Stops the driver (SIGTERM; SIGKILL with `crash: true`) and starts it again on the same
+   * socket with the same state dir; resolves once the socket accepts connections. hostpathplugin
+   * keeps its volumes across the restart (state.json); the mock driver loses them.
+   */
+  restartDriver(opts?: { crash?: boolean }): Promise<void>;
   /**
    * Creates the namespace and ServiceAccount if missing, gets a token for it through the
    * TokenRequest API and writes a kubeconfig (CA + bearer token). Returns the file's path.
@@ -678,16 +738,18 @@ export async function startCluster(opts: ClusterOptions): Promise<Cluster> {
   const timeoutMs = opts.readyTimeoutMs ?? DEFAULT_READY_TIMEOUT_MS;
   const driverName = opts.driverName ?? "hostpath.csi.k8s.io";
   const nodeName = opts.nodeName ?? "e2e-node";
+  const driverKind: DriverKind = opts.driver ?? "hostpath";
+  if (driverKind !== "hostpath" && driverKind !== "mock") {
+    throw new ClusterStartError("cluster", `startCluster(): unknown driver ${String(driverKind)}`);
+  }
+  if (driverKind === "mock" && opts.capacity?.length) {
+    throw new ClusterStartError("cluster", "startCluster(): capacity needs driver: hostpath");
+  }
+  const driverBin = driverKind === "hostpath" ? "hostpathplugin" : "csi-mock-driver";
   if (!opts.binDir) throw new ClusterStartError("cluster", "startCluster(): binDir is required");
   const binDir = path.resolve(opts.binDir);
   const bin = (n: string) => path.join(binDir, n);
-  for (const b of [
-    "etcd",
-    "kube-apiserver",
-    "kube-controller-manager",
-    "kubectl",
-    "csi-mock-driver",
-  ]) {
+  for (const b of ["etcd", "kube-apiserver", "kube-controller-manager", "kubectl", driverBin]) {
     if (!existsSync(bin(b))) {
       throw new ClusterStartError(
         b,
@@ -707,6 +769,7 @@ export async function startCluster(opts: ClusterOptions): Promise<Cluster> {
     "csi-driver": path.join(logDir, "csi-driver.log"),
   };
   const csiSocket = path.join(dir, "csi", "csi.sock");
+  const driverStateDir = driverKind === "hostpath" ? path.join(dir, "hostpath-state") : undefined;
   if (Buffer.byteLength(csiSocket) > 100) {
     await rm(dir, { recursive: true, force: true });
     throw new ClusterStartError(
@@ -923,22 +986,40 @@ export async function startCluster(opts: ClusterOptions): Promise<Cluster> {
 
     // CSI driver.
     current = "csi-driver";
-    const driver = startChild(
-      "csi-driver",
-      bin("csi-mock-driver"),
-      [`--endpoint=unix://${csiSocket}`, `--nodeid=${nodeName}`, `--drivername=${driverName}`],
-      logFiles["csi-driver"]!,
-      log,
-    );
-    children.push(driver);
-    await waitReady(
-      driver,
-      `a connection on ${csiSocket}`,
-      timeoutMs,
-      () => canConnect(csiSocket),
-      signal,
-    );
-    log(`[cluster] CSI driver ${driverName} serving on ${csiSocket}`);
+    const driverArgs = [
+      `--endpoint=unix://${csiSocket}`,
+      `--nodeid=${nodeName}`,
+      `--drivername=${driverName}`,
+    ];
+    if (driverStateDir) {
+      await mkdir(driverStateDir, { recursive: true });
+      driverArgs.push(
+        `--statedir=${driverStateDir}`,
+        `--enable-topology=${opts.enableTopology ?? false}`,
+        ...(opts.capacity ?? []).map((c) => `--capacity=${c}`),
+        // -v=5 logs every call as `gRPCCall: {json}` (csiCalls() reads them).
+        "-v=5",
+      );
+    } else if (opts.enableTopology) {
+      driverArgs.push("--enable-topology");
+    }
+    driverArgs.push(...(opts.driverArgs ?? []));
+    const startDriver = async (): Promise<Child> => {
+      // A socket left by a killed driver would make the new one fail to listen.
+      await rm(csiSocket, { force: true });
+      const c = startChild("csi-driver", bin(driverBin), driverArgs, logFiles["csi-driver"]!, log);
+      children.push(c);
+      await waitReady(
+        c,
+        `a connection on ${csiSocket}`,
+        timeoutMs,
+        () => canConnect(csiSocket),
+        signal,
+      );
+      return c;
+    };
+    let driver = await startDriver();
+    log(`[cluster] CSI driver ${driverBin} (${driverName}) serving on ${csiSocket}`);
 
     const request = async (
       method: string,
@@ -1020,11 +1101,26 @@ export async function startCluster(opts: ClusterOptions): Promise<Cluster> {
       apiServerUrl,
       adminKubeconfig,
       csiSocket,
+      driver: driverKind,
+      driverStateDir,
       driverName,
       nodeName,
       certs: { caFile: certs.caCert, adminCertFile: certs.adminCert, adminKeyFile: certs.adminKey },
       logFiles,
       csiCalls: () => parseCsiCalls(logFiles["csi-driver"]!),
+      listVolumes: () => listDriverVolumes(csiSocket, driverStateDir),
+      async restartDriver(ro = {}) {
+        if (stopped) throw new Error("cluster is stopped");
+        log(`[cluster] restarting the CSI driver${ro.crash ? " (SIGKILL)" : ""}`);
+        await stopChild(driver, ro.crash ? 0 : STOP_GRACE_MS);
+        current = "csi-driver";
+        try {
+          driver = await startDriver();
+        } catch (err) {
+          throw withLogTail(err, "csi-driver", logFiles["csi-driver"]!);
+        }
+        log("[cluster] CSI driver serving again");
+      },
       pids: () =>
         children
           .filter((c) => c.exitedWith === undefined && c.proc.pid !== undefined)
@@ -1096,6 +1192,64 @@ function parseCsiCalls(logFile: string): CsiCall[] {
     }
   }
   return calls;
+}
+
+/**
+ * The volumes of the driver on `socketPath` through ListVolumes (all at once: hostpathplugin ignores the starting
+ * token's page end and returns no next_token, so paging would miss volumes), named from
+ * hostpathplugin's state file (`<stateDir>/state.json`, when `stateDir` is given) or the mock's
+ * volume context.
+ */
+export async function listDriverVolumes(
+  socketPath: string,
+  stateDir?: string,
+): Promise<DriverVolumeInfo[]> {
+  const driver = await connectDriver({
+    socketPath,
+    clock: systemClock,
+    logger: nullLogger,
+    connectTimeoutMs: 10_000,
+  });
+  const out: DriverVolumeInfo[] = [];
+  try {
+    let token = "";
+    for (;;) {
+      const res = await driver.listVolumes({ startingToken: token, maxEntries: 0 });
+      for (const e of res.entries) {
+        const v = e.volume;
+        if (v)
+          out.push({
+            id: v.volumeId,
+            name: v.volumeContext.name ?? "",
+            capacityBytes: v.capacityBytes,
+          });
+      }
+      if (!res.nextToken || res.nextToken === token) break;
+      token = res.nextToken;
+    }
+  } finally {
+    driver.close();
+  }
+  if (stateDir && out.length > 0) {
+    // hostpathplugin rewrites state.json in place (not atomically) on every change: a read may
+    // see a half-written file, or miss a volume created after ListVolumes. Read again then.
+    const stateFile = path.join(stateDir, "state.json");
+    let names = new Map<string, string>();
+    for (let attempt = 0; attempt < 20; attempt++) {
+      try {
+        const state = JSON.parse(readFileSync(stateFile, "utf8")) as {
+          Volumes?: { VolID?: string; VolName?: string }[] | null;
+        };
+        names = new Map((state.Volumes ?? []).map((v) => [v.VolID ?? "", v.VolName ?? ""]));
+        if (out.every((v) => names.has(v.id))) break;
+      } catch {
+        // half-written
+      }
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    for (const v of out) v.name = names.get(v.id) ?? v.name;
+  }
+  return out;
 }
 
 function withLogTail(err: unknown, component: string, logFile: string | undefined): Error {

@@ -4,7 +4,7 @@
  * and Kubernetes' CSI mock driver, as the `csi-provisioner` ServiceAccount bound to
  * deploy/rbac.yaml — so a missing RBAC rule fails the suite.
  *
- * The same scenarios then run against the project's test API server (src/apiserver) with the
+ * The same scenarios then run against the project's test API server (src/dev/apiserver) with the
  * dev binder (src/dev/binder.ts) in place of kube-controller-manager, so that the two servers
  * must agree on what the provisioner sees. Restarts of kube-apiserver and the 200 claims run
  * against the real control plane only.
@@ -29,7 +29,7 @@ import * as os from "node:os";
 import * as path from "node:path";
 import { after, before, describe, it, type TestContext } from "node:test";
 import { fileURLToPath } from "node:url";
-import { startApiServer } from "../../src/apiserver/mod.ts";
+import { startApiServer } from "../../src/dev/apiserver/mod.ts";
 import { runBinder } from "../../src/dev/binder.ts";
 import { noAuth } from "../../src/kube/auth.ts";
 import { createKubeApi } from "../../src/kube/client.ts";
@@ -625,7 +625,7 @@ function objectDiff(at: string, a: unknown, b: unknown): string[] {
 /** Starts kube-apiserver, kube-controller-manager and the driver; RBAC from deploy/rbac.yaml. */
 async function setUpCluster(): Promise<void> {
   dir = mkdtempSync(path.join(os.tmpdir(), "e2e-provisioner-"));
-  const cluster = await startCluster({ binDir: binDir!, log });
+  const cluster = await startCluster({ binDir: binDir!, log, driver: "mock" });
   be = {
     driverName: cluster.driverName,
     csiSocket: cluster.csiSocket,
@@ -744,7 +744,7 @@ describe("csi-provisioner against kube-apiserver, kube-controller-manager and a 
   scenarios("kube-apiserver");
 });
 
-describe("csi-provisioner against the test API server (src/apiserver) and the dev binder", () => {
+describe("csi-provisioner against the test API server (src/dev/apiserver) and the dev binder", () => {
   before(
     async () => {
       if (!binDir) return;

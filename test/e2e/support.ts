@@ -9,17 +9,31 @@
  */
 
 import { type ChildProcess, spawn } from "node:child_process";
-import { createWriteStream, existsSync, readFileSync, rmSync, type WriteStream } from "node:fs";
+import {
+  closeSync,
+  createWriteStream,
+  existsSync,
+  openSync,
+  readFileSync,
+  readSync,
+  rmSync,
+  statSync,
+  type WriteStream,
+} from "node:fs";
 import * as http from "node:http";
 import * as https from "node:https";
 import * as net from "node:net";
 import { constants as osConstants } from "node:os";
 import { loadAll } from "js-yaml";
-import { connectDriver } from "../../src/csi/client.ts";
-import type { KubeObject, WatchEvent } from "../../src/kube/objects.ts";
-import { systemClock } from "../../src/util/clock.ts";
-import { nullLogger } from "../../src/util/log.ts";
-import type { ApiResponse, Cluster, CsiCall } from "./cluster.ts";
+import type {
+  CoreEvent,
+  KubeList,
+  KubeObject,
+  PersistentVolume,
+  PersistentVolumeClaim,
+  WatchEvent,
+} from "../../src/kube/objects.ts";
+import type { ApiResponse, Cluster, CsiCall, DriverVolumeInfo } from "./cluster.ts";
 
 /* ------------------------------------------------------------------------ */
 /* Waiting                                                                   */
@@ -410,42 +424,15 @@ export function csiCallsIn(logFile: string): CsiCall[] {
   return calls;
 }
 
-export interface DriverVolume {
-  id: string;
-  /** The CreateVolume name (csi-mock-driver keeps it in the volume context). */
-  name: string;
-  capacityBytes: bigint;
-}
+/** One volume of a driver (id, CreateVolume name, capacity). */
+export type DriverVolume = DriverVolumeInfo;
 
-/** Every volume the driver at `socketPath` has, through Controller.ListVolumes. */
-export async function listDriverVolumes(socketPath: string): Promise<DriverVolume[]> {
-  const driver = await connectDriver({
-    socketPath,
-    clock: systemClock,
-    logger: nullLogger,
-    connectTimeoutMs: 10_000,
-  });
-  try {
-    const out: DriverVolume[] = [];
-    let token = "";
-    for (;;) {
-      const res = await driver.listVolumes({ startingToken: token, maxEntries: 500 });
-      for (const e of res.entries) {
-        const v = e.volume;
-        if (!v) continue;
-        out.push({
-          id: v.volumeId,
-          name: v.volumeContext.name ?? "",
-          capacityBytes: v.capacityBytes,
-        });
-      }
-      if (!res.nextToken) return out;
-      token = res.nextToken;
-    }
-  } finally {
-    driver.close();
-  }
-}
+/**
+ * Every volume the driver at `socketPath` has, through Controller.ListVolumes; names come from
+ * hostpathplugin's `<stateDir>/state.json` when `stateDir` is given, else from the volume
+ * context (csi-mock-driver keeps the name there).
+ */
+export { listDriverVolumes } from "./cluster.ts";
 
 /* ------------------------------------------------------------------------ */
 /* The API                                                                   */
@@ -625,6 +612,194 @@ export function watchPath<T extends KubeObject>(target: WatchTarget, path: strin
     stop() {
       endWith("stopped");
       req.destroy();
+    },
+  };
+}
+
+/* ------------------------------------------------------------------------ */
+/* Typed API calls for scenarios                                             */
+/* ------------------------------------------------------------------------ */
+
+export interface ClaimSpec {
+  size?: string;
+  annotations?: Record<string, string>;
+  labels?: Record<string, string>;
+  accessModes?: string[];
+  volumeMode?: "Filesystem" | "Block";
+  dataSource?: { apiGroup?: string; kind: string; name: string };
+}
+
+/** Scenario helpers over one `ApiRequest` (as admin): calls that throw on an unexpected status. */
+export interface Kube {
+  readonly request: ApiRequest;
+  /** A request that must answer 2xx; returns the parsed body. */
+  call<T>(method: string, apiPath: string, body?: unknown, contentType?: string): Promise<T>;
+  /** GET; undefined on 404. */
+  get<T>(apiPath: string): Promise<T | undefined>;
+  /** POST that tolerates AlreadyExists. */
+  ensure(collectionPath: string, obj: unknown): Promise<void>;
+  ensureNamespace(name: string): Promise<void>;
+  /** A merge patch of metadata.annotations (null removes a key). */
+  annotate(apiPath: string, annotations: Record<string, string | null>): Promise<void>;
+  createClaim(
+    ns: string,
+    name: string,
+    className: string,
+    spec?: ClaimSpec,
+  ): Promise<PersistentVolumeClaim>;
+  claim(ns: string, name: string): Promise<PersistentVolumeClaim | undefined>;
+  volume(name: string): Promise<PersistentVolume | undefined>;
+  /** Waits until every named claim of `ns` is Bound; returns them by name. */
+  waitBound(
+    ns: string,
+    names: string[],
+    timeoutMs?: number,
+  ): Promise<Map<string, PersistentVolumeClaim>>;
+  /** Events whose involvedObject has this name, in `ns`. */
+  eventsOf(ns: string, name: string): Promise<CoreEvent[]>;
+  /** Waits for an event with `reason` on `ns/name`. */
+  waitEvent(ns: string, name: string, reason: string, timeoutMs?: number): Promise<CoreEvent>;
+  /** Waits until `apiPath` answers 404. */
+  waitGone(what: string, apiPath: string, timeoutMs?: number): Promise<void>;
+}
+
+export const claimPath = (ns: string, name = "") =>
+  `/api/v1/namespaces/${ns}/persistentvolumeclaims${name ? `/${name}` : ""}`;
+export const volumePath = (name = "") => `/api/v1/persistentvolumes${name ? `/${name}` : ""}`;
+
+export function kube(request: ApiRequest, defaults: { timeoutMs?: number } = {}): Kube {
+  const settle = defaults.timeoutMs ?? 90_000;
+  const call = async <T>(method: string, apiPath: string, body?: unknown, contentType?: string) => {
+    const r = await request(method, apiPath, body, contentType ? { contentType } : {});
+    if (r.status < 200 || r.status > 299) {
+      throw new Error(`${method} ${apiPath}: HTTP ${r.status}: ${r.body}`);
+    }
+    return r.json<T>();
+  };
+  const get = async <T>(apiPath: string) => {
+    const r = await request("GET", apiPath);
+    if (r.status === 404) return undefined;
+    if (r.status !== 200) throw new Error(`GET ${apiPath}: HTTP ${r.status}: ${r.body}`);
+    return r.json<T>();
+  };
+  const ensure = async (path: string, obj: unknown) => {
+    const r = await request("POST", path, obj);
+    if (r.status !== 201 && r.status !== 409) {
+      throw new Error(`POST ${path}: HTTP ${r.status}: ${r.body}`);
+    }
+  };
+  const eventsOf = async (ns: string, name: string) => {
+    const selector = encodeURIComponent(`involvedObject.name=${name}`);
+    return (
+      await call<KubeList<CoreEvent>>(
+        "GET",
+        `/api/v1/namespaces/${ns}/events?fieldSelector=${selector}`,
+      )
+    ).items;
+  };
+  return {
+    request,
+    call,
+    get,
+    ensure,
+    ensureNamespace: (name) =>
+      ensure("/api/v1/namespaces", { apiVersion: "v1", kind: "Namespace", metadata: { name } }),
+    async annotate(apiPath, annotations) {
+      await call("PATCH", apiPath, { metadata: { annotations } }, "application/merge-patch+json");
+    },
+    createClaim: (ns, name, className, spec = {}) =>
+      call<PersistentVolumeClaim>("POST", claimPath(ns), {
+        apiVersion: "v1",
+        kind: "PersistentVolumeClaim",
+        metadata: { name, namespace: ns, annotations: spec.annotations, labels: spec.labels },
+        spec: {
+          storageClassName: className,
+          accessModes: spec.accessModes ?? ["ReadWriteOnce"],
+          volumeMode: spec.volumeMode,
+          dataSource: spec.dataSource,
+          resources: { requests: { storage: spec.size ?? "1Gi" } },
+        },
+      }),
+    claim: (ns, name) => get<PersistentVolumeClaim>(claimPath(ns, name)),
+    volume: (name) => get<PersistentVolume>(volumePath(name)),
+    async waitBound(ns, names, timeoutMs = settle) {
+      let pending = names;
+      return eventually(
+        `${names.length} claim(s) in ${ns} to be Bound`,
+        async () => {
+          const list = await call<KubeList<PersistentVolumeClaim>>("GET", claimPath(ns));
+          const byName = new Map(list.items.map((c) => [c.metadata.name!, c]));
+          pending = names.filter((n) => byName.get(n)?.status?.phase !== "Bound");
+          return pending.length === 0 ? byName : undefined;
+        },
+        {
+          timeoutMs,
+          intervalMs: 250,
+          describe: () => `${pending.length} not Bound: ${pending.slice(0, 10).join(", ")}`,
+        },
+      );
+    },
+    eventsOf,
+    waitEvent: (ns, name, reason, timeoutMs = settle) =>
+      eventually(
+        `a ${reason} event on ${ns}/${name}`,
+        async () => (await eventsOf(ns, name)).find((e) => e.reason === reason),
+        { timeoutMs },
+      ),
+    async waitGone(what, apiPath, timeoutMs = settle) {
+      await eventually(what, async () => ((await get(apiPath)) === undefined ? true : undefined), {
+        timeoutMs,
+      });
+    },
+  };
+}
+
+/**
+ * Follows a driver log (csi-mock-driver or hostpathplugin at -v=5) from its current end: each
+ * `poll()` returns the gRPC calls logged since the previous one, reading only the new bytes.
+ */
+export function followCsiCalls(logFile: string): { poll(): CsiCall[] } {
+  let offset = 0;
+  try {
+    offset = statSync(logFile).size;
+  } catch {
+    // not written yet
+  }
+  let partial = "";
+  return {
+    poll() {
+      let fd: number;
+      try {
+        fd = openSync(logFile, "r");
+      } catch {
+        return [];
+      }
+      const chunks: Buffer[] = [];
+      try {
+        const buf = Buffer.alloc(1 << 20);
+        for (;;) {
+          const n = readSync(fd, buf, 0, buf.length, offset);
+          if (n <= 0) break;
+          offset += n;
+          chunks.push(Buffer.from(buf.subarray(0, n)));
+        }
+      } finally {
+        closeSync(fd);
+      }
+      const text = partial + Buffer.concat(chunks).toString("utf8");
+      const lines = text.split("\n");
+      partial = lines.pop() ?? "";
+      const calls: CsiCall[] = [];
+      for (const line of lines) {
+        const at = line.indexOf("gRPCCall: ");
+        if (at < 0) continue;
+        try {
+          calls.push(JSON.parse(line.slice(at + "gRPCCall: ".length)) as CsiCall);
+        } catch {
+          // not a complete call record
+        }
+      }
+      return calls;
     },
   };
 }

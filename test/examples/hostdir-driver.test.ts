@@ -22,7 +22,6 @@ import { fileURLToPath } from "node:url";
 import type { MessageInitShape } from "@bufbuild/protobuf";
 import { type Client, Code, ConnectError, createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
-import { chooseVolumeSize, page } from "../../examples/hostdir-driver/driver.ts";
 import {
   parseHostdirFlags,
   type RunningHostdirDriver,
@@ -30,6 +29,7 @@ import {
   startHostdirDriver,
   UsageError,
 } from "../../examples/hostdir-driver/main.ts";
+import { chooseVolumeSize, page } from "../../src/dev/hostdir-driver/driver.ts";
 import {
   Controller,
   ControllerServiceCapability_RPC_Type as ControllerRpc,

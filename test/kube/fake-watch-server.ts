@@ -8,8 +8,8 @@
  * numbers fails.
  */
 import { setImmediate } from "node:timers";
-import type { ApiServer } from "../../src/apiserver/mod.ts";
-import { startApiServer } from "../../src/apiserver/mod.ts";
+import type { ApiServer } from "../../src/dev/apiserver/mod.ts";
+import { startApiServer } from "../../src/dev/apiserver/mod.ts";
 import type { ListOptions, ResourceClient, WatchOptions, WatchStream } from "../../src/kube/api.ts";
 import { noAuth } from "../../src/kube/auth.ts";
 import { createKubeApi } from "../../src/kube/client.ts";

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { afterEach, describe, it } from "node:test";
-import type { ApiServer } from "../../src/apiserver/mod.ts";
+import type { ApiServer } from "../../src/dev/apiserver/mod.ts";
 import type { KubeObject, PersistentVolumeClaim } from "../../src/kube/objects.ts";
 import type { ReflectorOptions } from "../../src/kube/reflector.ts";
 import { Backoff, defaultErrorPredicates, Reflector } from "../../src/kube/reflector.ts";

@@ -218,6 +218,7 @@ describe("projections", () => {
         namespace: "ns",
         uid: "u-1",
         resourceVersion: "42",
+        creationTimestamp: "2026-01-01T00:00:00Z",
         labels: { app: "db" },
         annotations: { "volume.kubernetes.io/storage-provisioner": "hostpath.csi.k8s.io" },
         finalizers: ["kubernetes.io/pvc-protection"],
@@ -255,6 +256,14 @@ describe("projections", () => {
     assert.equal(p.spec, pv.spec);
     assert.deepEqual(p.status, { phase: "Bound" });
     assert.equal(p.kind, "PersistentVolume");
+    const released = projectPersistentVolume({
+      ...pv,
+      status: { phase: "Released", lastPhaseTransitionTime: "2026-01-03T00:00:00Z" },
+    });
+    assert.deepEqual(released.status, {
+      phase: "Released",
+      lastPhaseTransitionTime: "2026-01-03T00:00:00Z",
+    });
   });
 
   it("keeps a StorageClass whole except managedFields", () => {

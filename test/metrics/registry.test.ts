@@ -73,3 +73,33 @@ describe("createProvisionerMetrics()", () => {
     }
   });
 });
+
+describe("CSI migration's migrated label", () => {
+  it("is absent until turned on; then earlier calls are migrated=false and later ones labelled", () => {
+    const m = createProvisionerMetrics();
+    const probe = "/csi.v1.Identity/Probe";
+    const create = "/csi.v1.Controller/CreateVolume";
+    m.observeCsiCall("ebs.csi.aws.com", probe, "OK", 0.01);
+    assert.match(
+      m.registry.render(),
+      /csi_sidecar_operations_seconds_count\{driver_name="ebs.csi.aws.com",grpc_status_code="OK",method_name="\/csi.v1.Identity\/Probe"\} 1/,
+    );
+    m.labelMigratedCalls();
+    m.observeCsiCall("ebs.csi.aws.com", create, "OK", 0.2, true);
+    m.observeCsiCall("ebs.csi.aws.com", create, "OK", 0.2, false);
+    const text = m.registry.render();
+    assert.match(
+      text,
+      /csi_sidecar_operations_seconds_count\{driver_name="ebs.csi.aws.com",grpc_status_code="OK",method_name="\/csi.v1.Identity\/Probe",migrated="false"\} 1/,
+    );
+    for (const migrated of ["true", "false"]) {
+      assert.match(
+        text,
+        new RegExp(
+          `csi_sidecar_operations_seconds_bucket\\{driver_name="ebs.csi.aws.com",grpc_status_code="OK",method_name="/csi.v1.Controller/CreateVolume",migrated="${migrated}",le="0.25"\\} 1`,
+        ),
+      );
+    }
+    assert.doesNotMatch(text, /method_name="[^"]*"\}/, "every series has the migrated label");
+  });
+});

@@ -1,9 +1,10 @@
 /**
- * The Containerfile's structure, since no container engine runs here: a build stage from the
- * official Bun image at the project's Bun version that runs scripts/build.sh, a distroless
- * final stage without a shell step, the non-root user, the binary as the exec-form ENTRYPOINT,
- * the OCI labels, and — read from the script itself (`scripts/build.sh --list`) — the artifact
- * paths the image copies.
+ * The Containerfile's structure: a build stage from the official Bun image at the project's Bun
+ * version that runs scripts/build.sh for the image's architecture, a distroless final stage
+ * without a shell step, both starting images as build arguments (CI builds it from local bases:
+ * test/e2e/image.test.ts), root by default as upstream's image with a non-root variant by build
+ * argument, the binary as the exec-form ENTRYPOINT, the OCI labels, and — read from the script
+ * itself (`scripts/build.sh --list`) — the artifact paths the image copies.
  */
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
@@ -53,12 +54,20 @@ function parseInstructions(text: string): Instruction[] {
   return out;
 }
 
-/** `${NAME}` and `$NAME` replaced from `args`; unknown names are left as written. */
+/**
+ * `${NAME}` and `$NAME` replaced from `args`, repeatedly (an ARG's default may name another
+ * ARG); unknown names are left as written.
+ */
 function expand(value: string, args: Record<string, string>): string {
-  return value.replace(
-    /\$\{(\w+)\}|\$(\w+)/g,
-    (whole, a?: string, b?: string) => args[a ?? b ?? ""] ?? whole,
-  );
+  for (let i = 0; i < 10; i++) {
+    const next = value.replace(
+      /\$\{(\w+)\}|\$(\w+)/g,
+      (whole, a?: string, b?: string) => args[a ?? b ?? ""] ?? whole,
+    );
+    if (next === value) return value;
+    value = next;
+  }
+  return value;
 }
 
 /** `NAME=default` or `NAME` of an ARG instruction. */
@@ -171,6 +180,9 @@ const { globalArgs, stages } = parse(containerfile);
 const finalStage = stages[stages.length - 1] as Stage;
 const buildStage = stages.find((s) => s.name === "build");
 
+/** A build-argument reference as written in the Containerfile: `${NAME}`. */
+const argRef = (name: string): string => `\${${name}}`;
+
 function stageArgs(stage: Stage): Record<string, string> {
   const out: Record<string, string> = { ...globalArgs };
   for (const i of stage.instructions) {
@@ -210,58 +222,74 @@ describe("Containerfile", () => {
     );
   });
 
-  it("copies into the image exactly the executables scripts/build.sh produces", () => {
+  it("copies into the image the executable scripts/build.sh produces for its architecture", () => {
     assert.ok(buildStage);
+    assert.ok("TARGETARCH" in stageArgs(buildStage), "the build stage declares ARG TARGETARCH");
     const artifacts = scriptArtifacts();
     const run = buildStage.instructions.find(
       (i) => i.keyword === "RUN" && /scripts\/build\.sh/.test(i.args),
     );
     assert.ok(run);
-    const targets =
-      /scripts\/build\.sh((?:\s+[a-z0-9-]+)+)/.exec(run.args)?.[1]?.trim().split(/\s+/) ?? [];
-    // /out/<TARGETARCH>/csi-provisioner <- the script's artifact for that architecture.
-    const staged = new Map<string, string>();
-    for (const m of run.args.matchAll(
-      /\binstall\b[^&]*?\s(dist\/\S+)\s+\/out\/(\w+)\/csi-provisioner\b/g,
-    )) {
-      staged.set(m[2] ?? "", m[1] ?? "");
+    // case "${TARGETARCH}" in amd64) target=linux-x64 ;; arm64) target=linux-arm64 ;; ... esac
+    const arms = new Map<string, string>();
+    for (const m of run.args.matchAll(/\b(\w+)\)\s*target=([a-z0-9-]+)\s*;;/g)) {
+      arms.set(m[1] ?? "", m[2] ?? "");
     }
+    assert.match(run.args, /case "\$\{TARGETARCH\}" in/);
+    assert.match(run.args, /\bscripts\/build\.sh "\$target"/);
+    const staged = /\binstall\b[^&]*?\s"?(dist\/[^"\s]+)"?\s+\/out\/csi-provisioner\b/.exec(
+      run.args,
+    );
+    assert.ok(staged, `the RUN installs the executable as /out/csi-provisioner: ${run.args}`);
     const expected: Record<string, string> = { amd64: "linux-x64", arm64: "linux-arm64" };
     for (const [arch, target] of Object.entries(expected)) {
-      assert.ok(targets.includes(target), `scripts/build.sh is not asked for ${target}`);
-      assert.equal(staged.get(arch), artifacts.get(target), `the ${arch} image's executable`);
+      assert.equal(arms.get(arch), target, `TARGETARCH=${arch} builds ${target}`);
+      assert.equal(
+        (staged[1] ?? "").replace("$target", target),
+        artifacts.get(target),
+        `the ${arch} image's executable is the script's ${target} artifact`,
+      );
     }
     const copy = finalStage.instructions.find(
       (i) => i.keyword === "COPY" && i.args.startsWith("--from="),
     );
     assert.ok(copy, "the final stage copies from the build stage");
-    const m = /^--from=(\S+)\s+(\S+)\s+(\S+)$/.exec(copy.args);
-    assert.ok(m, `COPY ${copy.args}`);
-    assert.equal(m[1], "build");
-    const args = stageArgs(finalStage);
-    assert.ok("TARGETARCH" in args, "the final stage declares ARG TARGETARCH");
-    for (const arch of Object.keys(expected)) {
-      assert.equal(
-        expand(m[2] ?? "", { ...args, TARGETARCH: arch }),
-        `/out/${arch}/csi-provisioner`,
-      );
-    }
-    assert.equal(m[3], "/csi-provisioner");
+    assert.equal(copy.args, "--from=build /out/csi-provisioner /csi-provisioner");
   });
 
-  it("ends on a distroless base with no step that needs a shell", () => {
+  it("starts from images named by build arguments, distroless by default", () => {
+    // CI replaces both with images assembled from Debian packages (scripts/image/build.sh).
+    assert.ok(buildStage);
+    assert.equal(buildStage.image, argRef("BUILDER"));
+    assert.equal(finalStage.image, argRef("BASE"));
     assert.match(
-      finalStage.image,
-      /^gcr\.io\/distroless\/(static|base|base-nossl|cc)-debian\d+:nonroot$/,
+      expand(finalStage.image, globalArgs),
+      /^gcr\.io\/distroless\/(static|base|base-nossl|cc)-debian\d+:(latest|nonroot)$/,
     );
+  });
+
+  it("has no step in the final stage that needs a shell", () => {
     const shellSteps = finalStage.instructions.filter((i) => ["RUN", "SHELL"].includes(i.keyword));
     assert.deepEqual(shellSteps, []);
   });
 
-  it("runs as the non-root user by number", () => {
+  it("runs as root by default, as upstream's image, and as 65532 with IMAGE_USER", () => {
+    // CSI drivers create their socket as root with mode 0755: only root can connect to it.
     const users = finalStage.instructions.filter((i) => i.keyword === "USER");
+    assert.equal(users.length, 1);
+    assert.equal(users[0]?.args, argRef("IMAGE_USER"));
+    const args = stageArgs(finalStage);
     // Numeric, so the kubelet can enforce runAsNonRoot without reading /etc/passwd.
-    assert.equal(users.at(-1)?.args, "65532:65532");
+    assert.equal(args.IMAGE_USER, "0:0");
+    assert.match(containerfile, /--build-arg IMAGE_USER=65532:65532/, "the variant is documented");
+    assert.match(
+      readFileSync(join(ROOT, "README.md"), "utf8"),
+      /IMAGE_USER=65532:65532/,
+      "README.md documents the non-root variant",
+    );
+    // The example Deployment must not refuse the default image.
+    const deployment = readFileSync(join(ROOT, "deploy/deployment.yaml"), "utf8");
+    assert.doesNotMatch(deployment, /^\s*runAsNonRoot:\s*true\s*$/m);
   });
 
   it("has the binary as its exec-form ENTRYPOINT and no CMD, so a manifest's args pass through", () => {

@@ -899,9 +899,9 @@ describe("deploy/rbac.yaml", () => {
     const walk = (dir: string): void => {
       for (const entry of readdirSync(dir, { withFileTypes: true })) {
         const path = join(dir, entry.name);
-        // The test API server and the generated code are not the provisioner.
+        // The dev kit (embedded API server, sample driver) and the generated code are not the provisioner.
         if (entry.isDirectory()) {
-          if (!["apiserver", "gen"].includes(entry.name)) walk(path);
+          if (!["dev", "gen"].includes(entry.name)) walk(path);
         } else if (entry.name.endsWith(".ts")) {
           for (const m of readFileSync(path, "utf8").matchAll(/\bresources\.([a-zA-Z]+)\b/g))
             used.add(m[1] ?? "");

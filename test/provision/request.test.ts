@@ -322,7 +322,11 @@ const ROWS: Row[] = [
   {
     name: "retries when the provisioner secret does not exist",
     storageClass: storageClass({ parameters: SECRET_PARAMS }),
-    error: { outcome: "noChange", message: /provisioner secret apps\/data-creds not found/ },
+    error: {
+      outcome: "noChange",
+      message:
+        /^error getting secret data-creds in namespace apps: secrets "data-creds" not found$/,
+    },
   },
   {
     name: "retries when the provisioner secret cannot be read",
@@ -330,7 +334,7 @@ const ROWS: Row[] = [
     world: { failing: ["getSecret"] },
     error: {
       outcome: "noChange",
-      message: /error getting provisioner secret apps\/data-creds: the server is currently unable/,
+      message: /^error getting secret data-creds in namespace apps: the server is currently unable/,
     },
   },
   {
@@ -343,8 +347,7 @@ const ROWS: Row[] = [
     }),
     error: {
       outcome: "noChange",
-      message:
-        /Invalid NodePublish secret name template "\$\{pvc.uid\}": invalid tokens: \["pvc.uid"\]/,
+      message: /^error resolving value "\$\{pvc.uid\}": invalid tokens: \["pvc.uid"\]$/,
     },
   },
   {
@@ -357,7 +360,7 @@ const ROWS: Row[] = [
     }),
     error: {
       outcome: "noChange",
-      message: /Invalid ControllerExpand secret namespace: "No" is not a valid namespace name/,
+      message: /^"No" is not a valid namespace name$/,
     },
   },
   {
@@ -371,7 +374,8 @@ const ROWS: Row[] = [
     }),
     error: {
       outcome: "noChange",
-      message: /NodeStage secret is specified with both the deprecated "csiNodeStageSecretName"/,
+      message:
+        /^failed to get name and namespace template from params: NodeStage secrets specified in parameters with both "csi" and "csi.storage.k8s.io\/" keys$/,
     },
   },
   {
@@ -384,7 +388,11 @@ const ROWS: Row[] = [
     name: "rejects a VolumeSnapshot data source of another API group",
     config: { capabilities: withCapabilities([], [Rpc.CREATE_DELETE_SNAPSHOT]) },
     claim: claim({ dataSource: { apiGroup: "example.com", kind: "VolumeSnapshot", name: "snap" } }),
-    error: { outcome: "finished", message: /expected snapshot.storage.k8s.io, got "example.com"/ },
+    error: {
+      outcome: "finished",
+      message:
+        /^the PVC source does not belong to the right APIGroup. Expected snapshot.storage.k8s.io, Got example.com$/,
+    },
   },
   {
     name: "needs CREATE_DELETE_SNAPSHOT to restore a snapshot",
@@ -424,7 +432,7 @@ const ROWS: Row[] = [
     error: {
       outcome: "noChange",
       message:
-        /error getting handle for data source VolumeSnapshot apps\/snap: snapshot apps\/snap not found/,
+        /^error getting handle for DataSource Type VolumeSnapshot by Name snap: snapshot apps\/snap not found/,
     },
   },
   {
@@ -533,14 +541,18 @@ const ROWS: Row[] = [
     world: { vacs: [{ metadata: { name: "gold" }, driverName: "other" }] },
     error: {
       outcome: "finished",
-      message: /VolumeAttributesClass gold is for driver other, not test.csi.example.com/,
+      message:
+        /^VAC gold referenced in PVC is for driver other which does not match driver name test.csi.example.com$/,
     },
   },
   {
     name: "retries when the VolumeAttributesClass does not exist",
     config: { capabilities: withCapabilities([], [Rpc.MODIFY_VOLUME]) },
     claim: claim({ volumeAttributesClassName: "gold" }),
-    error: { outcome: "noChange", message: /VolumeAttributesClass gold not found/ },
+    error: {
+      outcome: "noChange",
+      message: /^volumeattributesclasses.storage.k8s.io "gold" not found$/,
+    },
   },
   {
     name: "ignores the VolumeAttributesClass with the feature gate off",

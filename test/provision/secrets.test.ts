@@ -91,29 +91,29 @@ describe("resolveSecretReference()", () => {
       it("rejects a name without a namespace, and the reverse", () => {
         assert.throws(
           () => resolveSecretReference(kind, { [name]: "s1" }, PV, CLAIM),
-          /secret name .* is specified without a namespace/,
+          /^Error: failed to get name and namespace template from params: either name and namespace for \w+ secrets specified, Both must be specified$/,
         );
         assert.throws(
           () => resolveSecretReference(kind, { [namespace]: "ns1" }, PV, CLAIM),
-          /secret namespace .* is specified without a name/,
+          /either name and namespace for \w+ secrets specified, Both must be specified$/,
         );
       });
 
       it("rejects an empty name or namespace", () => {
         assert.throws(
           () => resolveSecretReference(kind, { [name]: "", [namespace]: "ns" }, PV, CLAIM),
-          /is specified but its name is empty/,
+          /^Error: failed to get name and namespace template from params: \w+ secrets specified in parameters but value of either namespace or name is empty$/,
         );
         assert.throws(
           () => resolveSecretReference(kind, { [name]: "s", [namespace]: "" }, PV, CLAIM),
-          /is specified but its namespace is empty/,
+          /secrets specified in parameters but value of either namespace or name is empty$/,
         );
       });
 
       it("rejects an incomplete default pair", () => {
         assert.throws(
           () => resolveSecretReference(kind, { [`${P}secret-name`]: "default" }, PV, CLAIM),
-          /Default secret name/,
+          /^Error: failed to get default name and namespace template from params: either name and namespace for Default secrets specified, Both must be specified$/,
         );
       });
 
@@ -140,7 +140,7 @@ describe("resolveSecretReference()", () => {
                 PV,
                 CLAIM,
               ),
-            new RegExp(`specified with both the deprecated "${deprecated}Name" and "${name}" keys`),
+            /secrets specified in parameters with both "csi" and "csi.storage.k8s.io\/" keys$/,
           );
         });
 
@@ -199,7 +199,7 @@ describe("resolveSecretReference()", () => {
     it("rejects the claim's name and annotations in the namespace", () => {
       assert.throws(
         () => resolve("s", "${pvc.name}"),
-        /Invalid NodePublish secret namespace template "\$\{pvc.name\}": invalid tokens: \["pvc.name"\]/,
+        /^Error: error resolving value "\$\{pvc.name\}": invalid tokens: \["pvc.name"\]$/,
       );
       assert.throws(
         () => resolve("s", "${pvc.annotations['example.com/secret']}"),
@@ -210,7 +210,7 @@ describe("resolveSecretReference()", () => {
     it("lists every unknown token, sorted", () => {
       assert.throws(
         () => resolve("${zeta}-${alpha}-${zeta}", "ns"),
-        /Invalid NodePublish secret name template "\$\{zeta\}-\$\{alpha\}-\$\{zeta\}": invalid tokens: \["alpha" "zeta"\]/,
+        /^Error: error resolving value "\$\{zeta\}-\$\{alpha\}-\$\{zeta\}": invalid tokens: \["alpha" "zeta"\]$/,
       );
     });
 
@@ -230,7 +230,7 @@ describe("resolveSecretReference()", () => {
       assert.throws(() => resolve("s", "Bad_NS"), /"Bad_NS" is not a valid namespace name/);
       assert.throws(
         () => resolve("s", "${pv.name}.x"),
-        /"\$\{pv.name\}.x" resolved to "pvc-1234.x", which is not a valid namespace name/,
+        /^Error: "\$\{pv.name\}.x" resolved to "pvc-1234.x" which is not a valid namespace name$/,
       );
     });
 
@@ -238,7 +238,7 @@ describe("resolveSecretReference()", () => {
       assert.throws(() => resolve("-bad", "ns"), /"-bad" is not a valid secret name/);
       assert.throws(
         () => resolve("${pvc.annotations['example.com/bad']}", "ns"),
-        /resolved to "Not_Valid", which is not a valid secret name/,
+        /resolved to "Not_Valid" which is not a valid secret name$/,
       );
     });
   });
@@ -384,7 +384,7 @@ describe("deletionSecret()", () => {
   it("throws for invalid class parameters", () => {
     assert.throws(
       () => deletionSecret(pv(), { ...cls, parameters: { [`${P}provisioner-secret-name`]: "s" } }),
-      /without a namespace/,
+      /either name and namespace for Provisioner secrets specified, Both must be specified/,
     );
   });
 });

@@ -4,14 +4,14 @@
  * three. `stop()` drains the sidecar; `close()` stops everything and frees sockets and ports.
  */
 
-import { type ApiServer, startApiServer } from "../../src/apiserver/mod.ts";
 import { resolveCommand } from "../../src/cli/main-args.ts";
-import { type RunDeps, type StartedSidecar, startSidecar } from "../../src/cli/run.ts";
 import type { Config } from "../../src/config/schema.ts";
+import { type ApiServer, startApiServer } from "../../src/dev/apiserver/mod.ts";
 import { noAuth } from "../../src/kube/auth.ts";
 import type { KubeConnection } from "../../src/kube/config.ts";
 import type { PersistentVolumeClaim, StorageClass } from "../../src/kube/objects.ts";
 import { resources } from "../../src/kube/resources.ts";
+import { type RunDeps, type StartedSidecar, startSidecar } from "../../src/sidecar.ts";
 import { systemClock } from "../../src/util/clock.ts";
 import { createLogger, type Logger } from "../../src/util/log.ts";
 import { type FakeDriver, type FakeDriverOptions, startFakeDriver } from "./fake-driver.ts";
@@ -25,8 +25,15 @@ export interface Harness {
   apiserver: ApiServer;
   driver: FakeDriver;
   logs: string[];
-  /** Starts a sidecar with the default flags plus `args` (e.g. `--worker-threads=2`) and `env`. */
-  start(args?: string[], env?: Record<string, string>): Promise<RunningSidecar>;
+  /**
+   * Starts a sidecar with the default flags plus `args` (e.g. `--worker-threads=2`) and `env`;
+   * `deps` overrides dependencies (e.g. `processStats`).
+   */
+  start(
+    args?: string[],
+    env?: Record<string, string>,
+    deps?: Partial<RunDeps>,
+  ): Promise<RunningSidecar>;
   /** Stops every sidecar, the driver and the API server. */
   close(): Promise<void>;
 }
@@ -67,7 +74,7 @@ export async function startHarness(
     apiserver,
     driver,
     logs,
-    async start(args = [], env = {}) {
+    async start(args = [], env = {}, overrides = {}) {
       const stop = new AbortController();
       const deps: RunDeps = {
         logger: logger.with({ sidecar: ++n }),
@@ -84,6 +91,7 @@ export async function startHarness(
         exit: (code) => {
           throw new Error(`sidecar asked to exit with ${code}`);
         },
+        ...overrides,
       };
       const started = await startSidecar(configFor(driver.socketPath, args, env), deps, kube);
       const running: RunningSidecar = {

@@ -24,7 +24,7 @@
  */
 import assert from "node:assert/strict";
 import { create, type JsonValue, toJson } from "@bufbuild/protobuf";
-import { namespacesResource } from "../../src/apiserver/mod.ts";
+import { namespacesResource } from "../../src/dev/apiserver/mod.ts";
 import {
   CreateVolumeRequestSchema,
   CreateVolumeResponseSchema,

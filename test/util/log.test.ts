@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { readFileSync } from "node:fs";
 import { describe, it } from "node:test";
 import { FakeClock } from "../../src/util/clock.ts";
 import { createLogger, klogTime } from "../../src/util/log.ts";
@@ -96,5 +97,57 @@ describe("createLogger()", () => {
     log.error("c");
     assert.equal(out.length, 1);
     assert.equal(err.length, 2);
+  });
+});
+
+/** Sample lines upstream's binary wrote (scripts/capture-upstream.ts). */
+const upstream = (
+  JSON.parse(
+    readFileSync(new URL("../fixtures/upstream-behaviour.json", import.meta.url), "utf8"),
+  ) as { logs: { text: string[]; json: string[] } }
+).logs;
+
+describe("log lines against upstream's", () => {
+  it("text: upstream's lines and ours match klog's header the same way", () => {
+    assert.ok(upstream.text.length >= 3);
+    for (const line of upstream.text) assert.match(line, KLOG_HEADER, line);
+    const lines: string[] = [];
+    const log = createLogger({ write: (l) => lines.push(l), clock: preciseClock, pid: 24464 });
+    log.info("Version", { version: "v6.3.0" });
+    log.error("Unhandled Error", { err: "boom", logger: "UnhandledError" });
+    for (const line of lines) assert.match(line, KLOG_HEADER, line);
+    // The same field widths: everything up to the file name lines up with upstream's.
+    const prefix = (l: string) => /^\S+ \S+ +\d+ /.exec(l)![0];
+    assert.equal(prefix(lines[0]!).length, prefix(upstream.text[0]!).length);
+  });
+
+  it("JSON: upstream's key order (ts, caller, msg, then v for info or err for errors)", () => {
+    const order = (line: string) =>
+      Object.keys(JSON.parse(line)).filter((k) => ["ts", "caller", "msg", "v", "err"].includes(k));
+    const theirs = upstream.json.map(order);
+    assert.ok(theirs.some((k) => k.includes("v")) && theirs.some((k) => !k.includes("v")));
+    const lines: string[] = [];
+    const log = createLogger({
+      write: (l) => lines.push(l),
+      clock: preciseClock,
+      format: "json",
+      verbosity: 5,
+    });
+    log.info("Version", { version: "v6.3.0" });
+    log.v(5).info("GRPC response", { response: "{}" });
+    log.error("Unhandled Error", { err: "boom" });
+    assert.deepEqual(
+      order(lines[0]!),
+      theirs.find((k) => !k.includes("err")),
+    );
+    assert.deepEqual(
+      order(lines[2]!),
+      theirs.find((k) => !k.includes("v")),
+    );
+    for (const line of [...upstream.json, ...lines]) {
+      assert.equal(typeof JSON.parse(line).ts, "number");
+      // Milliseconds since the epoch, as component-base writes them.
+      assert.ok(JSON.parse(line).ts > 1e12, line);
+    }
   });
 });

@@ -1,0 +1,75 @@
+/**
+ * Differences from upstream that are on purpose. Each entry names the README section ("What is
+ * different from upstream (on purpose)") that explains it; a difference not covered here fails
+ * the differential suite.
+ */
+
+import type { Difference, Intentional } from "./compare.ts";
+import type { Json } from "./normalise.ts";
+
+const PROVISIONING_MESSAGE = /^External provisioner is provisioning volume for claim /;
+
+/** Ours has exactly upstream's messages, less "External provisioner is provisioning ...". */
+function onlyProvisioningMessageMissing(d: Difference): boolean {
+  const up = (Array.isArray(d.upstream) ? d.upstream : []) as Json[];
+  const ours = (Array.isArray(d.ours) ? d.ours : []) as Json[];
+  const expected = up.filter((m) => !PROVISIONING_MESSAGE.test(String(m)));
+  return up.length > expected.length && JSON.stringify(ours) === JSON.stringify(expected);
+}
+
+const bothPresent = (d: Difference) => d.upstream !== undefined && d.ours !== undefined;
+
+export const ALLOWLIST: readonly Intentional[] = [
+  {
+    id: "provisioning-event-deferred",
+    reason:
+      "The Normal Provisioning event is written only when an attempt is retried or still runs after 5 s, so a volume costs fewer API writes (README: fewer API writes per volume).",
+    path: 'events["Normal Provisioning"]',
+    when: onlyProvisioningMessageMissing,
+  },
+  {
+    id: "provisioning-event-deferred-source",
+    reason: "The same deferred Provisioning event, in the list of who wrote each kind of event.",
+    path: 'eventSources["Normal Provisioning"]',
+    when: (d) => d.ours === undefined,
+  },
+  {
+    id: "populator-event-source",
+    reason:
+      "The 'Assuming an external populator will provision the volume' event comes from the sidecar's one event recorder (<driver>_<host>_<id>); upstream writes that one event from a second recorder named external-provisioner (README: events).",
+    cases: ["populator"],
+    path: 'eventSources["Normal Provisioning"]',
+    when: (d) =>
+      JSON.stringify(d.upstream).includes(
+        '"external-provisioner on , reporting external-provisioner "',
+      ) &&
+      Array.isArray(d.ours) &&
+      d.ours.length === 1,
+  },
+  {
+    id: "failure-message-wording",
+    reason:
+      "ProvisioningFailed messages for bad StorageClass secrets and bad data sources name the object (namespace/name), the secret kind and the parameter key; type and reason are upstream's (README: clearer error messages).",
+    cases: [
+      "secret-missing",
+      "secret-name-only",
+      "secret-bad-token",
+      "secret-both-keys",
+      "secret-bad-name",
+      "clone-smaller",
+      "clone-missing",
+      "restore-block",
+      "restore-missing",
+    ],
+    path: /^events\["Warning ProvisioningFailed"\]\[\d+\]$/,
+    when: bothPresent,
+  },
+  {
+    id: "config-error-exit-code",
+    reason:
+      "Every configuration error exits 2, as a flag that does not parse does in upstream; upstream exits 1 for conflicting endpoints or a bad logging configuration and 255 for the checks it makes with klog.Fatal (NODE_NAME, NAMESPACE, feature gates) (README: configuration errors exit 2).",
+    cases: ["both-endpoints", "logging-format", "node-no-env", "capacity-no-env", "gate-unknown"],
+    path: "exit",
+    when: (d) => d.ours === "exit code 2" && d.upstream !== "exit code 0",
+  },
+];
