@@ -62,7 +62,7 @@ async function main(): Promise<number> {
           config: {
             csiAddress: config.csiAddress,
             timeoutMs: config.timeoutMs,
-            output: config.output,
+            output: config.output === "json" ? "json" : "text",
             connectTimeoutMs: config.connectTimeoutMs,
           },
           deps: {
@@ -73,6 +73,32 @@ async function main(): Promise<number> {
             signal: stop.signal,
           },
         });
+      case "orphans": {
+        const { runOrphans } = await import("./cli/orphans.ts");
+        return await runOrphans(
+          {
+            csiAddress: config.csiAddress,
+            timeoutMs: config.timeoutMs,
+            output: config.output,
+            kubeconfig: config.kubeconfig,
+            master: config.master,
+            kubeApiQps: config.kubeApiQps,
+            kubeApiBurst: config.kubeApiBurst,
+            volumeNamePrefix: config.volumeNamePrefix,
+            journalNamespace: config.leaderElectionNamespace || config.podNamespace,
+          },
+          {
+            clock: systemClock,
+            random: Math.random,
+            logger,
+            env: env(),
+            readFile: readTextFile,
+            write: writeStdout,
+            writeError: writeStderr,
+            signal: stop.signal,
+          },
+        );
+      }
       case "run":
       case "dev": {
         const run =

@@ -11,6 +11,7 @@
  * /dev/termination-log).
  */
 
+import { createOrphanAuditor, listEverything, registerOrphanMetrics } from "./audit/auditor.ts";
 import {
   type CapacityController,
   type CapacityOwner,
@@ -231,8 +232,9 @@ export async function startSidecar(
       events: api.resource(resources.coreEvents),
       clock,
       logger: logger.named("events"),
+      // As upstream's recorder: the component names the host; source.host and
+      // reportingInstance stay empty.
       component: `${info.name}_${deps.hostname}_${deps.uuid()}`,
-      host: deps.hostname,
     });
     const capacityApi = config.enableCapacity
       ? createKubeApi(transportFor(config.kubeApiCapacityQps, config.kubeApiCapacityBurst))
@@ -453,7 +455,8 @@ function buildControllers(config: Config, deps: RunDeps, p: Parts): Manager {
     clock,
     logger,
     build: () => buildPeers(config, deps, p),
-    flushers: [() => p.journal.flush(), (deadline) => p.events.flush(deadline)],
+    handOffFlushers: [() => p.journal.flush()],
+    flushers: [(deadline) => p.events.flush(deadline)],
     retryMaxMs: config.retryIntervalMaxMs,
     elector: p.elector,
     startedMessage: {
@@ -526,6 +529,26 @@ function buildPeers(config: Config, deps: RunDeps, p: Parts): Peers {
     runnables.push({ name: "snapshot sweep", run: (s) => c.run(s) });
   }
   if (capacity) runnables.push({ name: "capacity", run: (s) => capacity.run(s) });
+  if (config.orphanAuditIntervalMs > 0) {
+    const auditor = createOrphanAuditor({
+      driver: p.driver,
+      driverName: info.name,
+      controllerCapabilities: info.controllerCapabilities,
+      volumeNamePrefix: config.volumeNamePrefix,
+      volumes: () => informers.volumes.store.list(),
+      claims: () => informers.claims.store.list(),
+      intents: () => p.journal.list(),
+      liveVolumes: (s) => listEverything(p.api.resource(resources.persistentVolumes), s),
+      liveClaims: (s) => listEverything(p.api.resource(resources.persistentVolumeClaims), s),
+      intervalMs: config.orphanAuditIntervalMs,
+      deleteOrphans: config.orphanDelete,
+      graceMs: config.orphanGracePeriodMs,
+      clock,
+      logger,
+      metrics: registerOrphanMetrics(metrics.registry),
+    });
+    runnables.push({ name: "orphan audit", run: (s) => auditor.run(s) });
+  }
   return { informers: informers.all, controllers: [claims, volumes], runnables };
 }
 

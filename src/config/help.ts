@@ -37,6 +37,7 @@ const COMMAND_SUMMARIES: Readonly<Record<CommandName, string>> = {
   run: "Provision volumes for the driver on --csi-address (default).",
   probe: "Run the driver handshake and report what the sidecar would use.",
   dev: "Run locally against a driver socket, with a local API server.",
+  orphans: "List the driver's volumes that nothing in the cluster explains.",
 };
 
 /**
@@ -168,6 +169,7 @@ export function helpText(topic?: CommandName): string {
       `  ${PROGRAM} [run] [flags]      ${COMMAND_SUMMARIES.run}`,
       `  ${PROGRAM} probe [flags]      ${COMMAND_SUMMARIES.probe}`,
       `  ${PROGRAM} dev [flags]        ${COMMAND_SUMMARIES.dev}`,
+      `  ${PROGRAM} orphans [flags]    ${COMMAND_SUMMARIES.orphans}`,
       `  ${PROGRAM} version            Print the version and git commit.`,
       `  ${PROGRAM} help [command]     Show the flags of a command.`,
       "",
@@ -208,7 +210,7 @@ function tableStatus(flag: Pick<FlagInfo, "status" | "noEffect">): string {
 export function flagsMarkdownTable(): string {
   const rows = ["| Flag | Default | Meaning | Status |", "|---|---|---|---|"];
   const seen = new Set<string>();
-  for (const command of ["run", "probe", "dev"] as const) {
+  for (const command of ["run", "probe", "dev", "orphans"] as const) {
     for (const flag of flagsOf(command)) {
       if (seen.has(flag.key)) continue;
       seen.add(flag.key);

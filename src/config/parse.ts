@@ -88,7 +88,7 @@ function unknownFlag(written: string, name: string): string {
   return `Unknown flag ${written}: see --help for the list of flags`;
 }
 
-const COMMAND_WORDS = new Set(["run", "probe", "dev", "version", "help"]);
+const COMMAND_WORDS = new Set(["run", "probe", "dev", "orphans", "version", "help"]);
 
 function commandFlagsList(command: CommandName): string {
   return FLAGS.filter(
@@ -225,16 +225,16 @@ function selectCommand(
   if (!COMMAND_WORDS.has(first)) {
     return {
       ok: false,
-      error: `Unknown command ${JSON.stringify(first)}: expected run, probe, dev, version or help`,
+      error: `Unknown command ${JSON.stringify(first)}: expected run, probe, dev, orphans, version or help`,
     };
   }
   const command = first as CommandWord;
   if (command === "help") {
     if (second === undefined) return { ok: true, command, topic: undefined };
-    if (second !== "run" && second !== "probe" && second !== "dev") {
+    if (second !== "run" && second !== "probe" && second !== "dev" && second !== "orphans") {
       return {
         ok: false,
-        error: `No help for ${JSON.stringify(second)}: expected run, probe or dev`,
+        error: `No help for ${JSON.stringify(second)}: expected run, probe, dev or orphans`,
       };
     }
     if (rest.length > 0)
@@ -281,8 +281,13 @@ export function parseArgs(
 
   for (const { flag } of tokens.occurrences) {
     if (!flag.commands.includes(command)) {
+      const owners = flag.commands.filter((c) => c !== "dev" || !flag.commands.includes("run"));
       const only =
-        flag.commands.length === 1 ? ` (it belongs to the ${flag.commands[0]} command)` : "";
+        owners.length === 1
+          ? ` (it belongs to the ${owners[0]} command)`
+          : owners.length === 2
+            ? ` (it belongs to the ${owners[0]} and ${owners[1]} commands)`
+            : "";
       return {
         ok: false,
         error: `Flag ${spell(flag)} is not accepted by the ${command} command${only}; ${command} accepts ${commandFlagsList(command)}`,

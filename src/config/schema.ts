@@ -22,8 +22,8 @@ import { tryParseDuration } from "./duration.ts";
 // Vocabulary
 
 /** Commands that take flags. `version` and `help` take none of their own. */
-export type CommandName = "run" | "probe" | "dev";
-export const COMMANDS: readonly CommandName[] = ["run", "probe", "dev"];
+export type CommandName = "run" | "probe" | "dev" | "orphans";
+export const COMMANDS: readonly CommandName[] = ["run", "probe", "dev", "orphans"];
 
 /** Sections of `--help`, in display order. */
 export type FlagGroup =
@@ -603,7 +603,9 @@ const featureGatesValue = () =>
 // The table
 
 const RUN: readonly CommandName[] = ["run", "dev"];
-const ALL: readonly CommandName[] = ["run", "probe", "dev"];
+const ALL: readonly CommandName[] = ["run", "probe", "dev", "orphans"];
+/** Flags the `orphans` audit shares with the sidecar (the API, the journal, the name form). */
+const RUN_AND_ORPHANS: readonly CommandName[] = ["run", "dev", "orphans"];
 
 type FlagSpec = Omit<FlagMeta, "kind" | "typeName" | "merge" | "commands" | "status"> & {
   readonly commands?: readonly CommandName[];
@@ -686,6 +688,7 @@ export const FLAG_ENTRIES = {
       default: "",
       help: "Path to a kubeconfig, for running outside a cluster. The KUBECONFIG environment variable, when set, overrides it.",
       group: "common",
+      commands: RUN_AND_ORPHANS,
     },
     stringValue(),
   ),
@@ -695,6 +698,7 @@ export const FLAG_ENTRIES = {
       default: "",
       help: "API server URL, for running outside a cluster (overrides the kubeconfig's server).",
       group: "common",
+      commands: RUN_AND_ORPHANS,
     },
     stringValue(),
   ),
@@ -704,6 +708,7 @@ export const FLAG_ENTRIES = {
       default: "5",
       help: "Queries per second to the Kubernetes API server.",
       group: "common",
+      commands: RUN_AND_ORPHANS,
     },
     floatValue(),
   ),
@@ -713,6 +718,7 @@ export const FLAG_ENTRIES = {
       default: "10",
       help: "Burst of queries to the Kubernetes API server above the QPS.",
       group: "common",
+      commands: RUN_AND_ORPHANS,
     },
     intValue(),
   ),
@@ -771,6 +777,7 @@ export const FLAG_ENTRIES = {
       default: "",
       help: "Namespace of the Lease. Empty: the POD_NAMESPACE environment variable, then the pod's own namespace.",
       group: "leaderElection",
+      commands: RUN_AND_ORPHANS,
     },
     stringValue(),
   ),
@@ -817,6 +824,7 @@ export const FLAG_ENTRIES = {
       default: "pvc",
       help: "Prefix of PersistentVolume names and of CreateVolume request names.",
       group: "provisioner",
+      commands: RUN_AND_ORPHANS,
     },
     stringValue((s) => (s === "" ? "must not be empty" : undefined)),
   ),
@@ -926,6 +934,33 @@ export const FLAG_ENTRIES = {
       group: "extensions",
     },
     prefixesValue(),
+  ),
+  orphanAuditIntervalMs: flag(
+    {
+      name: "orphan-audit-interval",
+      default: "0s",
+      help: "How often the leader lists the driver's volumes (ListVolumes) and counts those no PV, provisioning intent or claim in flight explains (the controller_persistentvolume_orphans gauge). 0: off.",
+      group: "extensions",
+    },
+    durationValue((ms) => (ms >= 0 ? undefined : "must not be negative (0 turns the audit off)")),
+  ),
+  orphanDelete: flag(
+    {
+      name: "orphan-delete",
+      default: "false",
+      help: "With --orphan-audit-interval: delete orphans named <--volume-name-prefix>-<claim UID> whose claim no longer exists and that no PV or intent references, once orphaned for --orphan-grace-period (one log line each). false: only log what would be deleted.",
+      group: "extensions",
+    },
+    boolValue(),
+  ),
+  orphanGracePeriodMs: flag(
+    {
+      name: "orphan-grace-period",
+      default: "1h",
+      help: "How long a volume must stay an orphan, across audits of this process, before --orphan-delete deletes it.",
+      group: "extensions",
+    },
+    durationValue((ms) => (ms >= 0 ? undefined : "must not be negative")),
   ),
   enablePprof: flag(
     {
@@ -1170,12 +1205,12 @@ export const FLAG_ENTRIES = {
     {
       name: "output",
       default: "text",
-      help: 'Report format: "text" or "json".',
+      help: 'Report format: "text" or "json" (orphans: "table", the same as "text").',
       group: "probe",
-      commands: ["probe"],
+      commands: ["probe", "orphans"],
       status: "implemented",
     },
-    enumValue(["text", "json"]),
+    enumValue(["text", "json", "table"]),
   ),
   connectTimeoutMs: flag(
     {

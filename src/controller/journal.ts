@@ -340,8 +340,10 @@ export function createIntentJournal(opts: JournalOptions): IntentJournal {
               spec: {},
             };
         writes++;
-        // Additions gate a CreateVolume; a write of removals only can wait behind PV writes.
-        const priority = adds.size > 0 ? undefined : "low";
+        // Additions gate a CreateVolume; a write of removals only can wait behind PV writes —
+        // except during a flush (shutdown): a leader hands over only after it, so it must not
+        // queue behind events.
+        const priority = adds.size > 0 || flushing > 0 ? undefined : "low";
         const saved = shard.lease
           ? await opts.leases.update(lease, { priority })
           : await opts.leases.create(lease, { priority });
@@ -381,6 +383,8 @@ export function createIntentJournal(opts: JournalOptions): IntentJournal {
 
   // Writes are not tied to any caller's signal: a write in flight is short and finishing it keeps
   // the journal consistent; a caller that gives up just stops waiting.
+  /** Flushes in progress: their removals go at normal priority. */
+  let flushing = 0;
   const kick = (shard: Shard): Promise<void> => {
     if (!shard.writing) {
       shard.writing = (async () => {
@@ -606,7 +610,12 @@ export function createIntentJournal(opts: JournalOptions): IntentJournal {
         s.removeTimer?.abort();
         s.removeTimer = undefined;
       }
-      await Promise.all(shards.map((s) => kick(s)));
+      flushing++;
+      try {
+        await Promise.all(shards.map((s) => kick(s)));
+      } finally {
+        flushing--;
+      }
     },
   };
 }

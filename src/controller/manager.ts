@@ -85,7 +85,7 @@ export interface SharedInformer {
 /** A leader elector (see `leader/election.ts`): `"failed"` when the work cannot go on. */
 export interface Elector {
   run(
-    lead: (signal: AbortSignal) => Promise<void>,
+    lead: (signal: AbortSignal, handOff: () => void) => Promise<void>,
     signal: AbortSignal,
   ): Promise<"stopped" | "failed">;
 }
@@ -105,6 +105,11 @@ export interface ManagerOptions {
   build: () => Peers;
   /** Batched writes to finish after the drain (journal, events); each gets the flush deadline. */
   flushers?: readonly ((deadline: AbortSignal) => Promise<void>)[];
+  /**
+   * The flushers a successor leader must not overlap with (the intent journal): once they are
+   * done, the elector may hand the Lease over while the others (events) still flush.
+   */
+  handOffFlushers?: readonly ((deadline: AbortSignal) => Promise<void>)[];
   /** Delay of a `retrySlow` result (`--retry-interval-max`). */
   retryMaxMs: number;
   /** Operations in flight get this long after a stop before they are cancelled. Default 2 s. */
@@ -172,21 +177,26 @@ export function createManager(o: ManagerOptions): Manager {
     );
 
   /** Waits the flush deadline out for the batched writes, then gives up on them. */
-  const flush = async () => {
+  const flush = async (handOff?: () => void) => {
     const deadline = new AbortController();
     const timer = new AbortController();
     after(clock, o.flushMs ?? 1500, timer.signal, () => deadline.abort());
-    await Promise.all(
-      (o.flushers ?? []).map((f) =>
-        Promise.race([f(deadline.signal), aborted(deadline.signal)]).catch((err) =>
-          logger.warn("Could not flush batched writes", { err }),
+    const all = (fs: readonly ((deadline: AbortSignal) => Promise<void>)[]) =>
+      Promise.all(
+        fs.map((f) =>
+          Promise.race([f(deadline.signal), aborted(deadline.signal)]).catch((err) =>
+            logger.warn("Could not flush batched writes", { err }),
+          ),
         ),
-      ),
-    );
+      );
+    await Promise.all([
+      all(o.handOffFlushers ?? []).then(() => handOff?.()),
+      all(o.flushers ?? []),
+    ]);
     timer.abort();
   };
 
-  const runControllers = async (signal: AbortSignal): Promise<void> => {
+  const runControllers = async (signal: AbortSignal, handOff?: () => void): Promise<void> => {
     const peers = o.build();
     const stopInformers = new AbortController();
     const informerRuns = peers.informers.map((i) =>
@@ -223,7 +233,7 @@ export function createManager(o: ManagerOptions): Manager {
       await Promise.all(runnables);
       // Batched intent removals and events still waiting for the API budget get a short while
       // together, then are left: the process must end well inside Kubernetes' grace period.
-      await flush();
+      await flush(handOff);
     } finally {
       running = false;
       stopInformers.abort();

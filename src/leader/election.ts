@@ -2,8 +2,10 @@
  * Leader election on a coordination.k8s.io Lease, with client-go's algorithm and upstream
  * sidecar conventions: the Lease is named after the driver (characters outside `[a-zA-Z0-9-]`
  * become `-`, and an `X` is appended when the name would end in `-`), the holder identity is
- * sanitised the same way, and a `LeaderElection` event ("<identity> became leader" / "<identity>
- * stopped leading") is recorded on the Lease at each transition.
+ * sanitised the same way, and a Normal `LeaderElection` event "<identity> became leader" is
+ * recorded on the Lease when this replica wins it. (client-go also records "stopped leading",
+ * but upstream's sidecar exits at once then and the event never reaches the API: checked against
+ * upstream's binary, so none is written here either.)
  *
  * Expiry is judged by *local* observation time, not by the times written in the Lease, so clock
  * skew between replicas does not matter: a candidate takes over only after it has seen the same
@@ -84,6 +86,13 @@ function rfc3339Micro(ms: number): string {
   return new Date(ms).toISOString().replace(/Z$/, "000Z");
 }
 
+/**
+ * The leader's work. It runs until `signal` aborts. On a clean stop it may call `handOff()` once
+ * whatever a successor must not overlap with has ended (the workers, the intent journal's
+ * writes): the Lease is then released at once, while best-effort work (events) goes on.
+ */
+export type LeadFunction = (signal: AbortSignal, handOff: () => void) => Promise<void>;
+
 /** How `run` ended: `"stopped"` after the signal; `"failed"` when the work could not go on. */
 export type ElectionOutcome = "stopped" | "failed";
 
@@ -104,7 +113,7 @@ export interface LeaderElector {
    * `releaseOnCancel`), or `"failed"` when `lead` ended on its own or did not stop in time after
    * a loss.
    */
-  run(lead: (signal: AbortSignal) => Promise<void>, signal: AbortSignal): Promise<ElectionOutcome>;
+  run(lead: LeadFunction, signal: AbortSignal): Promise<ElectionOutcome>;
 }
 
 /** The part of a Lease whose change restarts the expiry countdown. */
@@ -473,7 +482,13 @@ export function createLeaderElector(opts: LeaderElectionOptions): LeaderElector 
           const onStop = () => term.abort(signal.reason);
           signal.addEventListener("abort", onStop, { once: true });
           let ended = false;
-          const leadDone = lead(term.signal).then(
+          let handOff = () => {};
+          const handedOff = new Promise<void>((r) => {
+            handOff = () => {
+              if (term.signal.aborted) r();
+            };
+          });
+          const leadDone = lead(term.signal, () => handOff()).then(
             () => {
               ended = true;
             },
@@ -509,16 +524,19 @@ export function createLeaderElector(opts: LeaderElectionOptions): LeaderElector 
                 lease: where,
                 waited: `${stopTimeoutMs / 1000}s`,
               });
-              recordEvent("stopped leading");
               return "failed";
             }
+          } else if (opts.releaseOnCancel || !signal.aborted) {
+            // Release on a clean stop when asked (as soon as the work hands off), and always when
+            // the work ended by itself.
+            await Promise.race([leadDone, handedOff]);
+            await release();
+            setLeading(false);
+            await leadDone;
           } else {
             await leadDone;
           }
-          // Release on a clean stop when asked, and always when the work ended by itself.
-          if (!lost && (opts.releaseOnCancel || !signal.aborted)) await release();
           setLeading(false);
-          recordEvent("stopped leading");
           if (!lost && !signal.aborted) {
             // The work ended by itself: nothing is left to lead for.
             log.error("The leader's work ended unexpectedly", { lease: where });

@@ -124,7 +124,7 @@ describe("flagsMarkdownTable()", () => {
       table,
       /\| `--automaxprocs` \| `false` \| .* \| no effect: JavaScript runtimes have no GOMAXPROCS \|/,
     );
-    assert.match(table, /\| `--output` \| `"text"` \| `probe` only\. /);
+    assert.match(table, /\| `--output` \| `"text"` \| Report format/);
   });
 
   it("is stable", () => {

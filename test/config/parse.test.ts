@@ -192,7 +192,7 @@ describe("parseArgs() commands", () => {
   it("rejects unknown commands and extra words", () => {
     assert.match(
       error(["frobnicate"]),
-      /Unknown command "frobnicate": expected run, probe, dev, version or help/,
+      /Unknown command "frobnicate": expected run, probe, dev, orphans, version or help/,
     );
     assert.match(error(["probe", "extra"]), /Unexpected argument "extra"/);
     assert.match(error(["help", "frobnicate"]), /No help for "frobnicate"/);
@@ -205,7 +205,7 @@ describe("parseArgs() commands", () => {
     );
     assert.match(
       error(["--output=json"]),
-      /Flag --output is not accepted by the run command \(it belongs to the probe command\)/,
+      /Flag --output is not accepted by the run command \(it belongs to the probe and orphans commands\)/,
     );
     assert.match(error(["--data-dir=/x"]), /belongs to the dev command/);
   });

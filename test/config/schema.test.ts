@@ -65,6 +65,9 @@ const EXPECTED_DEFAULTS: [string, string, unknown][] = [
   ["prevent-volume-mode-conversion", "preventVolumeModeConversion", true],
   // beyond upstream
   ["claim-metadata-prefixes", "claimMetadataPrefixes", []],
+  ["orphan-audit-interval", "orphanAuditIntervalMs", 0],
+  ["orphan-delete", "orphanDelete", false],
+  ["orphan-grace-period", "orphanGracePeriodMs", 3_600_000],
   // 1.3 feature gates
   [
     "feature-gates",

@@ -180,6 +180,18 @@ interface Outcome {
   pvs: Map<string, PersistentVolume>;
   deletedHandles: Map<string, string[]>;
   badEvent: string;
+  /** The label sets of the sidecar's CreateVolume and DeleteVolume series, per plugin key. */
+  callSeries: Map<string, string[]>;
+}
+
+/** The label sets of `csi_sidecar_operations_seconds` for CreateVolume and DeleteVolume. */
+async function volumeCallSeries(sidecar: Sidecar): Promise<string[]> {
+  const text = await (await fetch(`http://${sidecar.httpEndpoint}/metrics`)).text();
+  const out = new Set<string>();
+  for (const m of text.matchAll(/^csi_sidecar_operations_seconds_count\{([^}]*)\}/gm)) {
+    if (/method_name="[^"]*\/(Create|Delete)Volume"/.test(m[1]!)) out.add(m[1]!);
+  }
+  return [...out].sort();
 }
 
 let cluster: Cluster;
@@ -295,7 +307,11 @@ async function runFlavour(flavour: Flavour): Promise<Outcome> {
         assert.deepEqual(left, [], `${d.plugin.driverName} keeps no volume after ${flavour}'s run`);
       }
     }
-    return { pvs, deletedHandles, badEvent: bad.message };
+    const callSeries = new Map<string, string[]>();
+    for (const [i, d] of [...drivers.values()].entries()) {
+      callSeries.set(d.plugin.key, await volumeCallSeries(sidecars[i]!));
+    }
+    return { pvs, deletedHandles, badEvent: bad.message, callSeries };
   } finally {
     await Promise.all(sidecars.map((s) => s.stop()));
   }
@@ -446,6 +462,15 @@ describe("CSI migration (kube-controller-manager v1.36, upstream vs ours)", { sk
           (o.deletedHandles.get(p.key) ?? []).map((h) => h.replaceAll(pv.metadata.name!, "<pv>")),
         ),
       ];
+      assert.deepEqual(
+        ours.callSeries.get(p.key),
+        theirs.callSeries.get(p.key),
+        `${p.key}: csi_sidecar_operations_seconds has upstream's labels (migrated="true")`,
+      );
+      assert.ok(
+        ours.callSeries.get(p.key)?.some((l) => l.includes('migrated="true"')),
+        `${p.key}: migrated calls are labelled`,
+      );
       assert.deepEqual(
         handles(ours, a),
         handles(theirs, b),

@@ -12,7 +12,7 @@ import {
 } from "../../src/leader/election.ts";
 import { FakeClock } from "../../src/util/clock.ts";
 import { nullLogger } from "../../src/util/log.ts";
-import { MemoryLeases, settle } from "./memory-leases.ts";
+import { deferred, MemoryLeases, settle } from "./memory-leases.ts";
 
 const NS = "kube-system";
 const NAME = "fake-csi-k8s-io";
@@ -181,7 +181,7 @@ describe("leader election", () => {
     await w.close();
   });
 
-  it("on stop, lets the work finish, then releases the Lease and records it", async () => {
+  it("on stop, lets the work finish, then releases the Lease", async () => {
     const w = world();
     const a = w.replica("replica-a", { hold: true });
     await settle();
@@ -197,9 +197,43 @@ describe("leader election", () => {
     assert.deepEqual(a.statuses, [true, false]);
     assert.deepEqual(
       a.events.map((e) => e.message),
-      ["replica-a became leader", "replica-a stopped leading"],
+      ["replica-a became leader"],
+      "upstream's binary writes no 'stopped leading' event",
     );
     await w.close();
+  });
+
+  it("releases as soon as the work hands off, while its best-effort tail goes on", async () => {
+    const w = world();
+    const tail = deferred();
+    let handedOff = false;
+    const elector = createLeaderElector({
+      leases: w.leases,
+      namespace: NS,
+      name: NAME,
+      identity: "replica-a",
+      clock: w.clock,
+      random: () => 0,
+      logger: nullLogger,
+      releaseOnCancel: true,
+    });
+    const stop = new AbortController();
+    const done = elector.run(async (signal, handOff) => {
+      handOff(); // ignored: not stopping yet
+      await new Promise<void>((r) => signal.addEventListener("abort", () => r(), { once: true }));
+      handOff();
+      handedOff = true;
+      await tail.promise; // e.g. events still flushing
+    }, stop.signal);
+    await settle();
+    assert.equal(w.lease()!.spec.holderIdentity, "replica-a", "an early hand-off is ignored");
+    stop.abort();
+    await settle();
+    assert.equal(handedOff, true);
+    assert.equal(w.lease()!.spec.holderIdentity, "", "released before the work ended");
+    assert.equal(elector.leading, false);
+    tail.resolve();
+    assert.equal(await done, "stopped");
   });
 
   it("keeps the Lease on stop when release is off (upstream's default)", async () => {
@@ -308,7 +342,7 @@ describe("leader election", () => {
     assert.deepEqual(a.statuses, [true, false]);
     assert.deepEqual(
       a.events.map((e) => e.message),
-      ["replica-a became leader", "replica-a stopped leading"],
+      ["replica-a became leader"],
     );
     w.leases.heal();
     await w.advance(5_000);

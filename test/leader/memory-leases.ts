@@ -185,3 +185,12 @@ export class MemoryLeases implements ResourceClient<Lease> {
     throw new Error("not used by leader election");
   }
 }
+
+/** A promise with its resolver. */
+export function deferred(): { promise: Promise<void>; resolve: () => void } {
+  let resolve!: () => void;
+  const promise = new Promise<void>((r) => {
+    resolve = r;
+  });
+  return { promise, resolve };
+}

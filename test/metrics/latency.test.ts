@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import { describe, it } from "node:test";
 import { setImmediate } from "node:timers";
+import { registerOrphanMetrics } from "../../src/audit/auditor.ts";
 import type { PersistentVolume, PersistentVolumeClaim } from "../../src/kube/objects.ts";
 import { resources } from "../../src/kube/resources.ts";
 import {
@@ -141,6 +142,7 @@ describe("README metrics table", () => {
     .map((l) => l.split(" | ").map((c) => c.replace(/^\| /, "")));
   const registry = createProvisionerMetrics().registry;
   registerLatencyMetrics(registry, new FakeClock());
+  registerOrphanMetrics(registry); // with --orphan-audit-interval
   const rendered = registry.render();
 
   it("lists every end-to-end family with its type and labels", () => {

@@ -3,7 +3,9 @@
  * routes Kubernetes REST paths (`/api/v1/...`, `/apis/<group>/<version>/...`, namespaced and
  * cluster-scoped, `/status`), serves discovery (`/api`, `/apis`, `/version`), negotiates JSON,
  * Table and PartialObjectMetadata responses, streams watches, and applies injected faults.
- * JSON only: protobuf, YAML bodies and server-side apply answer 415 / 406.
+ * JSON, plus the protobuf bodies kubectl's typed `create` subcommands send (`protobuf.ts`); other
+ * protobuf, YAML bodies and server-side apply answer 415 / 406. Access reviews (`kubectl auth
+ * can-i`) are answered, not stored: this server allows everything.
  */
 import type { KubeObject, WatchEvent } from "../../kube/objects.ts";
 import type { Clock } from "../../util/clock.ts";
@@ -17,6 +19,7 @@ import {
 } from "./faults.ts";
 import { apiVersionOfServed, findServed, type ServedResource, servedResources } from "./kinds.ts";
 import { openApiDocument, openApiIndex } from "./openapi.ts";
+import { decodeProtobufObject } from "./protobuf.ts";
 import type { PatchKind, Registry } from "./registry.ts";
 import {
   ApiError,
@@ -118,6 +121,23 @@ function parseIntParam(v: string | null, name: string): number | undefined {
   if (v === null || v === "") return undefined;
   if (!/^-?\d+$/.test(v)) throw badRequest(`invalid value for ${name}: ${v}`);
   return Number(v);
+}
+
+const PROTOBUF = "application/vnd.kubernetes.protobuf";
+
+/** A create or update body: JSON, or (creates only) the protobuf kubectl's typed clients send. */
+async function readBody(req: Request, contentType: string, create: boolean): Promise<unknown> {
+  if (contentType === PROTOBUF && create) {
+    try {
+      return decodeProtobufObject(new Uint8Array(await req.arrayBuffer()));
+    } catch (err) {
+      throw unsupportedMediaType(["application/json"], (err as Error).message);
+    }
+  }
+  if (contentType !== "" && contentType !== "application/json") {
+    throw unsupportedMediaType(["application/json"]);
+  }
+  return readJson(req);
 }
 
 async function readJson(req: Request): Promise<unknown> {
@@ -231,9 +251,10 @@ function resourceList(group: string, version: string): unknown {
       singularName: r.singular,
       namespaced: r.namespaced,
       kind: r.kind,
-      verbs,
+      verbs: r.review ? ["create"] : verbs,
     };
     if (r.shortNames.length > 0) entry.shortNames = r.shortNames;
+    if (r.categories.length > 0) entry.categories = r.categories;
     resources.push(entry);
     if (r.statusSubresource) {
       resources.push({
@@ -442,11 +463,12 @@ export function createHandler(ctx: HandlerContext): (req: Request) => Promise<Re
       return json(shapeOne(res, shape, registry.get(res, ns, route.name!), includeObject));
     }
     const contentType = mediaType(req.headers.get("content-type"));
+    if (res.review) {
+      if (info.verb !== "create") throw methodNotAllowed();
+      return json(res.review((await readBody(req, contentType, true)) as KubeObject), 201);
+    }
     if (info.verb === "create" || info.verb === "update") {
-      if (contentType !== "" && contentType !== "application/json") {
-        throw unsupportedMediaType(["application/json"]);
-      }
-      const body = await readJson(req);
+      const body = await readBody(req, contentType, info.verb === "create");
       if (info.verb === "create") {
         if (res.namespaced && ns === undefined) throw methodNotAllowed();
         return json(registry.create(res, ns, body, { dryRun }), 201);

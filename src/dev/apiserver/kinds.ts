@@ -61,6 +61,13 @@ export interface ServedResource {
   custom: boolean;
   /** Where its objects are stored; views share another resource's bucket. */
   bucket: string;
+  /** Discovery categories (`all` makes `kubectl get all` list it). */
+  categories: string[];
+  /**
+   * A review (SelfSubjectAccessReview, ...): `create` only, answered by this function, never
+   * stored.
+   */
+  review?: (body: KubeObject | undefined) => KubeObject;
   /**
    * Field selector labels beyond `metadata.name` and `metadata.namespace`. A kind with none uses
    * the default conversion, whose error for other labels differs ("is not a known field
@@ -422,6 +429,8 @@ interface Extra {
   validateUpdate?: ServedResource["validateUpdate"];
   toStored?: ServedResource["toStored"];
   fromStored?: ServedResource["fromStored"];
+  categories?: string[];
+  review?: ServedResource["review"];
 }
 
 function served(r: Resource, extra: Extra = {}): ServedResource {
@@ -442,6 +451,8 @@ function served(r: Resource, extra: Extra = {}): ServedResource {
     generation: custom,
     custom,
     bucket: extra.bucket ?? bucketOf(r.group, r.plural),
+    categories: extra.categories ?? [],
+    review: extra.review,
     fieldLabels: extra.fieldLabels ?? [],
     fieldAliases: extra.fieldAliases ?? {},
     listStrategies: { ...objectMetaStrategies, ...extra.listStrategies },
@@ -474,6 +485,46 @@ export const podsResource: Resource = {
   kind: "Pod",
   namespaced: true,
 };
+
+/** Services, served (empty unless created) so that `kubectl cluster-info` and `get all` work. */
+export const servicesResource: Resource = {
+  group: "",
+  version: "v1",
+  plural: "services",
+  kind: "Service",
+  namespaced: true,
+};
+
+/** `kubectl auth can-i`: answered, never stored. */
+const selfSubjectAccessReviews: Resource = {
+  group: "authorization.k8s.io",
+  version: "v1",
+  plural: "selfsubjectaccessreviews",
+  kind: "SelfSubjectAccessReview",
+  namespaced: false,
+};
+
+/** `kubectl auth can-i --list`: answered, never stored. */
+const selfSubjectRulesReviews: Resource = {
+  group: "authorization.k8s.io",
+  version: "v1",
+  plural: "selfsubjectrulesreviews",
+  kind: "SelfSubjectRulesReview",
+  namespaced: false,
+};
+
+/** The answer of a review: the request as sent, with `status`, as kube-apiserver answers. */
+function reviewed(kind: string, status: Record<string, unknown>) {
+  return (body: KubeObject | undefined): KubeObject => ({
+    ...body,
+    apiVersion: "authorization.k8s.io/v1",
+    kind,
+    metadata: { ...body?.metadata, creationTimestamp: null as unknown as undefined },
+    status,
+  });
+}
+
+const ALLOW_ALL = "the dev API server has no authorization: everything is allowed";
 
 /** Core v1 Events: a view of the events.k8s.io/v1 Events. */
 export const coreEventsResource: Resource = {
@@ -532,9 +583,26 @@ export const servedResources: readonly ServedResource[] = [
   }),
   served(podsResource, {
     shortNames: ["po"],
+    categories: ["all"],
     statusSubresource: true,
     fieldLabels: ["spec.nodeName", "spec.restartPolicy", "spec.schedulerName", "status.phase"],
     columns: [col("Status", (o) => str(get(o, "status.phase")))],
+  }),
+  served(servicesResource, {
+    shortNames: ["svc"],
+    categories: ["all"],
+    statusSubresource: true,
+    columns: [col("Type", (o) => str(get(o, "spec.type"), "ClusterIP"))],
+  }),
+  served(selfSubjectAccessReviews, {
+    review: reviewed("SelfSubjectAccessReview", { allowed: true, reason: ALLOW_ALL }),
+  }),
+  served(selfSubjectRulesReviews, {
+    review: reviewed("SelfSubjectRulesReview", {
+      resourceRules: [{ verbs: ["*"], apiGroups: ["*"], resources: ["*"] }],
+      nonResourceRules: [{ verbs: ["*"], nonResourceURLs: ["*"] }],
+      incomplete: false,
+    }),
   }),
   served(coreEventsResource, {
     shortNames: ["ev"],

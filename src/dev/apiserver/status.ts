@@ -157,11 +157,11 @@ export function pathNotFound(): ApiError {
 }
 
 /** 415 for a body in a format the server does not decode (no details, as kube-apiserver). */
-export function unsupportedMediaType(accepted: string[]): ApiError {
+export function unsupportedMediaType(accepted: string[], why?: string): ApiError {
   return failure(
     415,
     "UnsupportedMediaType",
-    `the body of the request was in an unknown format - accepted media types include: ${accepted.join(", ")}`,
+    `the body of the request was in an unknown format - accepted media types include: ${accepted.join(", ")}${why ? ` (${why})` : ""}`,
   );
 }
 

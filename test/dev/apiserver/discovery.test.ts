@@ -24,13 +24,14 @@ describe("startApiServer() discovery", () => {
     assert.deepEqual(r.body.versions, ["v1"]);
   });
 
-  it("serves /apis with every group the provisioner uses", async () => {
+  it("serves /apis with every group the provisioner uses, and kubectl auth can-i's", async () => {
     const r = await call<{
       kind: string;
       groups: { name: string; preferredVersion: { groupVersion: string } }[];
     }>(api.url, "GET", "/apis");
     assert.equal(r.body.kind, "APIGroupList");
     assert.deepEqual(r.body.groups.map((g) => g.name).sort(), [
+      "authorization.k8s.io",
       "coordination.k8s.io",
       "events.k8s.io",
       "snapshot.storage.k8s.io",

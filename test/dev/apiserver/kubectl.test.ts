@@ -11,7 +11,11 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import process from "node:process";
 import { after, before, describe, it } from "node:test";
-import { type ApiServer, startApiServer } from "../../../src/dev/apiserver/mod.ts";
+import {
+  type ApiServer,
+  namespacesResource,
+  startApiServer,
+} from "../../../src/dev/apiserver/mod.ts";
 import type { KubeList, KubeObject } from "../../../src/kube/objects.ts";
 import { resources } from "../../../src/kube/resources.ts";
 import { call, pv, within } from "./support.ts";
@@ -62,6 +66,21 @@ describe("kubectl against startApiServer()", { skip: missing }, () => {
     for (const c of children) c.kill("SIGKILL");
     await api.close();
     await rm(dir, { recursive: true, force: true });
+  });
+
+  it("creates a namespace (a protobuf body), and answers get all, cluster-info and auth can-i", async () => {
+    const ns = await run("create", "namespace", "team-a");
+    assert.equal(ns.code, 0, ns.stderr);
+    const created = api.get(namespacesResource, "team-a") as { status?: { phase?: string } };
+    assert.equal(created?.status?.phase, "Active");
+    const all = await run("get", "all");
+    assert.equal(all.code, 0, all.stderr);
+    const info = await run("cluster-info");
+    assert.equal(info.code, 0, info.stderr);
+    assert.match(info.stdout, /Kubernetes control plane is running at/);
+    const can = await run("auth", "can-i", "delete", "persistentvolumes");
+    assert.equal(can.code, 0, can.stderr);
+    assert.equal(can.stdout.trim(), "yes");
   });
 
   it("gets pv,pvc from an empty cluster", async () => {
