@@ -232,8 +232,9 @@ export async function startSidecar(
       events: api.resource(resources.coreEvents),
       clock,
       logger: logger.named("events"),
+      // As upstream's recorder: the component names the host; source.host and
+      // reportingInstance stay empty.
       component: `${info.name}_${deps.hostname}_${deps.uuid()}`,
-      host: deps.hostname,
     });
     const capacityApi = config.enableCapacity
       ? createKubeApi(transportFor(config.kubeApiCapacityQps, config.kubeApiCapacityBurst))

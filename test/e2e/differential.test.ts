@@ -36,6 +36,7 @@ import {
 } from "./differential/compare.ts";
 import {
   normaliseClaim,
+  normaliseEventSources,
   normaliseEvents,
   normalisePv,
   normaliseRequests,
@@ -116,7 +117,10 @@ describe("differential: normalisation", () => {
         creationTimestamp: "2026-12-07T04:50:01Z",
         managedFields: [{}],
         annotations: { "pv.kubernetes.io/provisioned-by": "hostpath.csi.k8s.io" },
-        finalizers: ["kubernetes.io/pv-protection"],
+        finalizers: [
+          "kubernetes.io/pv-protection",
+          "external-provisioner.volume.kubernetes.io/finalizer",
+        ],
       },
       spec: {
         claimRef: { name: "plain", namespace: "diff-up-default", uid, resourceVersion: "9" },
@@ -128,7 +132,10 @@ describe("differential: normalisation", () => {
       metadata: {
         name: "pvc-<uid:plain>",
         annotations: { "pv.kubernetes.io/provisioned-by": "hostpath.csi.k8s.io" },
-        finalizers: ["kubernetes.io/pv-protection"],
+        finalizers: [
+          "external-provisioner.volume.kubernetes.io/finalizer",
+          "kubernetes.io/pv-protection",
+        ],
       },
       spec: {
         claimRef: { name: "plain", namespace: "<ns>", uid: "<uid:plain>" },
@@ -162,6 +169,30 @@ describe("differential: normalisation", () => {
     assert.deepEqual(normaliseEvents(events, tokens()), {
       "Normal Provisioning": ["b"],
       "Warning ProvisioningFailed": ["x in <ns>"],
+    });
+  });
+
+  it("names who wrote each kind of event, with the recorder's random ID normalised", () => {
+    const events = [
+      {
+        type: "Normal",
+        reason: "Provisioning",
+        source: { component: "hostpath.csi.k8s.io_vm_11111111-2222-3333-4444-555555555555" },
+        reportingComponent: "hostpath.csi.k8s.io_vm_11111111-2222-3333-4444-555555555555",
+      },
+      {
+        type: "Normal",
+        reason: "Provisioning",
+        source: { component: "external-provisioner", host: "vm" },
+        reportingComponent: "external-provisioner",
+        reportingInstance: "vm",
+      },
+    ];
+    assert.deepEqual(normaliseEventSources(events, tokens()), {
+      "Normal Provisioning": [
+        "external-provisioner on vm, reporting external-provisioner vm",
+        "hostpath.csi.k8s.io_vm_<uuid> on , reporting hostpath.csi.k8s.io_vm_<uuid> ",
+      ],
     });
   });
 

@@ -28,6 +28,25 @@ export const ALLOWLIST: readonly Intentional[] = [
     when: onlyProvisioningMessageMissing,
   },
   {
+    id: "provisioning-event-deferred-source",
+    reason: "The same deferred Provisioning event, in the list of who wrote each kind of event.",
+    path: 'eventSources["Normal Provisioning"]',
+    when: (d) => d.ours === undefined,
+  },
+  {
+    id: "populator-event-source",
+    reason:
+      "The 'Assuming an external populator will provision the volume' event comes from the sidecar's one event recorder (<driver>_<host>_<id>); upstream writes that one event from a second recorder named external-provisioner (README: events).",
+    cases: ["populator"],
+    path: 'eventSources["Normal Provisioning"]',
+    when: (d) =>
+      JSON.stringify(d.upstream).includes(
+        '"external-provisioner on , reporting external-provisioner "',
+      ) &&
+      Array.isArray(d.ours) &&
+      d.ours.length === 1,
+  },
+  {
     id: "failure-message-wording",
     reason:
       "ProvisioningFailed messages for bad StorageClass secrets and bad data sources name the object (namespace/name), the secret kind and the parameter key; type and reason are upstream's (README: clearer error messages).",

@@ -93,7 +93,13 @@ function compact(o: Record<string, Json | undefined>): JsonObject {
 function meta(m: unknown): JsonObject {
   const out: JsonObject = {};
   for (const [k, v] of Object.entries(obj(m))) if (!VOLATILE_META.has(k)) out[k] = v;
+  if (Array.isArray(out.finalizers)) out.finalizers = sortedStrings(out.finalizers);
   return out;
+}
+
+/** Finalizers as a set: who added one first is a race between controllers, not behaviour. */
+function sortedStrings(v: Json[]): Json[] {
+  return [...v].sort((a, b) => String(a).localeCompare(String(b)));
 }
 
 /** A PV: metadata without server fields, the whole spec (claimRef without resourceVersion), the phase. */
@@ -121,7 +127,7 @@ export function normaliseClaim(claim: unknown, tokens: Tokens): Json {
   return tokens.value(
     compact({
       annotations: m.annotations ?? {},
-      finalizers: m.finalizers ?? [],
+      finalizers: sortedStrings(Array.isArray(m.finalizers) ? m.finalizers : []),
       labels: m.labels,
       volumeName: obj(c.spec).volumeName,
       phase: s.phase,
@@ -132,9 +138,8 @@ export function normaliseClaim(claim: unknown, tokens: Tokens): Json {
 }
 
 /**
- * Events of one object as `{ "<type> <reason>": [distinct messages, sorted] }`: counts, times,
- * series and which process wrote them (recorder names carry host names and random IDs) do not
- * matter; the source component does, normalised.
+ * Events of one object as `{ "<type> <reason>": [distinct messages, sorted] }`: counts, times
+ * and series do not matter (how often an attempt was retried depends on timing).
  */
 export function normaliseEvents(events: unknown[], tokens: Tokens): JsonObject {
   const byKey = new Map<string, Set<string>>();
@@ -143,6 +148,30 @@ export function normaliseEvents(events: unknown[], tokens: Tokens): JsonObject {
     const key = `${String(ev.type ?? "")} ${String(ev.reason ?? "")}`;
     const set = byKey.get(key) ?? new Set<string>();
     set.add(tokens.string(String(ev.message ?? ev.note ?? "")));
+    byKey.set(key, set);
+  }
+  const out: JsonObject = {};
+  for (const k of [...byKey.keys()].sort()) out[k] = [...byKey.get(k)!].sort();
+  return out;
+}
+
+/**
+ * Who wrote the events of one object, as `{ "<type> <reason>": ["<source.component> on
+ * <source.host>, reporting <reportingComponent> <reportingInstance>", ...] }` (distinct, sorted;
+ * recorder names carry a random ID, normalised to `<uuid>`).
+ */
+export function normaliseEventSources(events: unknown[], tokens: Tokens): JsonObject {
+  const byKey = new Map<string, Set<string>>();
+  for (const e of events) {
+    const ev = obj(e);
+    const src = obj(ev.source);
+    const key = `${String(ev.type ?? "")} ${String(ev.reason ?? "")}`;
+    const set = byKey.get(key) ?? new Set<string>();
+    set.add(
+      tokens.string(
+        `${String(src.component ?? "")} on ${String(src.host ?? "")}, reporting ${String(ev.reportingComponent ?? "")} ${String(ev.reportingInstance ?? "")}`,
+      ),
+    );
     byKey.set(key, set);
   }
   const out: JsonObject = {};
