@@ -182,6 +182,8 @@ interface Shard {
   inflight: Set<string>;
   writing?: Promise<void>;
   removeTimer?: AbortController;
+  /** A write of removals only, waiting at low priority: a flush aborts it and writes at once. */
+  lowWrite?: AbortController;
 }
 
 /** Where one recorded (or being recorded) intent lives. */
@@ -344,9 +346,21 @@ export function createIntentJournal(opts: JournalOptions): IntentJournal {
         // except during a flush (shutdown): a leader hands over only after it, so it must not
         // queue behind events.
         const priority = adds.size > 0 || flushing > 0 ? undefined : "low";
-        const saved = shard.lease
-          ? await opts.leases.update(lease, { priority })
-          : await opts.leases.create(lease, { priority });
+        const low = priority === "low" ? new AbortController() : undefined;
+        shard.lowWrite = low;
+        let saved: Lease;
+        try {
+          saved = shard.lease
+            ? await opts.leases.update(lease, { priority, signal: low?.signal })
+            : await opts.leases.create(lease, { priority, signal: low?.signal });
+        } catch (err) {
+          // A flush started: write again now at normal priority. Had the first try reached the
+          // API server, the retry answers Conflict and is re-applied as below.
+          if (low?.signal.aborted && attempt < 5) continue;
+          throw err;
+        } finally {
+          shard.lowWrite = undefined;
+        }
         shard.lease = saved;
         shard.stored = next;
         settle();
@@ -611,6 +625,7 @@ export function createIntentJournal(opts: JournalOptions): IntentJournal {
         s.removeTimer = undefined;
       }
       flushing++;
+      for (const s of shards) s.lowWrite?.abort(new Error("the intent journal is flushing"));
       try {
         await Promise.all(shards.map((s) => kick(s)));
       } finally {
