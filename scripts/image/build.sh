@@ -55,7 +55,12 @@ fetch() { # finds (or downloads) the candidate .deb of each package
   policy="$(apt-cache policy "$@")" # one call: each call reads the whole package cache
   for p in "$@"; do
     v="$(awk -v p="$p:" '$1 == p { on = 1; next } /^[^ ]/ { on = 0 } on && $1 == "Candidate:" { print $2; exit }' <<<"$policy")"
-    [ -n "$v" ] && [ "$v" != "(none)" ] || die "apt knows no candidate for $p: run apt-get update"
+    if [ -z "$v" ] || [ "$v" = "(none)" ]; then
+      # No package lists (apt-get update never ran): the newest cached .deb will do.
+      DEB[$p]="$(compgen -G "$DEBS/${p}_*.deb" | sort -V | tail -1 || true)"
+      [ -n "${DEB[$p]}" ] || die "apt knows no candidate for $p and none is cached: run apt-get update"
+      continue
+    fi
     DEB[$p]="$(compgen -G "$DEBS/${p}_${v//:/%3a}_*.deb" | head -1 || true)"
     [ -n "${DEB[$p]}" ] || missing+=("$p")
   done
@@ -75,7 +80,7 @@ unpack_debs() { # $1 = rootfs, $@ = packages
   mkdir -p "$dir"
   for p in "$@"; do dpkg-deb -x "${DEB[$p]}" "$dir"; done
   # Links that maintainer scripts and alternatives would make.
-  ln -sf dash "$dir/bin/sh" 2>/dev/null || true
+  [ ! -e "$dir/bin/dash" ] || ln -sf dash "$dir/bin/sh"
   [ ! -e "$dir/usr/bin/mawk" ] || ln -sf mawk "$dir/usr/bin/awk"
   mkdir -p "$dir/tmp" "$dir/proc" "$dir/dev" "$dir/root"
   chmod 1777 "$dir/tmp"
@@ -126,7 +131,7 @@ commit="$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)"
 build_variant() { # $1 = variant, $2... = extra build arguments
   local variant="$1"
   shift
-  bh bud --quiet --pull=never --platform linux/amd64 -f "$ROOT/Containerfile" \
+  bh bud --pull=never --platform linux/amd64 -f "$ROOT/Containerfile" \
     --build-arg BUILDER=localhost/csi-provisioner-builder:local \
     --build-arg BASE=localhost/csi-provisioner-base:local \
     --build-arg REVISION="$commit" "$@" \
@@ -135,7 +140,10 @@ build_variant() { # $1 = variant, $2... = extra build arguments
   lap "built localhost/csi-provisioner:$variant"
   rm -rf "$OUT/$variant"
   mkdir -p "$OUT/$variant"
-  bh push --quiet "localhost/csi-provisioner:$variant" "oci:$OUT/$variant/oci:$variant" >/dev/null
+  # Uncompressed where this buildah honours it, else the fastest gzip: the layers are unpacked
+  # right away.
+  bh push --quiet --disable-compression --compression-level 1 "localhost/csi-provisioner:$variant" "oci:$OUT/$variant/oci:$variant" >/dev/null
+  lap "pushed to $OUT/$variant/oci"
   umoci unpack --image "$OUT/$variant/oci:$variant" "$OUT/$variant/bundle" >/dev/null
   say "image: $variant: $(du -sh "$OUT/$variant/oci/blobs" | cut -f1) of OCI blobs; $(bh inspect --format '{{.Docker.Config.User}} {{.Docker.Config.Entrypoint}}' "localhost/csi-provisioner:$variant") (user, entrypoint)"
   lap "unpacked into $OUT/$variant/bundle"

@@ -117,7 +117,10 @@ describe("differential: normalisation", () => {
         creationTimestamp: "2026-12-07T04:50:01Z",
         managedFields: [{}],
         annotations: { "pv.kubernetes.io/provisioned-by": "hostpath.csi.k8s.io" },
-        finalizers: ["kubernetes.io/pv-protection"],
+        finalizers: [
+          "kubernetes.io/pv-protection",
+          "external-provisioner.volume.kubernetes.io/finalizer",
+        ],
       },
       spec: {
         claimRef: { name: "plain", namespace: "diff-up-default", uid, resourceVersion: "9" },
@@ -129,7 +132,10 @@ describe("differential: normalisation", () => {
       metadata: {
         name: "pvc-<uid:plain>",
         annotations: { "pv.kubernetes.io/provisioned-by": "hostpath.csi.k8s.io" },
-        finalizers: ["kubernetes.io/pv-protection"],
+        finalizers: [
+          "external-provisioner.volume.kubernetes.io/finalizer",
+          "kubernetes.io/pv-protection",
+        ],
       },
       spec: {
         claimRef: { name: "plain", namespace: "<ns>", uid: "<uid:plain>" },

@@ -102,7 +102,21 @@ export interface ClaimSpec {
   populator?: boolean;
   /** spec.volumeAttributesClassName (the suite creates the class for the driver). */
   attributesClass?: string;
+  /**
+   * Bound to a PV made by hand (a static CSI volume of this driver, reclaim Delete, pre-bound to
+   * the claim) instead of a provisioned one.
+   */
+  staticVolume?: boolean;
 }
+
+/**
+ * What happens between observing a bound claim and deleting it:
+ * delete-pv-first: the PV is deleted first (its finalizer keeps it until the volume is gone);
+ * delete-secret-first: the case's secrets in the claim's namespace are deleted first;
+ * strip-deletion-secrets: the PV's deletion-secret annotations are removed (a PV from an older
+ * release), so deletion resolves the secret from the StorageClass again.
+ */
+export type Lifecycle = "delete-pv-first" | "delete-secret-first" | "strip-deletion-secrets";
 
 /**
  * provisioned: the claim gets a PV. fails: a ProvisioningFailed event (or a reschedule).
@@ -121,6 +135,7 @@ export interface Case {
   secrets?: Array<{ namespace: string; name: string }>;
   /** "fails" by rescheduling: settled once the selected-node annotation is gone. */
   rescheduled?: boolean;
+  lifecycle?: Lifecycle;
 }
 
 export interface BadFlagCase {
@@ -180,6 +195,10 @@ export const CASES: readonly Case[] = [
   { id: "restore", flags: "default", what: "restore a VolumeSnapshot", class: {}, claim: { restoreOf: "plain" }, expect: "provisioned" },
   { id: "restore-block", flags: "default", what: "restore a Filesystem snapshot as Block (conversion refused)", class: {}, claim: { restoreOf: "fstype", volumeMode: "Block" }, expect: "fails" },
   { id: "restore-missing", flags: "default", what: "restore a VolumeSnapshot that does not exist", class: {}, claim: { missingSource: { kind: "VolumeSnapshot", name: "nope" } }, expect: "fails" },
+  { id: "static", flags: "default", what: "a static CSI PV of this driver, reclaim Delete", class: {}, claim: { staticVolume: true }, expect: "provisioned" },
+  { id: "pv-deleted-first", flags: "default", what: "PV deleted before its claim: the volume is still deleted", class: {}, claim: {}, expect: "provisioned", lifecycle: "delete-pv-first" },
+  { id: "secret-gone", flags: "default", what: "deletion secret deleted before the claim", class: { parameters: { [`${SECRET}provisioner-secret-name`]: "${pvc.name}-secret", [`${SECRET}provisioner-secret-namespace`]: "${pvc.namespace}" } }, claim: {}, expect: "provisioned", secrets: [{ namespace: CLAIM_NS, name: "secret-gone-secret" }], lifecycle: "delete-secret-first" },
+  { id: "secret-from-class", flags: "default", what: "PV without deletion-secret annotations", class: { parameters: fixedSecret("provisioner", "prov") }, claim: {}, expect: "provisioned", lifecycle: "strip-deletion-secrets" },
   { id: "populator", flags: "default", what: "dataSourceRef to a populator's kind", class: {}, claim: { populator: true }, expect: "ignored" },
 
   // ---- --extra-create-metadata --volume-name-prefix=vol --volume-name-uuid-length=16 -----------

@@ -93,7 +93,13 @@ function compact(o: Record<string, Json | undefined>): JsonObject {
 function meta(m: unknown): JsonObject {
   const out: JsonObject = {};
   for (const [k, v] of Object.entries(obj(m))) if (!VOLATILE_META.has(k)) out[k] = v;
+  if (Array.isArray(out.finalizers)) out.finalizers = sortedStrings(out.finalizers);
   return out;
+}
+
+/** Finalizers as a set: who added one first is a race between controllers, not behaviour. */
+function sortedStrings(v: Json[]): Json[] {
+  return [...v].sort((a, b) => String(a).localeCompare(String(b)));
 }
 
 /** A PV: metadata without server fields, the whole spec (claimRef without resourceVersion), the phase. */
@@ -121,7 +127,7 @@ export function normaliseClaim(claim: unknown, tokens: Tokens): Json {
   return tokens.value(
     compact({
       annotations: m.annotations ?? {},
-      finalizers: m.finalizers ?? [],
+      finalizers: sortedStrings(Array.isArray(m.finalizers) ? m.finalizers : []),
       labels: m.labels,
       volumeName: obj(c.spec).volumeName,
       phase: s.phase,

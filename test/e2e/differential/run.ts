@@ -74,6 +74,8 @@ const SNAPSHOT_CLASS = "diff-snapshots";
 const VAC = "diff-vac";
 const KCM = "persistentvolume-controller";
 const ANN_SELECTED_NODE = "volume.kubernetes.io/selected-node";
+const PV_FINALIZER = "external-provisioner.volume.kubernetes.io/finalizer";
+const STATIC_FINALIZER_MS = 10_000;
 const FLAVOURS: readonly Flavour[] = ["upstream", "ours"];
 /**
  * Flags of every phase, both flavours: -v=5 logs each CSI call; a higher client QPS than the
@@ -225,6 +227,29 @@ async function createSecret(c: Cluster, ns: string, name: string): Promise<void>
 /* One phase: one flag set, one flavour                                      */
 /* ------------------------------------------------------------------------ */
 
+const staticVolumeName = (k: Case, ns: string) => `${ns}-${k.id}`;
+
+/**
+ * A PV made by hand for a `staticVolume` case: this driver's CSI volume (a handle the driver
+ * does not know; DeleteVolume of an unknown volume succeeds), reclaim Delete, pre-bound to the
+ * claim by name.
+ */
+async function createStaticVolume(c: Cluster, k: Case, ns: string): Promise<void> {
+  await api(c, "POST", "/api/v1/persistentvolumes", {
+    apiVersion: "v1",
+    kind: "PersistentVolume",
+    metadata: { name: staticVolumeName(k, ns) },
+    spec: {
+      capacity: { storage: k.claim.size ?? "1Gi" },
+      accessModes: k.claim.accessModes ?? ["ReadWriteOnce"],
+      persistentVolumeReclaimPolicy: "Delete",
+      storageClassName: className(k),
+      claimRef: { kind: "PersistentVolumeClaim", apiVersion: "v1", namespace: ns, name: k.id },
+      csi: { driver: c.driverName, volumeHandle: `static-${ns}-${k.id}`, fsType: "ext4" },
+    },
+  });
+}
+
 function claimBody(c: Cluster, k: Case, ns: string): Obj {
   const cl = k.claim;
   const annotations = { ...cl.annotations };
@@ -259,6 +284,7 @@ function claimBody(c: Cluster, k: Case, ns: string): Obj {
         ? { apiGroup: "populator.example.com", kind: "Widget", name: "w" }
         : undefined,
       volumeAttributesClassName: cl.attributesClass,
+      volumeName: cl.staticVolume ? staticVolumeName(k, ns) : undefined,
     },
   };
 }
@@ -369,6 +395,7 @@ export async function runPhase(o: PhaseOptions): Promise<Map<string, Observation
     const later = cases.filter((k) => k.claim.cloneOf || k.claim.restoreOf);
     const say = (what: string) => o.progress?.(`${o.flavour} ${o.set.id}: ${what}`);
     say("sidecar ready");
+    for (const k of first) if (k.claim.staticVolume) await createStaticVolume(c, k, ns);
     await Promise.all(first.map((k) => api(c, "POST", claimsPath(ns), claimBody(c, k, ns))));
     await waitSettled(c, ns, first, `${o.flavour} ${o.set.id}`, o.progress);
     say(`${first.length} claims settled`);
@@ -417,6 +444,20 @@ async function observeAndDelete(
   sidecar: Sidecar,
 ): Promise<Map<string, Observation>> {
   const c = o.cluster;
+  // A static PV gets the sidecar's deletion-protection finalizer some time after binding: give
+  // it until STATIC_FINALIZER_MS, then observe whatever is there.
+  const statics = cases.filter((k) => k.claim.staticVolume);
+  await eventually(
+    "static PVs to carry the deletion-protection finalizer",
+    async () => {
+      for (const k of statics) {
+        const pv = await getOrUndefined(c, `/api/v1/persistentvolumes/${staticVolumeName(k, ns)}`);
+        if (!pv?.metadata?.finalizers?.includes(PV_FINALIZER)) return undefined;
+      }
+      return true;
+    },
+    { timeoutMs: STATIC_FINALIZER_MS, intervalMs: POLL_MS },
+  ).catch(() => o.progress?.(`${o.flavour} ${o.set.id}: a static PV has no ${PV_FINALIZER}`));
   const states = await claimStates(c, ns);
   const pvs = new Map<string, Obj>();
   for (const k of cases) {
@@ -447,6 +488,32 @@ async function observeAndDelete(
   // until each Delete PV is gone and each Retain PV is Released.
   for (const src of snapshots.keys()) {
     await c.request("DELETE", `${snapshotsPath(ns)}/snap-${src}`);
+  }
+  for (const k of cases) {
+    const pvPath = `/api/v1/persistentvolumes/${pvs.get(k.id)?.metadata?.name}`;
+    if (k.lifecycle === "delete-pv-first" && pvs.has(k.id)) {
+      await api(c, "DELETE", pvPath);
+    } else if (k.lifecycle === "delete-secret-first") {
+      for (const sec of k.secrets ?? []) {
+        if (sec.namespace === CLAIM_NS)
+          await api(c, "DELETE", `/api/v1/namespaces/${ns}/secrets/${sec.name}`);
+      }
+    } else if (k.lifecycle === "strip-deletion-secrets" && pvs.has(k.id)) {
+      const r = await c.request(
+        "PATCH",
+        pvPath,
+        {
+          metadata: {
+            annotations: {
+              "volume.kubernetes.io/provisioner-deletion-secret-name": null,
+              "volume.kubernetes.io/provisioner-deletion-secret-namespace": null,
+            },
+          },
+        },
+        { contentType: "application/merge-patch+json" },
+      );
+      if (r.status !== 200) throw new Error(`PATCH ${pvPath}: HTTP ${r.status}: ${r.body}`);
+    }
   }
   await Promise.all(cases.map((k) => c.request("DELETE", `${claimsPath(ns)}/${k.id}`)));
   const retained = new Map<string, Obj>();
@@ -536,7 +603,7 @@ async function observeAndDelete(
       value.pvAfterClaimDeleted = after
         ? tokens.value({
             phase: (after.status?.phase as string | undefined) ?? null,
-            finalizers: after.metadata?.finalizers ?? [],
+            finalizers: [...(after.metadata?.finalizers ?? [])].sort(),
           } as Json)
         : "deleted";
       value.pvEvents = normaliseEvents(
