@@ -9,8 +9,8 @@ import type { ResourceClient, WriteOptions } from "../../src/kube/api.ts";
 import { KubeApiError } from "../../src/kube/errors.ts";
 import type { Lease } from "../../src/kube/objects.ts";
 import { resources } from "../../src/kube/resources.ts";
-import { FakeClock } from "../../src/util/clock.ts";
 import { nullLogger } from "../../src/util/log.ts";
+import { FakeClock } from "../support/fake-clock.ts";
 import { settle } from "./memory-leases.ts";
 
 /** Leases whose low-priority writes wait (as behind a busy rate limiter) until cancelled. */
