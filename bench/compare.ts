@@ -48,6 +48,10 @@ const CACHED = (args.get("cached") ?? "5000,20000")
   .map(Number)
   .sort((a, b) => a - b);
 const STARTUP = Number(args.get("startup") ?? 5);
+/** Which sidecars to run (profiling runs only ours). */
+const VARIANTS = (args.get("variants") ?? "ours,upstream").split(",");
+/** Extra arguments before the flags, e.g. `--cpu-prof-md --cpu-prof-dir=/tmp src/main.ts` with --ours=bun. */
+const OURS_ARGS = (args.get("ours-args") ?? "").split(" ").filter(Boolean);
 const OUT = path.resolve(ROOT, args.get("out") ?? "bench/results/compare");
 const log = (s: string) => console.error(`[${new Date().toISOString().slice(11, 19)}] ${s}`);
 
@@ -147,29 +151,54 @@ function adminApi(cluster: Cluster): Api {
       });
     },
     watch(p, on) {
-      const u = `${p}${p.includes("?") ? "&" : "?"}watch=true`;
-      const r = https.request(
-        { host: base.hostname, port: base.port, path: u, method: "GET", agent: false, ...tls },
-        (res) => {
-          let buf = "";
-          res.setEncoding("utf8");
-          res.on("data", (chunk: string) => {
-            const at = performance.now();
-            buf += chunk;
-            let nl = buf.indexOf("\n");
-            while (nl >= 0) {
-              const line = buf.slice(0, nl);
-              buf = buf.slice(nl + 1);
-              nl = buf.indexOf("\n");
-              if (line.trim()) on(JSON.parse(line), at);
-            }
-          });
-          res.on("error", () => {});
-        },
-      );
-      r.on("error", () => {});
-      r.end();
-      return () => r.destroy();
+      // Resumes from the last resourceVersion seen when the server ends the stream.
+      let stopped = false;
+      let rv = "";
+      let current: ReturnType<typeof https.request> | undefined;
+      const open = () => {
+        const u = `${p}${p.includes("?") ? "&" : "?"}watch=true${rv ? `&resourceVersion=${rv}` : ""}`;
+        const r = https.request(
+          { host: base.hostname, port: base.port, path: u, method: "GET", agent: false, ...tls },
+          (res) => {
+            let buf = "";
+            res.setEncoding("utf8");
+            res.on("data", (chunk: string) => {
+              const at = performance.now();
+              buf += chunk;
+              let nl = buf.indexOf("\n");
+              while (nl >= 0) {
+                const line = buf.slice(0, nl);
+                buf = buf.slice(nl + 1);
+                nl = buf.indexOf("\n");
+                if (!line.trim()) continue;
+                const ev = JSON.parse(line) as {
+                  type: string;
+                  object?: Obj & { metadata?: { resourceVersion?: string } };
+                };
+                if (ev.type === "ERROR") continue;
+                rv = ev.object?.metadata?.resourceVersion ?? rv;
+                on(ev, at);
+              }
+            });
+            res.on("error", () => {});
+            res.on("end", () => {
+              if (stopped) return;
+              log(`  the watch of ${p} ended (HTTP ${res.statusCode}); resuming at ${rv || "now"}`);
+              setTimeout(open, 100);
+            });
+          },
+        );
+        r.on("error", () => {
+          if (!stopped) setTimeout(open, 500);
+        });
+        r.end();
+        current = r;
+      };
+      open();
+      return () => {
+        stopped = true;
+        current?.destroy();
+      };
     },
   };
 }
@@ -184,9 +213,15 @@ async function parallel<T>(items: T[], n: number, fn: (t: T) => Promise<void>): 
 }
 
 async function until(what: string, timeoutMs: number, check: () => boolean | Promise<boolean>) {
-  const end = Date.now() + timeoutMs;
+  const start = Date.now();
+  const end = start + timeoutMs;
+  let told = start;
   while (!(await check())) {
     if (Date.now() > end) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    if (Date.now() - told > 30_000) {
+      told = Date.now();
+      log(`  still waiting for ${what} (${Math.round((told - start) / 1000)} s)`);
+    }
     await new Promise((r) => setTimeout(r, 50));
   }
 }
@@ -269,6 +304,18 @@ class AuditTail {
   }
 }
 
+function timeline(ws: AuditWrite[], t0: number, phase: string): Record<string, [number, number]> {
+  const out: Record<string, [number, number]> = {};
+  for (const w of ws) {
+    const k = `${phase}: ${w.verb} ${w.resource}`;
+    const t = Math.round((w.at - t0) / 10) / 100;
+    const e = out[k];
+    if (!e) out[k] = [t, t];
+    else e[1] = t;
+  }
+  return out;
+}
+
 function byVerb(ws: AuditWrite[]): Record<string, number> {
   const out: Record<string, number> = {};
   for (const w of ws) {
@@ -288,10 +335,11 @@ interface Proc {
   exited: Promise<number | null>;
 }
 
+let OURS_EXE = "";
 const setpriv = ["/usr/bin/setpriv", "/bin/setpriv"].find((p) => existsSync(p));
 
 function startSidecar(exe: string, flags: string[], logFile: string): Proc {
-  const argv = [exe, ...flags];
+  const argv = [exe, ...(exe === OURS_EXE ? OURS_ARGS : []), ...flags];
   const spawnedAt = performance.now();
   // setpriv execs the sidecar: same PID, and it dies with this process.
   const child = setpriv
@@ -496,6 +544,10 @@ interface RunResult {
   duplicateDeletes: number;
   cpuMsPerVolume: number;
   peakRssMiB: number;
+  /** Bound claims and deleted PVs the watch missed (seen by a LIST instead; their times are late). */
+  missed: { bound: number; gone: number };
+  /** First and last write of each kind, s after the first claim (create) or the first delete. */
+  timeline: Record<string, [number, number]>;
   exit: number | null;
 }
 
@@ -525,6 +577,8 @@ async function provisionRun(
 
   // Watches from now on.
   const added = new Map<string, number>();
+  /** When the create call returned, for a claim whose ADDED the watch did not deliver. */
+  const created = new Map<string, number>();
   const bound = new Map<string, number>();
   const pvGone = new Map<string, number>();
   const pvSeen = new Set<string>();
@@ -558,12 +612,30 @@ async function provisionRun(
       },
     });
     if (r.status !== 201) throw new Error(`claim ${name}: ${r.status}`);
+    if (!added.has(name)) created.set(name, performance.now());
   });
-  await until("every claim Bound", 30 * 60_000, () => bound.size >= n);
+  log(`  ${n} claims created`);
+  // The watch decides; a LIST every 5 s catches what a watch closed by the server missed.
+  let lastList = Date.now();
+  const missed = { bound: 0, gone: 0 };
+  await until("every claim Bound", 30 * 60_000, async () => {
+    if (bound.size >= n) return true;
+    if (Date.now() - lastList < 5000) return false;
+    lastList = Date.now();
+    const l = await env.api.req("GET", `/api/v1/namespaces/${ns}/persistentvolumeclaims`);
+    for (const c of (l.json as { items: Obj[] }).items)
+      if (c.status?.phase === "Bound" && !bound.has(c.metadata?.name ?? "")) {
+        bound.set(c.metadata?.name ?? "", performance.now());
+        missed.bound++;
+      }
+    return bound.size >= n;
+  });
+  log("  every claim Bound");
   const tBound = Math.max(...bound.values());
-  const latencies = names.map((c) => (bound.get(c)! - added.get(c)!) / 1000);
+  const latencies = names.map((c) => (bound.get(c)! - (added.get(c) ?? created.get(c)!)) / 1000);
   // Events and journal removals trail: count the create phase until the sidecar is quiet.
   const createEnd = await env.audit.quiet(5000, 180_000);
+  log("  create phase quiet");
   await env.audit.poll();
   const createWrites = env.audit.sidecar(wall0 - 1000, createEnd);
   const pvCreates = createWrites
@@ -583,10 +655,27 @@ async function provisionRun(
 
   // Delete every claim; the PVs are Released and deleted by the sidecar.
   const delStart = performance.now();
+  const delWall = Date.now();
   await parallel(names, 32, async (name) => {
     await env.api.req("DELETE", `/api/v1/namespaces/${ns}/persistentvolumeclaims/${name}`);
   });
-  await until("every PV gone", 30 * 60_000, () => pvGone.size >= n);
+  lastList = Date.now();
+  await until("every PV gone", 30 * 60_000, async () => {
+    if (pvGone.size >= n) return true;
+    if (Date.now() - lastList < 5000) return false;
+    lastList = Date.now();
+    const l = await env.api.req("GET", "/api/v1/persistentvolumes");
+    const items = (l.json as { items: Obj[] }).items;
+    const left = new Set(items.map((v) => v.metadata?.name ?? ""));
+    for (const v of pvSeen)
+      if (!left.has(v) && !pvGone.has(v)) {
+        pvGone.set(v, performance.now());
+        missed.gone++;
+      }
+    if (items.some((v) => v.spec?.claimRef?.namespace === ns)) return pvGone.size >= n;
+    missed.gone += n - pvGone.size;
+    return true;
+  });
   const tGone = Math.max(...pvGone.values());
   const deleteEnd = await env.audit.quiet(5000, 120_000);
   const cpu1 = cpuMs(p.pid);
@@ -621,6 +710,11 @@ async function provisionRun(
     conflicts: all.filter((w) => w.code === 409).length,
     duplicateDeletes: deletes.length - new Set(deletes.map((w) => w.name)).size,
     cpuMsPerVolume: (cpu1 - cpu0) / n,
+    missed,
+    timeline: {
+      ...timeline(createWrites, firstClaim, "create phase"),
+      ...timeline(deleteWrites, delWall, "delete phase"),
+    },
     peakRssMiB: hwmKiB / 1024,
     exit: await p.exited,
   };
@@ -751,10 +845,14 @@ async function main() {
   const bin = binDir();
   const upstream = path.resolve(args.get("upstream") ?? path.join(bin, "csi-provisioner-upstream"));
   const ours = buildOurs();
-  const variants: [string, string][] = [
-    ["ours", ours],
-    ["upstream", upstream],
-  ];
+  OURS_EXE = ours;
+  const variants = (
+    [
+      ["ours", ours],
+      ["upstream", upstream],
+    ] as [string, string][]
+  ).filter(([v]) => VARIANTS.includes(v));
+  const size = await sizes(ours, upstream);
   const runs: RunResult[] = [];
   const startups: { variant: string; ms: number; load: number[] }[] = [];
   const memory: MemResult[] = [];
@@ -791,10 +889,9 @@ async function main() {
       runs,
       startups,
       memory,
-      size: undefined,
+      size,
     });
   }
-  const size = await sizes(ours, upstream);
   writeResults({ rounds: PAIRS, started, ours, upstream, runs, startups, memory, size });
 }
 

@@ -3,8 +3,10 @@
  * ProvisioningFailed event texts of a few failure causes, sample log lines in text and JSON form,
  * and the PV's provisioner identity — by running it against a real control plane
  * (test/e2e/cluster.ts) and the CSI mock driver. Run against upstream's build, it writes the
- * fixture `test/fixtures/upstream-behaviour.json` that test/metrics/upstream-families.test.ts and
- * the event and log tests compare this project against:
+ * fixture `test/fixtures/upstream-behaviour.json` that test/metrics/upstream-families.test.ts,
+ * test/controller/upstream-events.test.ts and test/util/log.test.ts compare this project against,
+ * and test/e2e/upstream-parity.test.ts runs {@link capture} on this project's binary to compare
+ * the two end to end:
  *
  *   E2E_BIN_DIR=$(bash scripts/e2e/build.sh | tail -1) \
  *     node_modules/.bin/node scripts/capture-upstream.ts [--binary=PATH] [--out=FILE]
@@ -21,38 +23,21 @@
  * topology label and an immediate claim finds no node with it. Then /metrics is scraped.
  */
 
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import { fileURLToPath } from "node:url";
 import { type Cluster, freePort, startCluster } from "../test/e2e/cluster.ts";
-import {
-  eventually,
-  killAllStarted,
-  type RunningProcess,
-  startProcess,
-} from "../test/e2e/support.ts";
+import { eventually, type RunningProcess, startProcess } from "../test/e2e/support.ts";
 import { metricFamilies } from "../test/support/metric-families.ts";
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
-const binDir = process.env.E2E_BIN_DIR;
-if (!binDir) {
-  console.error("E2E_BIN_DIR is not set: E2E_BIN_DIR=$(bash scripts/e2e/build.sh | tail -1)");
-  process.exit(2);
-}
-const arg = (name: string) =>
-  process.argv.find((a) => a.startsWith(`--${name}=`))?.slice(name.length + 3);
-const upstreamBinary = path.join(binDir, "csi-provisioner-upstream");
-const binary = arg("binary") ?? upstreamBinary;
-const out =
-  arg("out") ??
-  (binary === upstreamBinary ? path.join(ROOT, "test/fixtures/upstream-behaviour.json") : "-");
+export const FIXTURE = path.join(ROOT, "test/fixtures/upstream-behaviour.json");
 
 const NS = "capture";
 const TOPOLOGY_DRIVER = "topology.csi.k8s.io";
 const TOPOLOGY_KEY = "io.kubernetes.storage.mock/node";
 const NODE = "capture-node";
-const log = (line: string) => console.error(`[capture] ${line}`);
 
 async function api(cluster: Cluster, method: string, apiPath: string, body?: unknown) {
   const res = await cluster.request(method, apiPath, body);
@@ -110,6 +95,7 @@ async function failureEvent(cluster: Cluster, claimName: string): Promise<string
 }
 
 function startSidecar(
+  binary: string,
   name: string,
   socket: string,
   kubeconfig: string,
@@ -132,9 +118,37 @@ function startSidecar(
   });
 }
 
-async function main(): Promise<void> {
+/** What {@link capture} records (the fixture's shape). */
+export interface Capture {
+  note: string;
+  binary: string;
+  capturedAt: string;
+  driverName: string;
+  provisionerIdentity: {
+    nodeName: string;
+    nodeDeployment: boolean;
+    identity: string;
+    endsWithNodeName: boolean;
+  };
+  events: Record<string, string>;
+  logs: { text: string[]; json: string[] };
+  metrics: ReturnType<typeof metricFamilies>;
+}
+
+/** Runs the scenario (see the module doc) with `binary` on a fresh control plane from `binDir`. */
+export async function capture(
+  binary: string,
+  binDir: string,
+  log: (line: string) => void = () => {},
+): Promise<Capture> {
   const dir = mkdtempSync(path.join(os.tmpdir(), "capture-upstream-"));
-  const cluster = await startCluster({ binDir: binDir!, log });
+  const cluster = await startCluster({ binDir, log });
+  /** Everything started here, stopped on the way out whatever happens. */
+  const started: RunningProcess[] = [];
+  const track = (p: RunningProcess) => {
+    started.push(p);
+    return p;
+  };
   try {
     const kubeconfig = cluster.adminKubeconfig;
     await api(cluster, "POST", "/api/v1/namespaces", {
@@ -145,21 +159,22 @@ async function main(): Promise<void> {
 
     // A second mock driver, with topology.
     const topoSocket = path.join(dir, "topology.sock");
-    const topoDriver = startProcess({
-      name: "topology-driver",
-      bin: path.join(binDir!, "csi-mock-driver"),
-      args: [
-        `--endpoint=unix://${topoSocket}`,
-        `--drivername=${TOPOLOGY_DRIVER}`,
-        `--nodeid=${NODE}`,
-        "--enable-topology",
-      ],
-      logFile: path.join(dir, "topology-driver.log"),
-    });
-    await eventually("the topology driver's socket", async () => {
-      const { existsSync } = await import("node:fs");
-      return existsSync(topoSocket) ? true : undefined;
-    });
+    const topoDriver = track(
+      startProcess({
+        name: "topology-driver",
+        bin: path.join(binDir, "csi-mock-driver"),
+        args: [
+          `--endpoint=unix://${topoSocket}`,
+          `--drivername=${TOPOLOGY_DRIVER}`,
+          `--nodeid=${NODE}`,
+          "--enable-topology",
+        ],
+        logFile: path.join(dir, "topology-driver.log"),
+      }),
+    );
+    await eventually("the topology driver's socket", () =>
+      existsSync(topoSocket) ? true : undefined,
+    );
 
     // The Node exists but lacks the driver's topology label; its CSINode names the key.
     await api(cluster, "POST", "/api/v1/nodes", {
@@ -175,18 +190,23 @@ async function main(): Promise<void> {
     });
 
     const port = await freePort();
-    const text = startSidecar(
-      "sidecar-text",
-      cluster.csiSocket,
-      kubeconfig,
-      dir,
-      [`--http-endpoint=127.0.0.1:${port}`, "--leader-election"],
-      { NODE_NAME: NODE },
+    const text = track(
+      startSidecar(
+        binary,
+        "sidecar-text",
+        cluster.csiSocket,
+        kubeconfig,
+        dir,
+        [`--http-endpoint=127.0.0.1:${port}`, "--leader-election"],
+        { NODE_NAME: NODE },
+      ),
     );
-    const json = startSidecar("sidecar-json", topoSocket, kubeconfig, dir, [
-      "--logging-format=json",
-      "--leader-election",
-    ]);
+    const json = track(
+      startSidecar(binary, "sidecar-json", topoSocket, kubeconfig, dir, [
+        "--logging-format=json",
+        "--leader-election",
+      ]),
+    );
 
     // 1. Provision and delete a volume.
     await api(
@@ -281,7 +301,7 @@ async function main(): Promise<void> {
     const pick = (lines: string[], pattern: RegExp) =>
       lines.filter((l) => pattern.test(l)).slice(0, 3);
 
-    const result = {
+    return {
       note: [
         "Captured by scripts/capture-upstream.ts from the binary named below, against a real",
         "control plane (test/e2e/cluster.ts) and Kubernetes' CSI mock driver. Refresh with:",
@@ -308,16 +328,30 @@ async function main(): Promise<void> {
       },
       metrics: metricFamilies(metricsText),
     };
-    const body = `${JSON.stringify(result, null, 2)}\n`;
-    if (out === "-") process.stdout.write(body);
-    else {
-      writeFileSync(out, body);
-      log(`wrote ${out}`);
-    }
   } finally {
-    await killAllStarted();
+    await Promise.all(started.map((p) => p.stop(5_000)));
     await cluster.stop();
     rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+async function main(): Promise<void> {
+  const binDir = process.env.E2E_BIN_DIR;
+  if (!binDir) {
+    console.error("E2E_BIN_DIR is not set: E2E_BIN_DIR=$(bash scripts/e2e/build.sh | tail -1)");
+    process.exit(2);
+  }
+  const arg = (name: string) =>
+    process.argv.find((a) => a.startsWith(`--${name}=`))?.slice(name.length + 3);
+  const upstreamBinary = path.join(binDir, "csi-provisioner-upstream");
+  const binary = arg("binary") ?? upstreamBinary;
+  const out = arg("out") ?? (binary === upstreamBinary ? FIXTURE : "-");
+  const result = await capture(binary, binDir, (line) => console.error(`[capture] ${line}`));
+  const body = `${JSON.stringify(result, null, 2)}\n`;
+  if (out === "-") process.stdout.write(body);
+  else {
+    writeFileSync(out, body);
+    console.error(`[capture] wrote ${out}`);
   }
 }
 

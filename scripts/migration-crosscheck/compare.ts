@@ -12,6 +12,7 @@ import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
 import type { PersistentVolume, StorageClass } from "../../src/kube/objects.ts";
 import {
+  csiNodeAffinityOfVolume,
   pluginForDriver,
   pluginForInTreeName,
   pluginForVolume,
@@ -27,6 +28,7 @@ interface Request {
 const GA_ZONE = "topology.kubernetes.io/zone";
 const GA_REGION = "topology.kubernetes.io/region";
 const BETA_ZONE = "failure-domain.beta.kubernetes.io/zone";
+const BETA_REGION = "failure-domain.beta.kubernetes.io/region";
 
 const IN_TREE = [
   "kubernetes.io/aws-ebs",
@@ -251,18 +253,38 @@ function cases(): Request[] {
       "openstorage.io/auth-secret-namespace": "n",
     },
   ];
+  const affinities: (Json[] | undefined)[] = [
+    undefined,
+    [{ matchExpressions: [{ key: GA_ZONE, operator: "In", values: ["z1", "z2"] }] }],
+    [
+      {
+        matchExpressions: [
+          { key: BETA_ZONE, operator: "In", values: ["z1"] },
+          { key: BETA_REGION, operator: "In", values: ["r1"] },
+        ],
+      },
+      { matchExpressions: [{ key: GA_REGION, operator: "In", values: ["r2"] }] },
+    ],
+    [{ matchExpressions: [{ key: "rack", operator: "In", values: ["a"] }] }],
+  ];
   for (const [field, source] of IN_TREE_SOURCES) {
-    for (const labels of labelSets) {
+    for (const labels of [...labelSets, { [GA_ZONE]: " a__b__ __a", [GA_REGION]: "r" }]) {
       for (const namespace of ["ns", ""]) {
         for (const annotations of annotationSets) {
-          out.push({
-            op: "toCsi",
-            plugin: field,
-            obj: {
-              metadata: { name: "pvc-1", ...(labels ? { labels } : {}), annotations },
-              spec: { [field]: source, claimRef: { namespace, name: "c" } },
-            },
-          });
+          for (const terms of affinities) {
+            out.push({
+              op: "toCsi",
+              plugin: field,
+              obj: {
+                metadata: { name: "pvc-1", ...(labels ? { labels } : {}), annotations },
+                spec: {
+                  [field]: source,
+                  claimRef: { namespace, name: "c" },
+                  ...(terms ? { nodeAffinity: { required: { nodeSelectorTerms: terms } } } : {}),
+                },
+              },
+            });
+          }
         }
       }
     }
@@ -299,7 +321,9 @@ function ours(c: Request): Answer {
     return r.ok ? { value: shapeOfPv(r.value as unknown as Json) } : { error: r.error };
   }
   const r = pluginForVolume(pv)!.toCsi(pv);
-  return r.ok ? { value: r.value } : { error: r.error };
+  return r.ok
+    ? { value: { csi: r.value, nodeAffinity: csiNodeAffinityOfVolume(pv) } }
+    : { error: r.error };
 }
 
 function shapeOfPv(pv: Json): Json {

@@ -24,10 +24,12 @@
  *
  * Writes are group-committed per Lease: while one write is in flight, new changes queue up and
  * the next write carries all of them, so a burst of claims costs a few writes in total rather
- * than two per claim (a PVC finalizer would cost an add and a remove per claim). Writes that
- * add intents gate a CreateVolume and go at normal priority; removals are not urgent: they ride
- * along with the next addition to their Lease or are flushed after `removeDelayMs` at low
- * priority, behind PV creates and deletes on the client's rate limiter.
+ * than two per claim (a PVC finalizer would cost an add and a remove per claim). What a write
+ * carries is decided when it gets its rate-limiter token, so under throttling it also carries
+ * every change made while it waited in line with the PV writes. Removals are not urgent: they
+ * ride along with the next addition or are flushed after `removeDelayMs`. Journal writes go at
+ * normal priority (an addition gates a CreateVolume; a flush at shutdown gates the hand-over),
+ * ahead of events.
  */
 import type { JsonValue } from "@bufbuild/protobuf";
 import type { ResourceClient } from "../kube/api.ts";
@@ -75,7 +77,10 @@ export interface JournalOptions {
   driverName: string;
   clock: Clock;
   logger: Logger;
-  /** Leases that intents are spread over before more are created (parallel writes). Default 4. */
+  /**
+   * Leases that intents are spread over before more are created (parallel writes). Default 1:
+   * one Lease group-commits best; more are created when it is full.
+   */
   shards?: number;
   /** Removals wait at most this long for a ride on an addition. Default 1000 ms. */
   removeDelayMs?: number;
@@ -210,7 +215,7 @@ function parseKey(key: string): { uid: string; k: number; n: number } {
 }
 
 export function createIntentJournal(opts: JournalOptions): IntentJournal {
-  const baseCount = Math.max(1, opts.shards ?? 4);
+  const baseCount = Math.max(1, opts.shards ?? 1);
   const removeDelay = opts.removeDelayMs ?? 1000;
   const maxBytes = Math.min(opts.maxShardBytes ?? 250_000, ANNOTATIONS_MAX_BYTES);
   // Room for a part's key (prefix + uid + ".k.n").
@@ -289,66 +294,93 @@ export function createIntentJournal(opts: JournalOptions): IntentJournal {
     return out;
   };
 
-  /** One write of the shard's pending changes; false when it failed. */
+  /**
+   * One write of the shard's pending changes; false when it failed. What is written is decided
+   * when the request gets its rate-limiter token (`latest`): changes that arrive while it waits
+   * its turn ride along, so under client throttling a few writes carry a whole burst.
+   */
   const writeOnce = async (shard: Shard): Promise<boolean> => {
-    const adds = new Map(shard.adds);
-    const removes = new Set(shard.removes);
-    shard.adds.clear();
-    shard.removes.clear();
-    const apply = (from: Map<string, string>) => {
-      const next = new Map(from);
+    const adds = new Map<string, { value: string; waiters: Waiter[] }>();
+    const removes = new Set<string>();
+    /** Moves the shard's pending changes into this write; the latest change of a key wins. */
+    const take = () => {
+      for (const k of shard.removes) {
+        removes.add(k);
+        const a = adds.get(k);
+        if (a) {
+          adds.delete(k);
+          shard.inflight.delete(k);
+          for (const w of a.waiters) w.resolve();
+        }
+      }
+      shard.removes.clear();
+      for (const [k, a] of shard.adds) {
+        removes.delete(k);
+        const prev = adds.get(k);
+        if (prev) {
+          prev.value = a.value;
+          prev.waiters.push(...a.waiters);
+        } else adds.set(k, a);
+        shard.inflight.add(k);
+      }
+      shard.adds.clear();
+    };
+    const nextEntries = () => {
+      const next = new Map(shard.stored);
       for (const k of removes) next.delete(k);
       for (const [k, a] of adds) next.set(k, a.value);
       return next;
     };
-    let next = apply(shard.stored);
-    if (!shard.lease && next.size === 0) {
-      // Nothing to create (every addition was withdrawn): no write.
-      for (const a of adds.values()) for (const w of a.waiters) w.resolve();
-      return true;
-    }
-    if (shard.lease && sameEntries(next, shard.stored)) {
-      for (const a of adds.values()) for (const w of a.waiters) w.resolve();
-      return true;
-    }
-    for (const k of adds.keys()) shard.inflight.add(k);
+    const leaseFor = (next: Map<string, string>): Lease =>
+      shard.lease
+        ? {
+            ...shard.lease,
+            metadata: {
+              ...shard.lease.metadata,
+              annotations: annotationsFor(next, shard.lease.metadata.annotations ?? {}),
+            },
+          }
+        : {
+            apiVersion: "coordination.k8s.io/v1",
+            kind: "Lease",
+            metadata: {
+              name: shard.name,
+              namespace: opts.namespace,
+              labels: {
+                "app.kubernetes.io/managed-by": "csi-provisioner",
+                [JOURNAL_LABEL]: "true",
+              },
+              annotations: annotationsFor(next, {}),
+            },
+            spec: {},
+          };
     const settle = () => {
       for (const k of adds.keys()) shard.inflight.delete(k);
     };
+    take();
+    {
+      const next = nextEntries();
+      if ((!shard.lease && next.size === 0) || (shard.lease && sameEntries(next, shard.stored))) {
+        // Nothing to write (every change was withdrawn or is already stored).
+        settle();
+        for (const a of adds.values()) for (const w of a.waiters) w.resolve();
+        return true;
+      }
+    }
     for (let attempt = 0; ; attempt++) {
       try {
-        const lease: Lease = shard.lease
-          ? {
-              ...shard.lease,
-              metadata: {
-                ...shard.lease.metadata,
-                annotations: annotationsFor(next, shard.lease.metadata.annotations ?? {}),
-              },
-            }
-          : {
-              apiVersion: "coordination.k8s.io/v1",
-              kind: "Lease",
-              metadata: {
-                name: shard.name,
-                namespace: opts.namespace,
-                labels: {
-                  "app.kubernetes.io/managed-by": "csi-provisioner",
-                  [JOURNAL_LABEL]: "true",
-                },
-                annotations: annotationsFor(next, {}),
-              },
-              spec: {},
-            };
+        let sent = nextEntries();
+        const latest = () => {
+          take();
+          sent = nextEntries();
+          return leaseFor(sent);
+        };
         writes++;
-        // Additions gate a CreateVolume; a write of removals only can wait behind PV writes —
-        // except during a flush (shutdown): a leader hands over only after it, so it must not
-        // queue behind events.
-        const priority = adds.size > 0 || flushing > 0 ? undefined : "low";
         const saved = shard.lease
-          ? await opts.leases.update(lease, { priority })
-          : await opts.leases.create(lease, { priority });
+          ? await opts.leases.update(leaseFor(sent), { latest })
+          : await opts.leases.create(leaseFor(sent), { latest });
         shard.lease = saved;
-        shard.stored = next;
+        shard.stored = sent;
         settle();
         for (const a of adds.values()) for (const w of a.waiters) w.resolve();
         return true;
@@ -365,7 +397,6 @@ export function createIntentJournal(opts: JournalOptions): IntentJournal {
           for (const [k, a] of adds) reserve(shard, k, entryBytes(k, a.value));
           for (const [k, a] of shard.adds) reserve(shard, k, entryBytes(k, a.value));
           for (const k of shard.removes) unreserve(shard, k);
-          next = apply(shard.stored);
           continue;
         }
         settle();
@@ -383,8 +414,6 @@ export function createIntentJournal(opts: JournalOptions): IntentJournal {
 
   // Writes are not tied to any caller's signal: a write in flight is short and finishing it keeps
   // the journal consistent; a caller that gives up just stops waiting.
-  /** Flushes in progress: their removals go at normal priority. */
-  let flushing = 0;
   const kick = (shard: Shard): Promise<void> => {
     if (!shard.writing) {
       shard.writing = (async () => {
@@ -610,12 +639,7 @@ export function createIntentJournal(opts: JournalOptions): IntentJournal {
         s.removeTimer?.abort();
         s.removeTimer = undefined;
       }
-      flushing++;
-      try {
-        await Promise.all(shards.map((s) => kick(s)));
-      } finally {
-        flushing--;
-      }
+      await Promise.all(shards.map((s) => kick(s)));
     },
   };
 }

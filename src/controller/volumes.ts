@@ -17,6 +17,7 @@ import { resources } from "../kube/resources.ts";
 import type { ProvisionerMetrics } from "../metrics/provisioner-metrics.ts";
 import {
   classForDeletion,
+  csiNodeAffinityOfVolume,
   csiSourceOfVolume,
   migratedProvisionerNames,
 } from "../migration/registry.ts";
@@ -94,7 +95,8 @@ export class VolumeSyncer {
     const pv = o.volumes.store.get(name);
     const names = [o.driverName, ...migratedProvisionerNames(o.driverName)];
     if (!pv || !isProvisionerForVolume(pv, names)) return { kind: "done" };
-    if (o.nodeSegments && !volumeIsAccessible(pv.spec.nodeAffinity, o.nodeSegments)) {
+    // An in-tree PV (CSI migration) is compared in the driver's topology keys.
+    if (o.nodeSegments && !volumeIsAccessible(csiNodeAffinityOfVolume(pv), o.nodeSegments)) {
       return { kind: "done" };
     }
 

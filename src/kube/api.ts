@@ -52,6 +52,15 @@ export interface WriteOptions extends CallOptions {
 }
 
 /**
+ * For create and update: called when the request has its rate-limiter token, just before it is
+ * sent (again on every retry); the object it returns is sent instead of `obj`. A writer that
+ * group-commits (the intent journal) folds in what arrived while the request waited its turn.
+ */
+export interface LatestOption<T> {
+  latest?: () => T;
+}
+
+/**
  * A watch stream: async-iterates decoded events; ends when the server closes the stream or the
  * signal aborts. Transport failures surface as a thrown `KubeApiError`.
  */
@@ -62,9 +71,9 @@ export interface ResourceClient<T extends KubeObject> {
   get(name: string, namespace?: string, opts?: CallOptions): Promise<T>;
   list(opts?: ListOptions): Promise<KubeList<T>>;
   watch(opts?: WatchOptions): Promise<WatchStream<T>>;
-  create(obj: T, opts?: WriteOptions): Promise<T>;
+  create(obj: T, opts?: WriteOptions & LatestOption<T>): Promise<T>;
   /** PUT of the whole object; 409 Conflict when its resourceVersion is stale. */
-  update(obj: T, opts?: WriteOptions): Promise<T>;
+  update(obj: T, opts?: WriteOptions & LatestOption<T>): Promise<T>;
   /** PUT to the status subresource. */
   updateStatus(obj: T, opts?: WriteOptions): Promise<T>;
   patch(

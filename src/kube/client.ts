@@ -13,6 +13,7 @@ import type {
   CallOptions,
   DeleteOptions,
   KubeApi,
+  LatestOption,
   ListOptions,
   PatchType,
   ResourceClient,
@@ -150,23 +151,25 @@ class HttpResourceClient<T extends KubeObject> implements ResourceClient<T> {
     });
   }
 
-  async create(obj: T, opts?: WriteOptions): Promise<T> {
+  async create(obj: T, opts?: WriteOptions & LatestOption<T>): Promise<T> {
     const r = this.resource;
     const ns = obj.metadata?.namespace;
     const label = obj.metadata?.name ?? `${obj.metadata?.generateName ?? ""}*`;
     if (r.namespaced && !ns) {
       throw new TypeError(`Cannot create ${r.plural} ${label}: metadata.namespace is required`);
     }
-    const body = {
-      ...obj,
-      apiVersion: obj.apiVersion ?? apiVersionOf(r),
-      kind: obj.kind ?? r.kind,
-    };
+    const typed = (o: T) => ({
+      ...o,
+      apiVersion: o.apiVersion ?? apiVersionOf(r),
+      kind: o.kind ?? r.kind,
+    });
+    const latest = opts?.latest;
     const res = await this.#t.request<T>({
       method: "POST",
       path: resourcePath(r, r.namespaced ? ns : undefined),
       query: writeQuery(opts),
-      body,
+      body: typed(obj),
+      bodyAtSend: latest && (() => typed(latest())),
       signal: opts?.signal,
       priority: opts?.priority,
       onThrottled: opts?.onThrottled,
@@ -176,7 +179,7 @@ class HttpResourceClient<T extends KubeObject> implements ResourceClient<T> {
     return res.json;
   }
 
-  update(obj: T, opts?: WriteOptions): Promise<T> {
+  update(obj: T, opts?: WriteOptions & LatestOption<T>): Promise<T> {
     return this.#put(obj, undefined, opts);
   }
 
@@ -184,19 +187,21 @@ class HttpResourceClient<T extends KubeObject> implements ResourceClient<T> {
     return this.#put(obj, "status", opts);
   }
 
-  async #put(obj: T, sub: string | undefined, opts?: WriteOptions): Promise<T> {
+  async #put(obj: T, sub: string | undefined, opts?: WriteOptions & LatestOption<T>): Promise<T> {
     const r = this.resource;
     const { name = "", namespace } = obj.metadata ?? {};
-    const body = {
-      ...obj,
-      apiVersion: obj.apiVersion ?? apiVersionOf(r),
-      kind: obj.kind ?? r.kind,
-    };
+    const typed = (o: T) => ({
+      ...o,
+      apiVersion: o.apiVersion ?? apiVersionOf(r),
+      kind: o.kind ?? r.kind,
+    });
+    const latest = opts?.latest;
     const res = await this.#t.request<T>({
       method: "PUT",
       path: this.#objectPath("update", name, namespace, sub),
       query: writeQuery(opts),
-      body,
+      body: typed(obj),
+      bodyAtSend: latest && (() => typed(latest())),
       signal: opts?.signal,
       priority: opts?.priority,
       onThrottled: opts?.onThrottled,

@@ -161,7 +161,10 @@ export class Informer<T extends KubeObject, P extends KubeObject = T> {
   constructor(opts: InformerOptions<T, P>) {
     this.#store = new Store<T, P>({ project: opts.project, indexers: opts.indexers });
     const sink: ReflectorSink<T> = {
-      replace: (items, rv) => this.#dispatch(this.#store.replace(items, rv), true),
+      // List items are projected page by page (prepare), so replace() receives projections.
+      prepare: (obj) => this.#store.project(obj) as unknown as T,
+      replace: (items, rv) =>
+        this.#dispatch(this.#store.replaceProjected(items as unknown as P[], rv), true),
       apply: (type, obj) => {
         const events = type === "DELETED" ? this.#store.delete(obj) : this.#store.upsert(obj);
         this.#store.setResourceVersion(obj.metadata.resourceVersion);

@@ -131,8 +131,14 @@ export interface ReflectorStats {
 
 /** Where the reflector delivers what it learns. */
 export interface ReflectorSink<T extends KubeObject> {
-  /** The complete, current content (after a list). */
+  /** The complete, current content (after a list), each item passed through `prepare`. */
   replace(items: T[], resourceVersion: string | undefined): void;
+  /**
+   * Called on each list item as its page arrives; `replace` receives what it returns. Lets the
+   * sink keep only what it needs (a projection) while later pages are read, so a long list never
+   * holds every whole object at once.
+   */
+  prepare?(item: T): T;
   /** One ADDED / MODIFIED / DELETED event. May throw: that is counted as malformed. */
   apply(type: "ADDED" | "MODIFIED" | "DELETED", obj: T): void;
   /** A bookmark: the cache is current at this resourceVersion. */
@@ -457,7 +463,8 @@ export class Reflector<T extends KubeObject> {
       const pageItems: unknown = page?.items;
       if (Array.isArray(pageItems)) {
         for (const item of pageItems) {
-          if (isUsableObject(item)) items.push(item as T);
+          if (isUsableObject(item))
+            items.push(o.sink.prepare ? o.sink.prepare(item as T) : (item as T));
           else this.#malformed("List item without metadata.name", item);
         }
       } else if (pageItems !== null && pageItems !== undefined) {
@@ -552,8 +559,11 @@ export class Reflector<T extends KubeObject> {
       );
       lastActivity = clock.now();
       iterator = ws[Symbol.asyncIterator]();
+      // One abort listener for the whole stream, not one per event.
+      const aborted = raceAbort(new Promise<never>(() => {}), stream.signal);
+      aborted.catch(() => {});
       for (;;) {
-        const r = await raceAbort(iterator.next(), stream.signal);
+        const r = await Promise.race([iterator.next(), aborted]);
         if (r.done) {
           finished = true;
           return { kind: "ended", events, durationMs: clock.now() - started };

@@ -147,11 +147,16 @@ export class Store<T extends KubeObject, P extends KubeObject = T> implements Re
    * whose resourceVersion is unchanged produce no event.
    */
   replace(items: readonly T[], resourceVersion: string | undefined): StoreEvent<P>[] {
+    return this.replaceProjected(
+      items.map((item) => this.#project(item)),
+      resourceVersion,
+    );
+  }
+
+  /** {@link replace} with items already passed through {@link project}. */
+  replaceProjected(items: readonly P[], resourceVersion: string | undefined): StoreEvent<P>[] {
     const fresh = new Map<string, P>();
-    for (const item of items) {
-      const p = this.#project(item);
-      fresh.set(objectKey(p), p);
-    }
+    for (const p of items) fresh.set(objectKey(p), p);
     const events: StoreEvent<P>[] = [];
     for (const [key, old] of this.#items) {
       const next = fresh.get(key);

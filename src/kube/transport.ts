@@ -34,6 +34,8 @@ export interface KubeRequest {
   query?: Record<string, string | number | boolean | undefined>;
   /** Sent as JSON unless it is a string or bytes. */
   body?: unknown;
+  /** When given, called after the rate limiter's token is granted; its result is the body. */
+  bodyAtSend?: () => unknown;
   /** Default `application/json` when there is a body. */
   contentType?: string;
   signal?: AbortSignal;
@@ -212,13 +214,13 @@ export class KubeTransport {
     const ctx = this.#context(req);
     const url = this.#url(req);
     const { signal } = req;
-    let body: Uint8Array | string | undefined;
-    if (req.body !== undefined) {
-      body =
-        typeof req.body === "string" || req.body instanceof Uint8Array
-          ? req.body
-          : JSON.stringify(req.body);
-    }
+    const encode = (b: unknown): Uint8Array | string | undefined =>
+      b === undefined
+        ? undefined
+        : typeof b === "string" || b instanceof Uint8Array
+          ? b
+          : JSON.stringify(b);
+    let body = encode(req.body);
     const idempotent = req.method === "GET" && !streaming;
     let retryAfterLeft = this.#maxRetries;
     let idempotentLeft = idempotent ? this.#idempotentRetries : 0;
@@ -229,6 +231,7 @@ export class KubeTransport {
       const queued = req.onThrottled ? this.#clock.now() : 0;
       await this.#limiter.acquire(signal, req.priority);
       req.onThrottled?.(this.#clock.now() - queued);
+      if (req.bodyAtSend) body = encode(req.bodyAtSend());
       let creds: Credentials;
       try {
         creds = await this.#conn.auth.credentials();
@@ -363,7 +366,8 @@ class JsonLines<T> implements AsyncIterableIterator<T> {
   #report: (line: string, error: string) => void;
   #wrap: (err: unknown) => unknown;
   #decoder = new TextDecoder();
-  #buf = "";
+  /** Bytes of a line not yet complete (split on the byte 0x0A, which no UTF-8 sequence holds). */
+  #rest: Uint8Array[] = [];
   #queue: T[] = [];
   #done = false;
 
@@ -397,22 +401,27 @@ class JsonLines<T> implements AsyncIterableIterator<T> {
         throw this.#wrap(err);
       }
       if (r.done) {
-        this.#buf += this.#decoder.decode();
-        this.#line(this.#buf);
-        this.#buf = "";
+        if (this.#rest.length > 0) this.#line(this.#decoder.decode(this.#joinRest()));
         this.#finish();
         continue;
       }
-      let start = this.#buf.length;
-      this.#buf += this.#decoder.decode(r.value, { stream: true });
-      let nl = this.#buf.indexOf("\n", start);
-      start = 0;
-      while (nl >= 0) {
-        this.#line(this.#buf.slice(start, nl));
-        start = nl + 1;
-        nl = this.#buf.indexOf("\n", start);
+      // Lines are cut from the bytes and decoded one by one: cheaper than decoding each chunk
+      // into a growing string and cutting that (a watch is the sidecar's hottest path).
+      const chunk = r.value;
+      let from = 0;
+      let nl = chunk.indexOf(10);
+      if (nl >= 0 && this.#rest.length > 0) {
+        this.#rest.push(chunk.subarray(0, nl));
+        this.#line(this.#decoder.decode(this.#joinRest()));
+        from = nl + 1;
+        nl = chunk.indexOf(10, from);
       }
-      if (start > 0) this.#buf = this.#buf.slice(start);
+      while (nl >= 0) {
+        this.#line(this.#decoder.decode(chunk.subarray(from, nl)));
+        from = nl + 1;
+        nl = chunk.indexOf(10, from);
+      }
+      if (from < chunk.length) this.#rest.push(chunk.slice(from));
     }
   }
 
@@ -420,6 +429,21 @@ class JsonLines<T> implements AsyncIterableIterator<T> {
     this.#queue = [];
     this.#finish();
     return { done: true, value: undefined };
+  }
+
+  #joinRest(): Uint8Array {
+    const parts = this.#rest;
+    this.#rest = [];
+    if (parts.length === 1) return parts[0]!;
+    let n = 0;
+    for (const p of parts) n += p.length;
+    const out = new Uint8Array(n);
+    let at = 0;
+    for (const p of parts) {
+      out.set(p, at);
+      at += p.length;
+    }
+    return out;
   }
 
   #finish(): void {

@@ -20,6 +20,7 @@ import {
   setInTreeSource,
   type Translated,
   topologyError,
+  topologyToCsi,
   topologyToInTree,
   translateZonalClass,
 } from "./common.ts";
@@ -116,5 +117,9 @@ export const awsEbs: MigratedPlugin = {
     if (source.fsType) csi.fsType = source.fsType;
     if (source.readOnly) csi.readOnly = true;
     return ok(csi);
+  },
+
+  nodeAffinityToCsi(pv: PersistentVolume) {
+    return topologyToCsi(pv, AWS_EBS_TOPOLOGY_KEY);
   },
 };

@@ -15,6 +15,7 @@ import {
   ok,
   setInTreeSource,
   topologyError,
+  topologyToCsi,
   topologyToInTree,
   translateAllowedTopologies,
 } from "./common.ts";
@@ -74,5 +75,9 @@ export const cinder: MigratedPlugin = {
     if (source.fsType) csi.fsType = source.fsType;
     if (source.readOnly) csi.readOnly = true;
     return ok(csi);
+  },
+
+  nodeAffinityToCsi(pv: PersistentVolume) {
+    return topologyToCsi(pv, CINDER_TOPOLOGY_KEY);
   },
 };

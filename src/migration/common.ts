@@ -33,6 +33,12 @@ export interface MigratedPlugin {
   toInTree(pv: PersistentVolume): Translated<PersistentVolume>;
   /** The CSI source of an in-tree PV of this plugin (the volume handle DeleteVolume needs). */
   toCsi(pv: PersistentVolume): Translated<CSIPersistentVolumeSource>;
+  /**
+   * The node affinity of an in-tree PV of this plugin in the driver's topology keys (what a
+   * `--node-deployment` sidecar compares with its node); absent for plugins that keep keys as
+   * they are.
+   */
+  nodeAffinityToCsi?(pv: PersistentVolume): PersistentVolume["spec"]["nodeAffinity"];
 }
 
 /** Deprecated StorageClass parameter of the file system type. */
@@ -170,6 +176,43 @@ export function renameTopologyKey(pv: PersistentVolume, from: string, to: string
   for (const t of terms(pv)) {
     for (const e of t.matchExpressions ?? []) if (e.key === from) e.key = to;
   }
+}
+
+/**
+ * `values` trimmed, without empty ones and duplicates, sorted, as `key In values` appended to every
+ * term of the PV's node affinity (one new term when it has none); nothing when no value is left.
+ */
+export function addTopology(pv: PersistentVolume, key: string, values: string[]): void {
+  const zones = [...new Set(values.map((v) => v.trim()).filter((v) => v !== ""))].sort();
+  if (zones.length === 0) return;
+  const required = pv.spec.nodeAffinity?.required ?? { nodeSelectorTerms: [] };
+  if (required.nodeSelectorTerms.length === 0) required.nodeSelectorTerms.push({});
+  pv.spec.nodeAffinity = { ...pv.spec.nodeAffinity, required };
+  for (const t of required.nodeSelectorTerms) {
+    t.matchExpressions = [...(t.matchExpressions ?? []), { key, operator: "In", values: zones }];
+  }
+}
+
+/**
+ * The node affinity of an in-tree PV with its zone in the driver's `csiKey`: the zone label's key
+ * renamed where the affinity has it, else the zone label's zones (`__`-separated) added; a beta
+ * region key becomes the GA one.
+ */
+export function topologyToCsi(
+  input: PersistentVolume,
+  csiKey: string,
+): PersistentVolume["spec"]["nodeAffinity"] {
+  const pv = clone(input);
+  const { zone, region } = topologyLabels(pv);
+  if (topologyValues(pv, zone).length > 0) renameTopologyKey(pv, zone, csiKey);
+  else {
+    const label = pv.metadata.labels?.[zone];
+    if (label !== undefined) addTopology(pv, csiKey, label.split(MULTI_ZONE_DELIMITER));
+  }
+  if (region === LABEL_BETA_REGION && topologyValues(pv, region).length > 0) {
+    renameTopologyKey(pv, region, LABEL_REGION);
+  }
+  return pv.spec.nodeAffinity;
 }
 
 /** Derives a region from a term's zones, or says why it cannot. */

@@ -22,6 +22,7 @@ import {
   setInTreeSource,
   type Translated,
   topologyError,
+  topologyToCsi,
   topologyToInTree,
   translateZonalClass,
 } from "./common.ts";
@@ -123,5 +124,9 @@ export const gcePd: MigratedPlugin = {
     if (source.fsType) csi.fsType = source.fsType;
     if (source.readOnly) csi.readOnly = true;
     return ok(csi);
+  },
+
+  nodeAffinityToCsi(pv: PersistentVolume) {
+    return topologyToCsi(pv, GCE_PD_TOPOLOGY_KEY);
   },
 };

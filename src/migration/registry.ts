@@ -104,6 +104,17 @@ export function csiSourceOfVolume(
 }
 
 /**
+ * The node affinity of `pv` in its CSI driver's topology keys: an in-tree PV's translated (see
+ * `MigratedPlugin.nodeAffinityToCsi`), any other PV's as it is.
+ */
+export function csiNodeAffinityOfVolume(
+  pv: PersistentVolume,
+): PersistentVolume["spec"]["nodeAffinity"] {
+  const plugin = pluginForVolume(pv);
+  return plugin?.nodeAffinityToCsi ? plugin.nodeAffinityToCsi(pv) : pv.spec.nodeAffinity;
+}
+
+/**
  * The class whose secrets deleting `pv` uses: the in-tree class translated when `pv` is a
  * migrated volume of it, else the class as it is (an untranslatable class as it is too: its
  * secret parameters are the in-tree ones).

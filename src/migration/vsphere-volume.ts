@@ -10,6 +10,7 @@
  */
 import type { CSIPersistentVolumeSource, PersistentVolume, StorageClass } from "../kube/objects.ts";
 import {
+  addTopology,
   CSI_FSTYPE_KEY,
   clone,
   FSTYPE_KEY,
@@ -103,5 +104,21 @@ export const vsphereVolume: MigratedPlugin = {
     if (source.storagePolicyName)
       csi.volumeAttributes!.storagepolicyname = source.storagePolicyName;
     return ok(csi);
+  },
+
+  nodeAffinityToCsi(input: PersistentVolume) {
+    const pv = clone(input);
+    const { zone, region } = topologyLabels(pv);
+    for (const [from, to] of [
+      [zone, VSPHERE_ZONE_KEY],
+      [region, VSPHERE_REGION_KEY],
+    ] as const) {
+      if (topologyValues(pv, from).length > 0) renameTopologyKey(pv, from, to);
+      else {
+        const label = pv.metadata.labels?.[from];
+        if (label) addTopology(pv, to, [label]);
+      }
+    }
+    return pv.spec.nodeAffinity;
   },
 };

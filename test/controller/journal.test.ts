@@ -5,8 +5,8 @@ import type { ResourceClient } from "../../src/kube/api.ts";
 import { KubeApiError } from "../../src/kube/errors.ts";
 import type { Lease } from "../../src/kube/objects.ts";
 import { resources } from "../../src/kube/resources.ts";
-import { FakeClock } from "../../src/util/clock.ts";
 import { nullLogger } from "../../src/util/log.ts";
+import { FakeClock } from "../support/fake-clock.ts";
 
 /** An in-memory Lease client whose writes can be held until the test releases them. */
 function fakeLeases() {
@@ -15,7 +15,13 @@ function fakeLeases() {
   let gate: Promise<void> | undefined;
   let open: (() => void) | undefined;
   const held: (() => void)[] = [];
-  const write = async (l: Lease) => {
+  const write = async (given: Lease, opts?: { latest?: () => Lease }) => {
+    if (gate) {
+      held.push(() => {});
+      await gate;
+    }
+    // As the real client: the body is taken when the request is sent (after its token).
+    const l = opts?.latest ? opts.latest() : given;
     // kube-apiserver's limit: keys and values of all annotations, in UTF-8 bytes.
     let bytes = 0;
     for (const [k, v] of Object.entries(l.metadata.annotations ?? {}))
@@ -26,10 +32,6 @@ function fakeLeases() {
         reason: "Invalid",
         message: `metadata.annotations: Too long: may not be more than 262144 bytes`,
       });
-    }
-    if (gate) {
-      held.push(() => {});
-      await gate;
     }
     const saved = structuredClone({
       ...l,
@@ -233,5 +235,31 @@ describe("createIntentJournal()", () => {
         [],
       );
     }
+  });
+
+  it("folds intents that arrive while a write waits for its turn into that write", async () => {
+    const leases = fakeLeases();
+    let writes = 0;
+    const counting = {
+      ...leases.client,
+      update: (l: Lease, o?: object) => {
+        writes++;
+        return leases.client.update(l, o);
+      },
+      create: (l: Lease, o?: object) => {
+        writes++;
+        return leases.client.create(l, o);
+      },
+    } as ResourceClient<Lease>;
+    const j = journalOn(counting);
+    leases.hold();
+    const first = j.record(intent("a"));
+    await settle();
+    const later = [j.record(intent("b")), j.record(intent("c"))];
+    leases.release();
+    await Promise.all([first, ...later]);
+    assert.equal(writes, 1);
+    const again = journalOn(leases.client);
+    assert.deepEqual((await again.load()).map((i) => i.uid).sort(), ["a", "b", "c"]);
   });
 });

@@ -254,3 +254,38 @@ describe("aws-ebs PV to CSI (deletion)", () => {
 
   it("ebsVolumeId() keeps a bare id", () => assert.equal(value(ebsVolumeId("vol-1")), "vol-1"));
 });
+
+describe("aws-ebs PV node affinity in the driver's keys (node deployment)", () => {
+  it("renames the zone key of the affinity and the beta region to GA", () => {
+    const pv = inTreeVolume("awsElasticBlockStore", { volumeID: "vol-1" });
+    pv.spec.nodeAffinity = {
+      required: {
+        nodeSelectorTerms: [nodeTerm([BETA_ZONE, ["us-east-1a"]], [BETA_REGION, ["us-east-1"]])],
+      },
+    };
+    assert.deepEqual(awsEbs.nodeAffinityToCsi!(pv)?.required?.nodeSelectorTerms, [
+      nodeTerm([KEY, ["us-east-1a"]], [REGION, ["us-east-1"]]),
+    ]);
+    // The input is left alone.
+    assert.equal(
+      pv.spec.nodeAffinity.required?.nodeSelectorTerms[0]?.matchExpressions?.[0]?.key,
+      BETA_ZONE,
+    );
+  });
+
+  it("without zones in the affinity, adds the zone label's zones (trimmed, unique, sorted)", () => {
+    const pv = inTreeVolume(
+      "awsElasticBlockStore",
+      { volumeID: "vol-1" },
+      { labels: { [ZONE]: "us-east-1b__ us-east-1a__us-east-1b__" } },
+    );
+    assert.deepEqual(awsEbs.nodeAffinityToCsi!(pv), {
+      required: { nodeSelectorTerms: [nodeTerm([KEY, ["us-east-1a", "us-east-1b"]])] },
+    });
+  });
+
+  it("without zones anywhere, the affinity stays as it is", () => {
+    const pv = inTreeVolume("awsElasticBlockStore", { volumeID: "vol-1" });
+    assert.equal(awsEbs.nodeAffinityToCsi!(pv), undefined);
+  });
+});

@@ -1,8 +1,10 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
+import type { PersistentVolume } from "../../src/kube/objects.ts";
 import {
   classForDeletion,
   classForProvisioning,
+  csiNodeAffinityOfVolume,
   csiSourceOfVolume,
   MIGRATED_PLUGINS,
   migratedProvisionerNames,
@@ -110,5 +112,42 @@ describe("migration registry", () => {
     const csiClass = storageClass("pxd.portworx.com", { a: "b" });
     assert.equal(classForDeletion(pv, csiClass), csiClass);
     assert.equal(classForDeletion(pv, undefined), undefined);
+  });
+
+  it("csiNodeAffinityOfVolume(): in-tree zone keys become the driver's; CSI PVs keep theirs", () => {
+    const inTree = inTreeVolume(
+      "gcePersistentDisk",
+      { pdName: "d" },
+      { labels: { "topology.kubernetes.io/zone": "us-central1-a" } },
+    );
+    assert.deepEqual(csiNodeAffinityOfVolume(inTree), {
+      required: {
+        nodeSelectorTerms: [
+          {
+            matchExpressions: [
+              { key: "topology.gke.io/zone", operator: "In", values: ["us-central1-a"] },
+            ],
+          },
+        ],
+      },
+    });
+    const affinity: PersistentVolume["spec"]["nodeAffinity"] = {
+      required: {
+        nodeSelectorTerms: [
+          {
+            matchExpressions: [
+              { key: "topology.kubernetes.io/zone", operator: "In", values: ["z"] },
+            ],
+          },
+        ],
+      },
+    };
+    const csi = csiVolume({ driver: "pd.csi.storage.gke.io", volumeHandle: "h" });
+    csi.spec.nodeAffinity = affinity;
+    assert.equal(csiNodeAffinityOfVolume(csi), affinity);
+    // Azure disk keeps its keys in both forms.
+    const disk = inTreeVolume("azureDisk", { diskName: "d", diskURI: "u" });
+    disk.spec.nodeAffinity = affinity;
+    assert.equal(csiNodeAffinityOfVolume(disk), affinity);
   });
 });

@@ -107,3 +107,23 @@ describe("vsphere-volume PV", () => {
     });
   });
 });
+
+describe("vsphere-volume PV node affinity in the driver's keys (node deployment)", () => {
+  it("zone and region keys renamed, or added from the labels", () => {
+    const renamed = inTreeVolume("vsphereVolume", { volumePath: "p" });
+    renamed.spec.nodeAffinity = {
+      required: { nodeSelectorTerms: [nodeTerm([ZONE, ["z1"]], [REGION, ["r1"]])] },
+    };
+    assert.deepEqual(vsphereVolume.nodeAffinityToCsi!(renamed)?.required?.nodeSelectorTerms, [
+      nodeTerm([ZONE_KEY, ["z1"]], [REGION_KEY, ["r1"]]),
+    ]);
+    const added = inTreeVolume(
+      "vsphereVolume",
+      { volumePath: "p" },
+      { labels: { [ZONE]: "z1", [REGION]: "r1" } },
+    );
+    assert.deepEqual(vsphereVolume.nodeAffinityToCsi!(added)?.required?.nodeSelectorTerms, [
+      nodeTerm([ZONE_KEY, ["z1"]], [REGION_KEY, ["r1"]]),
+    ]);
+  });
+});
