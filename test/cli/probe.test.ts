@@ -7,8 +7,8 @@ import { afterEach, describe, it } from "node:test";
 import { Code } from "@connectrpc/connect";
 import { type ProbeReport, runProbe } from "../../src/cli/probe.ts";
 import { ControllerServiceCapability_RPC_Type as Cap } from "../../src/gen/csi/v1/csi_pb.js";
-import { FakeClock } from "../../src/util/clock.ts";
 import { nullLogger } from "../../src/util/log.ts";
+import { FakeClock } from "../support/fake-clock.ts";
 import {
   type FakeDriver,
   type FakeDriverOptions,

@@ -5,8 +5,8 @@ import type { ResourceClient } from "../../src/kube/api.ts";
 import { KubeApiError } from "../../src/kube/errors.ts";
 import type { Lease } from "../../src/kube/objects.ts";
 import { resources } from "../../src/kube/resources.ts";
-import { FakeClock } from "../../src/util/clock.ts";
 import { nullLogger } from "../../src/util/log.ts";
+import { FakeClock } from "../support/fake-clock.ts";
 
 /** An in-memory Lease client whose writes can be held until the test releases them. */
 function fakeLeases() {

@@ -24,19 +24,22 @@
  * by `killAllStarted()` from support.ts, and by the kernel if this process dies).
  */
 
-import { existsSync, readdirSync, readFileSync } from "node:fs";
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import * as path from "node:path";
 import { fileURLToPath } from "node:url";
 import { loadAll } from "js-yaml";
 import type { KubeObject } from "../../src/kube/objects.ts";
 import {
   type Cluster,
+  type CsiCall,
   type DriverVolumeInfo,
   freePort,
+  listDriverVolumes,
   type ServiceAccountRef,
 } from "./cluster.ts";
 import {
   applyManifests,
+  csiCallsIn,
   describeExit,
   eventually,
   type ProcessExit,
@@ -502,4 +505,68 @@ export async function ensureOwnerPod(
       replicaSet: { apiVersion: "apps/v1", kind: "ReplicaSet", name, uid: owner.uid },
     } satisfies OwnerPod;
   });
+}
+
+/* ------------------------------------------------------------------------ */
+/* A hostpathplugin of its own                                                */
+/* ------------------------------------------------------------------------ */
+
+export interface HostpathDriver {
+  readonly process: RunningProcess;
+  readonly socket: string;
+  readonly stateDir: string;
+  readonly logFile: string;
+  /** Its volumes through ListVolumes, named from its state file. */
+  listVolumes(): Promise<DriverVolumeInfo[]>;
+  /** The gRPC calls it logged so far (see `Cluster.csiCalls`). */
+  csiCalls(): CsiCall[];
+}
+
+/**
+ * Starts a `hostpathplugin` outside a cluster (a second driver, or the driver of the test API
+ * server), as `startCluster` runs it: `--statedir=<dir>/<name>-state`, `-v=5`, topology off unless
+ * `enableTopology`. Resolves once it listens on `<dir>/<name>.sock`.
+ */
+export async function startHostpathDriver(opts: {
+  binDir: string;
+  dir: string;
+  name?: string;
+  driverName?: string;
+  nodeId?: string;
+  enableTopology?: boolean;
+  capacity?: string[];
+  args?: string[];
+  log?: (line: string) => void;
+}): Promise<HostpathDriver> {
+  const name = opts.name ?? "hostpath";
+  const socket = path.join(opts.dir, `${name}.sock`);
+  const stateDir = path.join(opts.dir, `${name}-state`);
+  const logFile = path.join(opts.dir, `${name}.log`);
+  mkdirSync(stateDir, { recursive: true });
+  rmSync(socket, { force: true });
+  const p = startProcess({
+    name,
+    bin: path.join(opts.binDir, "hostpathplugin"),
+    args: [
+      `--endpoint=unix://${socket}`,
+      `--drivername=${opts.driverName ?? "hostpath.csi.k8s.io"}`,
+      `--nodeid=${opts.nodeId ?? "e2e-node"}`,
+      `--statedir=${stateDir}`,
+      `--enable-topology=${opts.enableTopology ?? false}`,
+      ...(opts.capacity ?? []).map((c) => `--capacity=${c}`),
+      "-v=5",
+      ...(opts.args ?? []),
+    ],
+    logFile,
+    log: opts.log,
+  });
+  await p.waitForLine(/Listening for connections/, 30_000);
+  return {
+    process: p,
+    socket,
+    stateDir,
+    logFile,
+    listVolumes: () => listDriverVolumes(socket, stateDir),
+    csiCalls: () => csiCallsIn(logFile),
+  };
 }

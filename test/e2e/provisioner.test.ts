@@ -1,7 +1,7 @@
 /**
  * End-to-end scenarios: the compiled provisioner (`dist/csi-provisioner-linux-x64`) against a
  * real control plane (etcd, kube-apiserver, kube-controller-manager from test/e2e/cluster.ts)
- * and Kubernetes' CSI mock driver, as the `csi-provisioner` ServiceAccount bound to
+ * and csi-driver-host-path's hostpathplugin, as the `csi-provisioner` ServiceAccount bound to
  * deploy/rbac.yaml — so a missing RBAC rule fails the suite.
  *
  * The same scenarios then run against the project's test API server (src/dev/apiserver) with the
@@ -29,7 +29,6 @@ import * as os from "node:os";
 import * as path from "node:path";
 import { after, before, describe, it, type TestContext } from "node:test";
 import { fileURLToPath } from "node:url";
-import { startApiServer } from "../../src/dev/apiserver/mod.ts";
 import { runBinder } from "../../src/dev/binder.ts";
 import { noAuth } from "../../src/kube/auth.ts";
 import { createKubeApi } from "../../src/kube/client.ts";
@@ -45,7 +44,15 @@ import type {
 import { KubeTransport } from "../../src/kube/transport.ts";
 import { systemClock } from "../../src/util/clock.ts";
 import { nullLogger } from "../../src/util/log.ts";
-import { type Cluster, type CsiCall, freePort, startCluster } from "./cluster.ts";
+import { startApiServer } from "../support/apiserver.ts";
+import {
+  type Cluster,
+  type CsiCall,
+  freePort,
+  HOSTPATH_TOPOLOGY_KEY,
+  startCluster,
+} from "./cluster.ts";
+import { startHostpathDriver } from "./peers.ts";
 import {
   type ApiRequest,
   applyManifests,
@@ -84,9 +91,9 @@ const PV_FINALIZER = "external-provisioner.volume.kubernetes.io/finalizer";
 const ANN_SELECTED_NODE = "volume.kubernetes.io/selected-node";
 const IDENTITY_ATTRIBUTE = "storage.kubernetes.io/csiProvisionerIdentity";
 const NODE = "e2e-node";
-/** What csi-mock-driver --enable-topology reports (its service.TopologyKey / TopologyValue). */
-const TOPOLOGY_KEY = "io.kubernetes.storage.mock/node";
-const TOPOLOGY_VALUE = "some-mock-node";
+/** What hostpathplugin --enable-topology reports: its key, with the node ID as value. */
+const TOPOLOGY_KEY = HOSTPATH_TOPOLOGY_KEY;
+const TOPOLOGY_VALUE = "e2e-node";
 const TOPOLOGY_DRIVER = "topology.hostpath.csi.k8s.io";
 /** The driver's name on the test API server side (the cluster's driver has the same). */
 const DRIVER = "hostpath.csi.k8s.io";
@@ -114,6 +121,8 @@ interface Backend {
   readonly driverName: string;
   /** The driver's own socket (the provisioner talks to it through `proxy`). */
   readonly csiSocket: string;
+  /** hostpathplugin's --statedir (names the volumes ListVolumes reports). */
+  readonly driverStateDir: string | undefined;
   readonly request: ApiRequest;
   readonly watchTarget: WatchTarget;
   csiCalls(): CsiCall[];
@@ -403,7 +412,7 @@ async function assertRescheduled(ns: string, name: string): Promise<void> {
   });
 }
 
-/* A second driver (csi-mock-driver --enable-topology) with its own provisioner. */
+/* A second driver (hostpathplugin --enable-topology) with its own provisioner. */
 
 let topology:
   | { driver: RunningProcess; provisioner: RunningProcess; driverLog: string }
@@ -418,21 +427,18 @@ async function ensureTopology(): Promise<{ calls: () => CsiCall[] }> {
     await topology?.provisioner.stop();
     await topology?.driver.stop();
     generation++;
-    const socket = path.join(dir, `topology-csi-${generation}.sock`);
-    const driverLog = path.join(dir, `topology-driver-${generation}.log`);
-    const driver = startProcess({
-      name: "topology-driver",
-      bin: path.join(binDir!, "csi-mock-driver"),
-      args: [
-        `--endpoint=unix://${socket}`,
-        `--drivername=${TOPOLOGY_DRIVER}`,
-        `--nodeid=${NODE}`,
-        "--enable-topology",
-      ],
-      logFile: driverLog,
+    const hostpath = await startHostpathDriver({
+      binDir: binDir!,
+      dir,
+      name: `topology-driver-${generation}`,
+      driverName: TOPOLOGY_DRIVER,
+      nodeId: NODE,
+      enableTopology: true,
       log,
     });
-    await driver.waitForLine(/serving on/, 30_000);
+    const socket = hostpath.socket;
+    const driverLog = hostpath.logFile;
+    const driver = hostpath.process;
     const port = await freePort();
     const p = startProcess({
       name: "topology-provisioner",
@@ -491,9 +497,12 @@ function volumeIdOf(c: CsiCall): string {
 }
 
 /** The driver's volumes grouped by CreateVolume name. */
-async function driverVolumesByName(socket = be.csiSocket): Promise<Map<string, DriverVolume[]>> {
+async function driverVolumesByName(
+  socket = be.csiSocket,
+  stateDir = be.driverStateDir,
+): Promise<Map<string, DriverVolume[]>> {
   const out = new Map<string, DriverVolume[]>();
-  for (const v of await listDriverVolumes(socket)) {
+  for (const v of await listDriverVolumes(socket, stateDir)) {
     const list = out.get(v.name) ?? [];
     list.push(v);
     out.set(v.name, list);
@@ -625,10 +634,11 @@ function objectDiff(at: string, a: unknown, b: unknown): string[] {
 /** Starts kube-apiserver, kube-controller-manager and the driver; RBAC from deploy/rbac.yaml. */
 async function setUpCluster(): Promise<void> {
   dir = mkdtempSync(path.join(os.tmpdir(), "e2e-provisioner-"));
-  const cluster = await startCluster({ binDir: binDir!, log, driver: "mock" });
+  const cluster = await startCluster({ binDir: binDir!, log });
   be = {
     driverName: cluster.driverName,
     csiSocket: cluster.csiSocket,
+    driverStateDir: cluster.driverStateDir,
     request: (method, apiPath, body, opts) => cluster.request(method, apiPath, body, opts),
     watchTarget: clusterWatchTarget(cluster),
     csiCalls: () => cluster.csiCalls(),
@@ -648,7 +658,7 @@ async function setUpCluster(): Promise<void> {
 
 /**
  * Starts the project's test API server with the dev binder (src/dev/binder.ts) standing in for
- * kube-controller-manager's PersistentVolume controller, and a csi-mock-driver.
+ * kube-controller-manager's PersistentVolume controller, and a hostpathplugin.
  */
 async function setUpTestApiServer(): Promise<void> {
   dir = mkdtempSync(path.join(os.tmpdir(), "e2e-provisioner-"));
@@ -666,14 +676,21 @@ async function setUpTestApiServer(): Promise<void> {
     { api, clock: systemClock, random: Math.random, logger: nullLogger },
     stopBinder.signal,
   ).catch((err) => console.error(`e2e: the dev binder stopped: ${err}`));
-  const socket = path.join(dir, "csi.sock");
-  const driverLog = path.join(dir, "csi-driver.log");
+  const driver = await startHostpathDriver({
+    binDir: binDir!,
+    dir,
+    name: "csi-driver",
+    driverName: DRIVER,
+    nodeId: NODE,
+    log,
+  });
   be = {
     driverName: DRIVER,
-    csiSocket: socket,
+    csiSocket: driver.socket,
+    driverStateDir: driver.stateDir,
     request: plainHttpRequest(apiserver.url),
     watchTarget: { baseUrl: apiserver.url },
-    csiCalls: () => csiCallsIn(driverLog),
+    csiCalls: () => driver.csiCalls(),
     cluster: undefined,
     async close() {
       stopBinder.abort();
@@ -681,14 +698,6 @@ async function setUpTestApiServer(): Promise<void> {
       await apiserver.close();
     },
   };
-  const driver = startProcess({
-    name: "csi-driver",
-    bin: path.join(binDir!, "csi-mock-driver"),
-    args: [`--endpoint=unix://${socket}`, `--drivername=${DRIVER}`, `--nodeid=${NODE}`],
-    logFile: driverLog,
-    log,
-  });
-  await driver.waitForLine(/serving on/, 30_000);
   kubeconfig = path.join(dir, "kubeconfig");
   writeFileSync(kubeconfig, apiserver.kubeconfig({ namespace: "default" }), { mode: 0o600 });
   await setUpCommon();
@@ -802,7 +811,12 @@ function scenarios(server: "kube-apiserver" | "test API server"): void {
         assert.deepEqual(req.parameters, { tier: "silver" });
         assert.equal(req.volume_capabilities?.length, 1);
         assert.equal(req.volume_capabilities?.[0]?.AccessType?.Mount?.fs_type, "ext4");
-        assert.equal(req.volume_capabilities?.[0]?.access_mode?.mode, 1, "SINGLE_NODE_WRITER");
+        // ReadWriteOnce: hostpathplugin has SINGLE_NODE_MULTI_WRITER, so that mode.
+        assert.equal(
+          req.volume_capabilities?.[0]?.access_mode?.mode,
+          7,
+          "SINGLE_NODE_MULTI_WRITER",
+        );
         const volumeId = volumeIdOf(creates[0]!);
         assert.notEqual(volumeId, "");
 
@@ -1036,7 +1050,7 @@ function scenarios(server: "kube-apiserver" | "test API server"): void {
 
         const creates = createCalls(be.csiCalls(), pvName);
         assert.equal(creates.length, 1);
-        // csi-mock-driver logs requests unredacted: the secret reached the driver.
+        // hostpathplugin logs requests unredacted in its JSON lines: the secret reached the driver.
         assert.deepEqual(creates[0]!.Request.secrets, { password: secretValue });
         assert.deepEqual(creates[0]!.Request.parameters, { tier: "gold" });
         const pv = await call<Volume>("GET", volumePath(pvName));
