@@ -72,4 +72,12 @@ export const ALLOWLIST: readonly Intentional[] = [
     path: "exit",
     when: (d) => d.ours === "exit code 2" && d.upstream !== "exit code 0",
   },
+  {
+    id: "flag-values-checked-at-start",
+    reason:
+      "Flag values that cannot work are refused at start-up with exit 2: upstream starts with them and then panics at the first claim (a UUID length beyond 32), provisions nothing (0 workers) or gives every CSI call a zero deadline (a 0s timeout) (README: flag values checked at start-up).",
+    cases: ["uuid-length-big", "workers-zero", "timeout-zero"],
+    path: "exit",
+    when: (d) => d.upstream === "still running" && d.ours === "exit code 2",
+  },
 ];
