@@ -643,7 +643,7 @@ function errorsOf(calls: CsiCall[]): unknown[] {
 /* Bad flags                                                                 */
 /* ------------------------------------------------------------------------ */
 
-const BAD_FLAG_DEADLINE_MS = 10_000;
+const BAD_FLAG_DEADLINE_MS = 6_000;
 
 /**
  * `exit code N` or `signal NAME`. support.ts reads the shell's `$?`, which is 128+N for a signal
