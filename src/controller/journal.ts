@@ -82,7 +82,7 @@ export interface JournalOptions {
    * one Lease group-commits best; more are created when it is full.
    */
   shards?: number;
-  /** Removals wait at most this long for a ride on an addition. Default 1000 ms. */
+  /** Removals wait at most this long for a ride on an addition. Default 5000 ms. */
   removeDelayMs?: number;
   /**
    * A write starts at least this long after the previous one of its Lease ended, so that the
@@ -223,7 +223,7 @@ function parseKey(key: string): { uid: string; k: number; n: number } {
 
 export function createIntentJournal(opts: JournalOptions): IntentJournal {
   const baseCount = Math.max(1, opts.shards ?? 1);
-  const removeDelay = opts.removeDelayMs ?? 1000;
+  const removeDelay = opts.removeDelayMs ?? 5000;
   const commitWindow = opts.commitWindowMs ?? 250;
   let flushing = 0;
   const maxBytes = Math.min(opts.maxShardBytes ?? 250_000, ANNOTATIONS_MAX_BYTES);

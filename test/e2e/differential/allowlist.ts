@@ -17,8 +17,6 @@ function onlyProvisioningMessageMissing(d: Difference): boolean {
   return up.length > expected.length && JSON.stringify(ours) === JSON.stringify(expected);
 }
 
-const bothPresent = (d: Difference) => d.upstream !== undefined && d.ours !== undefined;
-
 export const ALLOWLIST: readonly Intentional[] = [
   {
     id: "provisioning-event-deferred",
@@ -45,24 +43,6 @@ export const ALLOWLIST: readonly Intentional[] = [
       ) &&
       Array.isArray(d.ours) &&
       d.ours.length === 1,
-  },
-  {
-    id: "failure-message-wording",
-    reason:
-      "ProvisioningFailed messages for bad StorageClass secrets and bad data sources name the object (namespace/name), the secret kind and the parameter key; type and reason are upstream's (README: clearer error messages).",
-    cases: [
-      "secret-missing",
-      "secret-name-only",
-      "secret-bad-token",
-      "secret-both-keys",
-      "secret-bad-name",
-      "clone-smaller",
-      "clone-missing",
-      "restore-block",
-      "restore-missing",
-    ],
-    path: /^events\["Warning ProvisioningFailed"\]\[\d+\]$/,
-    when: bothPresent,
   },
   {
     id: "config-error-exit-code",

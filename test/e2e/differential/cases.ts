@@ -97,12 +97,16 @@ export interface ClassSpec {
   binding?: "Immediate" | "WaitForFirstConsumer";
   /** Values of TOPOLOGY_KEY (DRIVER_NODE allowed), one term with one expression. */
   allowedNodes?: string[];
+  /** allowedTopologies terms as they are (keys the driver does not report, several terms). */
+  allowedTerms?: Array<Array<{ key: string; values: string[] }>>;
 }
 
 export interface ClaimSpec {
   accessModes?: AccessMode[];
   /** Default 1Gi. */
   size?: string;
+  /** resources.limits.storage (upstream sends no limit_bytes). */
+  limit?: string;
   volumeMode?: "Filesystem" | "Block";
   annotations?: Record<string, string>;
   /** `volume.kubernetes.io/selected-node` at creation (the scheduler's choice). */
@@ -185,6 +189,9 @@ export const CASES: readonly Case[] = [
   { id: "rwx", flags: "default", what: "ReadWriteMany", class: {}, claim: { accessModes: ["ReadWriteMany"] }, expect: "provisioned" },
   { id: "rox", flags: "default", what: "ReadOnlyMany", class: {}, claim: { accessModes: ["ReadOnlyMany"] }, expect: "provisioned" },
   { id: "rwop", flags: "default", what: "ReadWriteOncePod", class: {}, claim: { accessModes: ["ReadWriteOncePod"] }, expect: "provisioned" },
+  { id: "block-mount-options", flags: "default", what: "Block mode with class mount options", class: { mountOptions: ["debug"] }, claim: { volumeMode: "Block" }, expect: "provisioned" },
+  { id: "limit", flags: "default", what: "a claim with a storage limit", class: {}, claim: { limit: "2Gi" }, expect: "provisioned" },
+  { id: "allowed-terms", flags: "default", what: "allowedTopologies with two terms and a key the driver does not report", class: { allowedTerms: [[{ key: "example.com/zone", values: ["b", "a"] }, { key: TOPOLOGY_KEY, values: [DRIVER_NODE] }], [{ key: TOPOLOGY_KEY, values: [OTHER_NODE] }]] }, claim: {}, expect: "provisioned" },
   { id: "two-modes", flags: "default", what: "RWO and ROX", class: {}, claim: { accessModes: ["ReadWriteOnce", "ReadOnlyMany"] }, expect: "provisioned" },
   { id: "odd-size", flags: "default", what: "a size that is no whole GiB", class: {}, claim: { size: "1500Mi" }, expect: "provisioned" },
   { id: "too-big", flags: "default", what: "driver says OutOfRange", class: {}, claim: { size: "2Ti" }, expect: "fails" },
