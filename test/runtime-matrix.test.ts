@@ -22,10 +22,11 @@ import { join } from "node:path";
 import process from "node:process";
 import { after, afterEach, beforeEach, describe, it } from "node:test";
 import { fileURLToPath } from "node:url";
-import { type ApiServer, startApiServer } from "../src/dev/apiserver/mod.ts";
 import type { PersistentVolume, PersistentVolumeClaim, StorageClass } from "../src/kube/objects.ts";
 import { resources } from "../src/kube/resources.ts";
+import { type ApiServer, startApiServer } from "./support/apiserver.ts";
 import { type FakeDriver, startFakeDriver } from "./support/fake-driver.ts";
+import { within } from "./support/wait.ts";
 
 const ROOT = fileURLToPath(new URL("../", import.meta.url));
 const BIN = join(ROOT, "node_modules/.bin");
@@ -133,19 +134,6 @@ function startChild(command: readonly string[], args: readonly string[]): Child 
   return { process: child, output: () => output, exited };
 }
 
-/** Resolves with `promise`, or rejects with `what` once `ms` passed. */
-async function within<T>(promise: Promise<T>, ms: number, what: () => string): Promise<T> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const deadline = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(what())), ms);
-  });
-  try {
-    return await Promise.race([promise, deadline]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
-
 /** A minimal kubectl: one JSON request against the test API server, failing on an error status. */
 async function kube<T>(
   api: ApiServer,
@@ -212,7 +200,7 @@ for (const v of variants) {
         return within(
           Promise.race([found, died]),
           STEP_DEADLINE_MS,
-          () => `Timed out waiting for ${what}; provisioner output:\n${running.output()}`,
+          () => `${what}; provisioner output:\n${running.output()}`,
         ).finally(() => stop.abort());
       };
 
@@ -292,7 +280,7 @@ for (const v of variants) {
       const code = await within(
         running.exited,
         EXIT_DEADLINE_MS,
-        () => `No exit within 5 s of SIGTERM; provisioner output:\n${running.output()}`,
+        () => `an exit after SIGTERM; provisioner output:\n${running.output()}`,
       );
       assert.equal(code, 0, `Exit code ${code}; provisioner output:\n${running.output()}`);
     });

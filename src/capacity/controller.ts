@@ -33,6 +33,8 @@
  * The `api` must be the client on the capacity budget (`--kube-api-capacity-qps` /
  * `--kube-api-capacity-burst`): every CSIStorageCapacity list, watch and write goes through it.
  */
+
+import { runSyncWorkers, type SyncResult } from "../controller/manager.ts";
 import type { WorkQueueMetrics } from "../controller/workqueue.ts";
 import { runWorkers, WorkQueue } from "../controller/workqueue.ts";
 import type { CsiDriver } from "../csi/client.ts";
@@ -472,7 +474,20 @@ class Controller implements CapacityController {
         );
       }
       const workers = Math.max(1, o.workers ?? 1);
-      tasks.push(runWorkers(this.#queue, workers, (key) => this.#handle(key, signal), signal));
+      tasks.push(
+        runSyncWorkers(
+          {
+            what: "Capacity item",
+            keyField: "item",
+            queue: this.#queue,
+            workers,
+            sync: (key) => this.#handle(key, signal),
+          },
+          { clock: o.clock, logger: this.#log, retryMaxMs: o.retryMaxMs ?? 300_000 },
+          signal,
+          signal,
+        ),
+      );
       tasks.push(this.#pollLoop(signal));
       this.#log.info("Started capacity controller", { workers });
       await new Promise<void>((resolve) => {
@@ -750,25 +765,26 @@ class Controller implements CapacityController {
   // ---------------------------------------------------------------------------------------------
   // Workers
 
-  async #handle(key: string, signal: AbortSignal): Promise<void> {
+  /** One item (or a leftover to delete): its sync result for the shared worker loop. */
+  async #handle(key: string, signal: AbortSignal): Promise<SyncResult> {
     const deleting = key.startsWith(DELETE_PREFIX);
     const item = deleting ? undefined : this.#items.get(key);
     try {
       if (deleting) {
         const name = key.slice(DELETE_PREFIX.length);
         await this.#delete(name, signal);
-        this.#queue.forget(key);
         this.#emit({ kind: "deleted", name });
       } else {
         const kind = await this.#sync(key, signal);
-        this.#queue.forget(key);
         if (item) this.#emit({ kind, storageClassName: item.className, segment: item.segment });
       }
+      return { kind: "done" };
     } catch (e) {
-      if (signal.aborted) return;
-      const retryInMs = this.#queue.addRateLimited(key);
       const error = errorText(e);
-      this.#log.warn(error, { failures: this.#queue.failures(key), retryInMs });
+      if (signal.aborted) return { kind: "retry", reason: error };
+      // The back-off this failure gets once the worker loop applies the result.
+      const retryInMs = this.#queue.nextDelay(key);
+      this.#log.warn(error, { failures: this.#queue.failures(key) + 1, retryInMs });
       if (deleting) {
         this.#emit({
           kind: "delete-failed",
@@ -785,6 +801,7 @@ class Controller implements CapacityController {
           retryInMs,
         });
       }
+      return { kind: "retry", reason: error };
     }
   }
 

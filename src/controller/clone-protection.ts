@@ -25,7 +25,8 @@ import { CLONE_PROTECTION_FINALIZER, PVC_KIND } from "../provision/data-source.t
 import type { Clock } from "../util/clock.ts";
 import { errorText } from "../util/errors.ts";
 import type { Logger } from "../util/log.ts";
-import { runWorkers, WorkQueue, type WorkQueueMetrics } from "./workqueue.ts";
+import { type QueueController, runSyncWorkers, type SyncResult } from "./manager.ts";
+import { WorkQueue, type WorkQueueMetrics } from "./workqueue.ts";
 
 /** Name of the optional claim-informer index {@link byCloneSource}. */
 export const CLONE_SOURCE_INDEX = "cloneSource";
@@ -180,35 +181,40 @@ export function createCloningProtectionController(
     }
   };
 
-  const handle = async (key: string, signal: AbortSignal): Promise<void> => {
+  /** One claim: remove its finalizer once no pending clone needs it any more. */
+  const sync = async (key: string, signal: AbortSignal): Promise<SyncResult> => {
     const claim = claims.store.get(key);
-    if (!isProtectedAndDeleting(claim)) {
-      queue.forget(key);
-      return;
-    }
+    if (!isProtectedAndDeleting(claim)) return { kind: "done" };
     const clones = pendingClones(key);
     if (clones.length > 0) {
-      const delay = queue.addRateLimited(key);
       logger.v(4).info("Claim is being deleted but still is the source of pending clones", {
         claim: key,
         clones: clones.slice(0, 5).map(keyOf),
-        retryMs: delay,
+        retryMs: queue.nextDelay(key),
       });
-      return;
+      return { kind: "retry", reason: "the claim is the source of pending clones" };
     }
     const { namespace = "", name } = splitKey(key);
     try {
       await removeFinalizer(namespace, name, claim?.metadata.uid, signal);
-      queue.forget(key);
       logger.v(2).info("Removed the cloning-protection finalizer", { claim: key });
+      return { kind: "done" };
     } catch (err) {
-      if (signal.aborted) return;
-      const delay = queue.addRateLimited(key);
-      logger.warn(`Cannot remove the cloning-protection finalizer from claim ${key}`, {
-        err: errorText(err),
-        retryMs: delay,
-      });
+      if (!signal.aborted) {
+        logger.warn(`Cannot remove the cloning-protection finalizer from claim ${key}`, {
+          err: errorText(err),
+          retryMs: queue.nextDelay(key),
+        });
+      }
+      return { kind: "retry", reason: errorText(err) };
     }
+  };
+  const controller: QueueController<string> = {
+    what: "Cloning-protection claim",
+    keyField: "claim",
+    queue,
+    workers: opts.threads ?? 1,
+    sync,
   };
 
   return {
@@ -237,7 +243,12 @@ export function createCloningProtectionController(
         logger.v(2).info("Started the cloning-protection controller", {
           workers: Math.max(1, opts.threads ?? 1),
         });
-        await runWorkers(queue, opts.threads ?? 1, (key) => handle(key, signal), signal);
+        await runSyncWorkers(
+          controller,
+          { clock: opts.clock, logger, retryMaxMs: opts.retryMaxMs ?? 300_000 },
+          signal,
+          signal,
+        );
       } finally {
         signal.removeEventListener("abort", stop);
         queue.shutDown();

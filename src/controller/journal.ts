@@ -82,8 +82,13 @@ export interface JournalOptions {
    * one Lease group-commits best; more are created when it is full.
    */
   shards?: number;
-  /** Removals wait at most this long for a ride on an addition. Default 1000 ms. */
+  /** Removals wait at most this long for a ride on an addition. Default 5000 ms. */
   removeDelayMs?: number;
+  /**
+   * A write starts at least this long after the previous one of its Lease ended, so that the
+   * claims arriving meanwhile share it (group commit). Default 250 ms; not applied by `flush()`.
+   */
+  commitWindowMs?: number;
   /**
    * Largest annotation payload per Lease, in UTF-8 bytes of keys and values (Kubernetes allows
    * 262,144). Default 250,000.
@@ -183,6 +188,8 @@ interface Shard {
   reservedBytes: number;
   adds: Map<string, { value: string; waiters: Waiter[] }>;
   removes: Set<string>;
+  /** When the last write of this Lease ended (clock ms). */
+  lastWrite?: number;
   /** Keys added by the write in flight. */
   inflight: Set<string>;
   writing?: Promise<void>;
@@ -216,7 +223,9 @@ function parseKey(key: string): { uid: string; k: number; n: number } {
 
 export function createIntentJournal(opts: JournalOptions): IntentJournal {
   const baseCount = Math.max(1, opts.shards ?? 1);
-  const removeDelay = opts.removeDelayMs ?? 1000;
+  const removeDelay = opts.removeDelayMs ?? 5000;
+  const commitWindow = opts.commitWindowMs ?? 250;
+  let flushing = 0;
   const maxBytes = Math.min(opts.maxShardBytes ?? 250_000, ANNOTATIONS_MAX_BYTES);
   // Room for a part's key (prefix + uid + ".k.n").
   const partBytes = maxBytes - 160;
@@ -419,7 +428,14 @@ export function createIntentJournal(opts: JournalOptions): IntentJournal {
       shard.writing = (async () => {
         try {
           while (shard.adds.size > 0 || shard.removes.size > 0) {
-            if (!(await writeOnce(shard))) {
+            const wait =
+              shard.lastWrite === undefined || flushing > 0
+                ? 0
+                : shard.lastWrite + commitWindow - opts.clock.now();
+            if (wait > 0) await opts.clock.sleep(wait);
+            const ok = await writeOnce(shard);
+            shard.lastWrite = opts.clock.now();
+            if (!ok) {
               // Leftover removals are tried again later; additions were rejected to their callers.
               scheduleRemoval(shard);
               break;
@@ -639,7 +655,12 @@ export function createIntentJournal(opts: JournalOptions): IntentJournal {
         s.removeTimer?.abort();
         s.removeTimer = undefined;
       }
-      await Promise.all(shards.map((s) => kick(s)));
+      flushing++;
+      try {
+        await Promise.all(shards.map((s) => kick(s)));
+      } finally {
+        flushing--;
+      }
     },
   };
 }

@@ -145,36 +145,54 @@ function after(clock: Clock, ms: number, cancel: AbortSignal, then: () => void):
   clock.sleep(ms, cancel).then(then, () => {});
 }
 
+/**
+ * The one worker loop of every queue-driven controller: `c.workers` loops take keys from
+ * `c.queue`, sync them with the operations' signal `ops`, and apply the results to the queue
+ * (unless `ops` was aborted: a cancelled sync decides nothing). A sync that throws is logged
+ * and retried at its back-off. Resolves once `stop` aborted (or the queue shut down) and the
+ * syncs in flight ended.
+ */
+export function runSyncWorkers<K>(
+  c: QueueController<K>,
+  o: { clock: Clock; logger: Logger; retryMaxMs: number },
+  ops: AbortSignal,
+  stop: AbortSignal,
+): Promise<void> {
+  return runWorkers(
+    c.queue,
+    Math.max(1, c.workers),
+    async (key) => {
+      let r: SyncResult;
+      try {
+        r = await c.sync(key, ops);
+      } catch (err) {
+        r = { kind: "retry", reason: errorText(err) };
+        o.logger.error(`${c.what} sync failed`, { [c.keyField]: key, err });
+      }
+      if (ops.aborted) return;
+      const delayMs = applySyncResult(c.queue, key, r, o);
+      if (r.kind === "retry") {
+        o.logger.v(4).info(`${c.what} will be retried`, {
+          [c.keyField]: key,
+          delayMs,
+          reason: r.reason,
+        });
+      }
+    },
+    stop,
+  );
+}
+
 export function createManager(o: ManagerOptions): Manager {
   const { clock, logger } = o;
   let running = false;
 
-  /** Workers of one controller: sync, then apply the result (unless operations were cancelled). */
-  // biome-ignore lint/suspicious/noExplicitAny: controllers of any key type
-  const work = (c: QueueController<any>, ops: AbortSignal, stop: AbortSignal) =>
-    runWorkers(
-      c.queue,
-      Math.max(1, c.workers),
-      async (key) => {
-        let r: SyncResult;
-        try {
-          r = await c.sync(key, ops);
-        } catch (err) {
-          r = { kind: "retry", reason: errorText(err) };
-          logger.error(`${c.what} sync failed`, { [c.keyField]: key, err });
-        }
-        if (ops.aborted) return;
-        const delayMs = applySyncResult(c.queue, key, r, { clock, retryMaxMs: o.retryMaxMs });
-        if (r.kind === "retry") {
-          logger.v(4).info(`${c.what} will be retried`, {
-            [c.keyField]: key,
-            delayMs,
-            reason: r.reason,
-          });
-        }
-      },
-      stop,
-    );
+  const work = (
+    // biome-ignore lint/suspicious/noExplicitAny: controllers of any key type
+    c: QueueController<any>,
+    ops: AbortSignal,
+    stop: AbortSignal,
+  ) => runSyncWorkers(c, { clock, logger, retryMaxMs: o.retryMaxMs }, ops, stop);
 
   /** Waits the flush deadline out for the batched writes, then gives up on them. */
   const flush = async (handOff?: () => void) => {

@@ -10,7 +10,7 @@
  * - Every failure is a `ConnectError` with its gRPC code, normalised once here.
  * - Each call is logged at `-v=5` (method, request, response or error) with every `csi_secret`
  *   field redacted, and reported to `onCall` (the hook the `csi_sidecar_operations_seconds`
- *   metric observes).
+ *   metric observes): Connect interceptors on the transport (`interceptors.ts`).
  * - Losing the connection after it was established calls `onConnectionLost` once; later calls
  *   fail at once with `Unavailable`. The client never reconnects (upstream behaviour: the
  *   process exits and Kubernetes restarts the container: `exitOnConnectionLoss` in
@@ -23,7 +23,7 @@ import {
   type MessageInitShape,
   type MessageShape,
 } from "@bufbuild/protobuf";
-import { Code, ConnectError } from "@connectrpc/connect";
+import { Code, ConnectError, createContextValues, type Interceptor } from "@connectrpc/connect";
 import {
   Controller,
   type ControllerGetCapabilitiesResponse,
@@ -51,8 +51,14 @@ import {
 } from "../runtime/unix-socket.ts";
 import type { Clock } from "../util/clock.ts";
 import type { Logger } from "../util/log.ts";
-import { describeCsiError, type GrpcCodeName, grpcCodeName, toConnectError } from "./errors.ts";
-import { redactMessage } from "./redact.ts";
+import { toConnectError } from "./errors.ts";
+import {
+  type CsiCallRecord,
+  callGuardInterceptor,
+  callLogInterceptor,
+  callRecordInterceptor,
+  MIGRATED_CALL,
+} from "./interceptors.ts";
 
 /** Options of a single call. */
 export interface CallOptions {
@@ -64,17 +70,7 @@ export interface CallOptions {
   migrated?: boolean;
 }
 
-/** One finished call, as the metrics hook sees it. */
-export interface CsiCallRecord {
-  /** Full gRPC method name, e.g. `/csi.v1.Controller/CreateVolume`. */
-  readonly method: string;
-  /** `OK`, or the gRPC-Go name of the error code (`DeadlineExceeded`, ...). */
-  readonly code: GrpcCodeName;
-  /** How long the call took, in ms, measured with the injected clock. */
-  readonly durationMs: number;
-  /** Whether the call was for a CSI-migrated in-tree volume (see `CallOptions.migrated`). */
-  readonly migrated?: boolean;
-}
+export type { CsiCallRecord } from "./interceptors.ts";
 
 /** A connected CSI driver. */
 export interface CsiDriver {
@@ -142,7 +138,7 @@ export interface ConnectDriverOptions {
   /** Interval of the "Still connecting" warning, in ms; default 10 000. */
   stillConnectingLogMs?: number;
   /** Opens the gRPC transport to the socket; default a unix-socket transport (tests replace it). */
-  createTransport?: (socketPath: string) => UnixGrpcTransport;
+  createTransport?: (socketPath: string, interceptors: Interceptor[]) => UnixGrpcTransport;
 }
 
 /** The errno code (`EACCES`, `ENOENT`, ...) anywhere in an error's cause chain. */
@@ -273,8 +269,16 @@ export async function connectDriver(options: ConnectDriverOptions): Promise<CsiD
   const retryMs = options.connectRetryMs ?? 1_000;
   const stillConnectingMs = options.stillConnectingLogMs ?? 10_000;
 
-  const conn = options.createTransport?.(socketPath) ?? createUnixGrpcTransport({ socketPath });
   let connectionLost = false;
+  // Outermost first: the record and the log also see the calls the guard refuses.
+  const interceptors: Interceptor[] = [
+    ...(options.onCall ? [callRecordInterceptor({ clock, logger, onCall: options.onCall })] : []),
+    callLogInterceptor(logger),
+    callGuardInterceptor({ socketPath, lost: () => connectionLost || conn.lost }),
+  ];
+  const conn =
+    options.createTransport?.(socketPath, interceptors) ??
+    createUnixGrpcTransport({ socketPath, interceptors });
   conn.onConnectionLost((reason) => {
     connectionLost = true;
     logger.error("Lost connection to CSI driver", { address: socketPath, reason });
@@ -330,20 +334,13 @@ export async function connectDriver(options: ConnectDriverOptions): Promise<CsiD
   }
   logger.info("Connected to CSI driver", { address: socketPath });
 
-  const v5 = logger.v(5);
-
   async function call<I extends DescMessage, O extends DescMessage>(
     method: DescMethodUnary<I, O>,
     init: MessageInitShape<I>,
     callOptions: CallOptions = {},
   ): Promise<MessageShape<O>> {
-    const fullName = `/${method.parent.typeName}/${method.name}`;
     const request = create(method.input, init);
     const callTimeoutMs = callOptions.timeoutMs ?? timeoutMs;
-    const started = clock.now();
-    if (v5.enabled) {
-      v5.info("GRPC call", { method: fullName, request: redactMessage(method.input, request) });
-    }
 
     const controller = new AbortController();
     const cleanups: (() => void)[] = [];
@@ -367,55 +364,22 @@ export async function connectDriver(options: ConnectDriverOptions): Promise<CsiD
         ),
       () => {},
     );
-
-    let outcome: { ok: true; response: MessageShape<O> } | { ok: false; error: ConnectError };
+    const contextValues = createContextValues().set(MIGRATED_CALL, callOptions.migrated === true);
     try {
-      if (controller.signal.aborted) throw controller.signal.reason;
-      if (connectionLost || conn.lost) {
-        throw new ConnectError(
-          `the connection to the CSI driver at ${socketPath} was lost`,
-          Code.Unavailable,
-        );
-      }
       const response = await conn.transport.unary(
         method,
         controller.signal,
         undefined,
         { "grpc-timeout": encodeGrpcTimeout(callTimeoutMs) },
         request,
+        contextValues,
       );
-      outcome = { ok: true, response: response.message };
+      return response.message;
     } catch (error) {
-      outcome = { ok: false, error: toConnectError(error) };
+      throw toConnectError(error);
     } finally {
       for (const cleanup of cleanups) cleanup();
     }
-
-    const code = outcome.ok ? "OK" : grpcCodeName(outcome.error.code);
-    if (v5.enabled) {
-      if (outcome.ok) {
-        v5.info("GRPC response", {
-          method: fullName,
-          response: redactMessage(method.output, outcome.response),
-        });
-      } else {
-        v5.info("GRPC error", { method: fullName, err: describeCsiError(outcome.error) });
-      }
-    }
-    if (options.onCall) {
-      try {
-        options.onCall({
-          method: fullName,
-          code,
-          durationMs: clock.now() - started,
-          migrated: callOptions.migrated === true,
-        });
-      } catch (error) {
-        logger.warn("CSI call hook failed", { method: fullName, err: error });
-      }
-    }
-    if (!outcome.ok) throw outcome.error;
-    return outcome.response;
   }
 
   return {

@@ -16,7 +16,8 @@
  * Each phase change of a claim is one readable log line: claim, phase, volume, time taken.
  */
 import { createEventRecorder, subject } from "../controller/events.ts";
-import { runWorkers, WorkQueue } from "../controller/workqueue.ts";
+import { type QueueController, runSyncWorkers } from "../controller/manager.ts";
+import { WorkQueue } from "../controller/workqueue.ts";
 import type { KubeApi } from "../kube/api.ts";
 import { isConflict, isNotFound } from "../kube/errors.ts";
 import { Informer } from "../kube/informer.ts";
@@ -29,6 +30,7 @@ import {
   claimStorageClassName,
 } from "../provision/should-provision.ts";
 import type { Clock, Random } from "../util/clock.ts";
+import { errorText } from "../util/errors.ts";
 import type { Logger } from "../util/log.ts";
 
 export interface BinderOptions {
@@ -293,20 +295,27 @@ export async function runBinder(o: BinderOptions, signal: AbortSignal): Promise<
     await Promise.all(runs);
     return;
   }
-  await runWorkers(
+  const controller: QueueController<Key> = {
+    what: "Binder key",
+    keyField: "key",
     queue,
-    1,
-    async (key) => {
+    workers: 1,
+    async sync(key) {
       try {
         if (key.startsWith("claim:")) await syncClaim(key.slice(6));
         else await syncVolume(key.slice(7));
-        queue.forget(key);
+        return { kind: "done" };
       } catch (err) {
-        if (signal.aborted) return;
-        if (!isConflict(err)) o.logger.v(2).info("Binder will retry", { key, err });
-        queue.addRateLimited(key);
+        if (!signal.aborted && !isConflict(err))
+          o.logger.v(2).info("Binder will retry", { key, err });
+        return { kind: "retry", reason: errorText(err) };
       }
     },
+  };
+  await runSyncWorkers(
+    controller,
+    { clock: o.clock, logger: o.logger, retryMaxMs: 5000 },
+    signal,
     signal,
   );
   queue.shutDown();

@@ -131,7 +131,10 @@ export interface CloneInput {
 export function cloneContentSource(input: CloneInput): VolumeContentSource {
   const { claim, source, sourceClaim, sourceVolume } = input;
   if (!sourceClaim) {
-    throw new Error(`source PVC ${source.namespace}/${source.name} not found`);
+    // Upstream's words (its lister's NotFound names the resource in the singular).
+    throw new Error(
+      `error getting PVC ${source.name} (namespace ${JSON.stringify(source.namespace)}) from api server: persistentvolumeclaim ${JSON.stringify(source.name)} not found`,
+    );
   }
   if (sourceClaim.status?.phase !== "Bound") {
     throw new Error(
@@ -151,7 +154,7 @@ export function cloneContentSource(input: CloneInput): VolumeContentSource {
   const sourceSize = requestedBytes(sourceClaim);
   if (requested < sourceSize) {
     throw new Error(
-      `new PVC request must be greater than or equal in size to the specified PVC data source, requested ${requested} but source is ${sourceSize}`,
+      `error, new PVC request must be greater than or equal in size to the specified PVC data source, requested ${requested} but source is ${sourceSize}`,
     );
   }
   if (!sourceClaim.spec.volumeName) {
@@ -233,7 +236,11 @@ export interface SnapshotSourceResult {
 export function snapshotContentSource(input: SnapshotInput): SnapshotSourceResult {
   const { claim, source, snapshot, content } = input;
   const notBound = (why: string) => new Error(`snapshot ${source.name} not bound: ${why}`);
-  if (!snapshot) throw new Error(`snapshot ${source.namespace}/${source.name} not found`);
+  if (!snapshot) {
+    throw new Error(
+      `error getting snapshot ${source.name} from api server: volumesnapshots.snapshot.storage.k8s.io ${JSON.stringify(source.name)} not found`,
+    );
+  }
   if (
     snapshot.metadata.deletionTimestamp &&
     !(snapshot.metadata.finalizers ?? []).includes(SNAPSHOT_PROTECTION_FINALIZER)
@@ -289,18 +296,18 @@ export function snapshotContentSource(input: SnapshotInput): SnapshotSourceResul
     const annotation = content.metadata.annotations?.[ANN_ALLOW_VOLUME_MODE_CHANGE];
     if (annotation === undefined) {
       throw new Error(
-        `${prefix}: ${ANN_ALLOW_VOLUME_MODE_CHANGE} annotation is not present on snapshotcontent ${content.metadata.name}`,
+        `${prefix}. ${ANN_ALLOW_VOLUME_MODE_CHANGE} annotation is not present on snapshotcontent ${content.metadata.name}`,
       );
     }
     const allowed = parseGoBool(annotation);
     if (allowed === undefined) {
       throw new Error(
-        `${prefix}: ${ANN_ALLOW_VOLUME_MODE_CHANGE} annotation value ${JSON.stringify(annotation)} is not a boolean`,
+        `${prefix}. failed to convert ${ANN_ALLOW_VOLUME_MODE_CHANGE} annotation value to boolean with error: strconv.ParseBool: parsing ${JSON.stringify(annotation)}: invalid syntax`,
       );
     }
     if (!allowed) {
       throw new Error(
-        `${prefix}: ${ANN_ALLOW_VOLUME_MODE_CHANGE} is set to false on snapshotcontent ${content.metadata.name}`,
+        `${prefix}. ${ANN_ALLOW_VOLUME_MODE_CHANGE} is set to false on snapshotcontent ${content.metadata.name}`,
       );
     }
   }

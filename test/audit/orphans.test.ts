@@ -19,8 +19,8 @@ import {
 import { ControllerServiceCapability_RPC_Type as Cap } from "../../src/gen/csi/v1/csi_pb.js";
 import type { PersistentVolume, PersistentVolumeClaim } from "../../src/kube/objects.ts";
 import { Registry } from "../../src/metrics/registry.ts";
-import { FakeClock } from "../../src/util/clock.ts";
 import { createLogger } from "../../src/util/log.ts";
+import { FakeClock } from "../support/fake-clock.ts";
 import { startHarness } from "../support/sidecar-harness.ts";
 
 const DRIVER = "fake.csi.k8s.io";

@@ -15,7 +15,6 @@ import { createCapacityController } from "../../src/capacity/controller.ts";
 import { DRIVER_NAME_LABEL, MANAGED_BY_LABEL } from "../../src/capacity/names.ts";
 import type { CapacityOwner } from "../../src/capacity/owner.ts";
 import { type CsiDriver, connectDriver } from "../../src/csi/client.ts";
-import { type ApiServer, startApiServer } from "../../src/dev/apiserver/mod.ts";
 import type { GetCapacityRequest } from "../../src/gen/csi/v1/csi_pb.js";
 import type { KubeApi } from "../../src/kube/api.ts";
 import { noAuth } from "../../src/kube/auth.ts";
@@ -33,9 +32,14 @@ import { resources } from "../../src/kube/resources.ts";
 import { KubeTransport } from "../../src/kube/transport.ts";
 import { Registry } from "../../src/metrics/registry.ts";
 import { closeIdleConnections } from "../../src/runtime/https.ts";
-import { FakeClock, systemClock } from "../../src/util/clock.ts";
+import { systemClock } from "../../src/util/clock.ts";
 import { nullLogger } from "../../src/util/log.ts";
+import { type ApiServer, startApiServer } from "../support/apiserver.ts";
+import { FakeClock } from "../support/fake-clock.ts";
 import { type FakeDriver, startFakeDriver } from "../support/fake-driver.ts";
+import { within } from "../support/wait.ts";
+
+export { within };
 
 export const DRIVER = "fake.csi.k8s.io";
 export const NAMESPACE = "csi";
@@ -139,15 +143,6 @@ export function summary(objects: readonly CSIStorageCapacity[]): string[] {
 // ------------------------------------------------------------------------------------------------
 // Waiting
 
-/** Rejects with `what()` if `p` has not settled within `ms` of real time (a deadline, not a sleep). */
-export function within<T>(p: Promise<T>, what: () => string, ms = 5000): Promise<T> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const deadline = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`Timed out waiting for ${what()}`)), ms);
-  });
-  return Promise.race([p, deadline]).finally(() => clearTimeout(timer));
-}
-
 /** Records the controller's events; waits for one that matches. */
 export class EventLog {
   readonly events: CapacityEvent[] = [];
@@ -178,6 +173,7 @@ export class EventLog {
     });
     return within(
       p,
+      5000,
       () =>
         `${what} (have ${this.count(pred)} of ${n}; events: ${JSON.stringify(this.events.map((e) => e.kind))})`,
     ).finally(() => this.#waiters.delete(waiter));
@@ -363,7 +359,7 @@ export async function startHarness(o: HarnessOptions = {}): Promise<Harness> {
     capacity,
     maximumVolumeSize,
     done,
-    prepared: () => within(prepared, () => "the controller to prepare"),
+    prepared: () => within(prepared, 5000, "the controller to prepare"),
     objects,
     waitForObjects(expected) {
       const want = [...expected].sort();
@@ -373,6 +369,7 @@ export async function startHarness(o: HarnessOptions = {}): Promise<Harness> {
       };
       return within(
         api.waitFor(matches),
+        5000,
         () => `objects ${JSON.stringify(want)}, have ${JSON.stringify(summary(objects()))}`,
       );
     },
@@ -382,8 +379,8 @@ export async function startHarness(o: HarnessOptions = {}): Promise<Harness> {
     stop() {
       stopped ??= (async () => {
         abort.abort();
-        await within(done, () => "the controller to stop");
-        await within(informersDone, () => "the informers to stop");
+        await within(done, 5000, "the controller to stop");
+        await within(informersDone, 5000, "the informers to stop");
         driver.close();
         await fake.close();
         await api.close();

@@ -5,12 +5,12 @@
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 import { type OrphansConfig, runOrphans } from "../../src/cli/orphans.ts";
-import { type ApiServer, startApiServer } from "../../src/dev/apiserver/mod.ts";
 import { ControllerServiceCapability_RPC_Type as Cap } from "../../src/gen/csi/v1/csi_pb.js";
 import { noAuth } from "../../src/kube/auth.ts";
 import { resources } from "../../src/kube/resources.ts";
 import { systemClock } from "../../src/util/clock.ts";
 import { nullLogger } from "../../src/util/log.ts";
+import { type ApiServer, startApiServer } from "../support/apiserver.ts";
 import { type FakeDriver, startFakeDriver } from "../support/fake-driver.ts";
 
 const GONE = "0b7e0a4e-6a39-4c2e-9d0b-6f1d2c3e4a5b";

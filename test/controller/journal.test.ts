@@ -5,8 +5,8 @@ import type { ResourceClient } from "../../src/kube/api.ts";
 import { KubeApiError } from "../../src/kube/errors.ts";
 import type { Lease } from "../../src/kube/objects.ts";
 import { resources } from "../../src/kube/resources.ts";
-import { FakeClock } from "../../src/util/clock.ts";
 import { nullLogger } from "../../src/util/log.ts";
+import { FakeClock } from "../support/fake-clock.ts";
 
 /** An in-memory Lease client whose writes can be held until the test releases them. */
 function fakeLeases() {
@@ -90,6 +90,7 @@ function journalOn(leases: ResourceClient<Lease>, clock = new FakeClock()) {
     clock,
     logger: nullLogger,
     shards: 1,
+    commitWindowMs: 0,
   });
 }
 
@@ -261,5 +262,40 @@ describe("createIntentJournal()", () => {
     assert.equal(writes, 1);
     const again = journalOn(leases.client);
     assert.deepEqual((await again.load()).map((i) => i.uid).sort(), ["a", "b", "c"]);
+  });
+
+  it("starts a write at least the commit window after the previous one, with every claim that came meanwhile", async () => {
+    const leases = fakeLeases();
+    let writes = 0;
+    const counting = {
+      ...leases.client,
+      update: (l: Lease, o?: object) => {
+        writes++;
+        return leases.client.update(l, o);
+      },
+      create: (l: Lease, o?: object) => {
+        writes++;
+        return leases.client.create(l, o);
+      },
+    } as ResourceClient<Lease>;
+    const clock = new FakeClock();
+    const j = createIntentJournal({
+      leases: counting,
+      namespace: "ns",
+      driverName: "d",
+      clock,
+      logger: nullLogger,
+      commitWindowMs: 100,
+    });
+    await j.record(intent("a"));
+    assert.equal(writes, 1, "the first write goes at once");
+    let done = 0;
+    const later = ["b", "c", "d"].map((u) => j.record(intent(u)).then(() => void done++));
+    await clock.waitForSleepers(1);
+    assert.equal(writes, 1, "the next one waits for the window");
+    await clock.advance(100);
+    await Promise.all(later);
+    assert.equal(done, 3);
+    assert.equal(writes, 2);
   });
 });

@@ -9,7 +9,6 @@ import {
   ownershipPollInterval,
 } from "../../src/controller/node-ownership.ts";
 import { type CsiDriver, connectDriver } from "../../src/csi/client.ts";
-import { type ApiServer, startApiServer } from "../../src/dev/apiserver/mod.ts";
 import { CreateVolumeRequestSchema } from "../../src/gen/csi/v1/csi_pb.js";
 import type { KubeApi } from "../../src/kube/api.ts";
 import { noAuth } from "../../src/kube/auth.ts";
@@ -20,18 +19,11 @@ import { projectPersistentVolumeClaim } from "../../src/kube/projections.ts";
 import { resources } from "../../src/kube/resources.ts";
 import { KubeTransport } from "../../src/kube/transport.ts";
 import { ANN_SELECTED_NODE } from "../../src/provision/should-provision.ts";
-import { FakeClock } from "../../src/util/clock.ts";
 import { nullLogger } from "../../src/util/log.ts";
+import { type ApiServer, startApiServer } from "../support/apiserver.ts";
+import { FakeClock } from "../support/fake-clock.ts";
 import { type FakeDriver, startFakeDriver } from "../support/fake-driver.ts";
-
-/** Waits for `p` at most `ms` of real time: a deadline for an awaited event, not a sleep. */
-function within<T>(p: Promise<T>, ms = 5000, what = "event"): Promise<T> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const deadline = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`Timed out waiting for ${what}`)), ms);
-  });
-  return Promise.race([p, deadline]).finally(() => clearTimeout(timer));
-}
+import { within } from "../support/wait.ts";
 
 /** Settles `p` into a value so a test can check whether it finished yet. */
 function track<T>(p: Promise<T>): { settled: () => boolean; promise: Promise<T> } {

@@ -6,7 +6,6 @@ import {
   type SnapshotSweepOptions,
   snapshotSourceKey,
 } from "../../src/controller/snapshot-sweep.ts";
-import { type ApiServer, startApiServer } from "../../src/dev/apiserver/mod.ts";
 import type { KubeApi } from "../../src/kube/api.ts";
 import { noAuth } from "../../src/kube/auth.ts";
 import { createKubeApi } from "../../src/kube/client.ts";
@@ -21,17 +20,10 @@ import { projectPersistentVolumeClaim } from "../../src/kube/projections.ts";
 import { resources } from "../../src/kube/resources.ts";
 import { KubeTransport } from "../../src/kube/transport.ts";
 import { SNAPSHOT_PROTECTION_FINALIZER } from "../../src/provision/data-source.ts";
-import { FakeClock } from "../../src/util/clock.ts";
 import { memoryLogger, nullLogger } from "../../src/util/log.ts";
-
-/** Waits for `p` at most `ms` of real time: a deadline for an awaited event, not a sleep. */
-function within<T>(p: Promise<T>, ms = 5000, what = "event"): Promise<T> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const deadline = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`Timed out waiting for ${what}`)), ms);
-  });
-  return Promise.race([p, deadline]).finally(() => clearTimeout(timer));
-}
+import { type ApiServer, startApiServer } from "../support/apiserver.ts";
+import { FakeClock } from "../support/fake-clock.ts";
+import { within } from "../support/wait.ts";
 
 const GROUP = "snapshot.storage.k8s.io";
 const OTHER_FINALIZER = "snapshot.storage.kubernetes.io/volumesnapshot-as-source-protection";

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { runWorkers, WorkQueue } from "../../src/controller/workqueue.ts";
-import { FakeClock } from "../../src/util/clock.ts";
+import { FakeClock } from "../support/fake-clock.ts";
 
 function queue(clock = new FakeClock()) {
   return {

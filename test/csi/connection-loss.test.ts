@@ -1,8 +1,8 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { exitOnConnectionLoss } from "../../src/csi/connection-loss.ts";
-import { FakeClock } from "../../src/util/clock.ts";
 import { memoryLogger } from "../../src/util/log.ts";
+import { FakeClock } from "../support/fake-clock.ts";
 
 const REASON = "Lost connection to CSI driver at /csi/csi.sock: the driver closed the connection";
 

@@ -17,8 +17,8 @@ import {
   NodeStageVolumeRequestSchema,
   VolumeCapability_AccessMode_Mode,
 } from "../../src/gen/csi/v1/csi_pb.js";
-import { FakeClock } from "../../src/util/clock.ts";
 import { createLogger, memoryLogger } from "../../src/util/log.ts";
+import { FakeClock } from "../support/fake-clock.ts";
 import { startFakeDriver } from "../support/fake-driver.ts";
 
 const mountRw = {

@@ -3,7 +3,8 @@
  * code under test is now waiting 1 s before its next try" even while other sleeps (per-call
  * deadlines) are pending, then move time on.
  */
-import { type Clock, FakeClock } from "../../src/util/clock.ts";
+import type { Clock } from "../../src/util/clock.ts";
+import { FakeClock } from "../support/fake-clock.ts";
 
 export class StepClock implements Clock {
   readonly fake = new FakeClock();

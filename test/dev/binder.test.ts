@@ -5,7 +5,6 @@
  */
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
-import { type ApiServer, startApiServer } from "../../src/dev/apiserver/mod.ts";
 import { runBinder } from "../../src/dev/binder.ts";
 import { noAuth } from "../../src/kube/auth.ts";
 import { createKubeApi } from "../../src/kube/client.ts";
@@ -14,6 +13,7 @@ import { resources } from "../../src/kube/resources.ts";
 import { KubeTransport } from "../../src/kube/transport.ts";
 import { systemClock } from "../../src/util/clock.ts";
 import { memoryLogger } from "../../src/util/log.ts";
+import { type ApiServer, startApiServer } from "../support/apiserver.ts";
 
 const deadline = () => ({ signal: AbortSignal.timeout(20_000) });
 

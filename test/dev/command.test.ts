@@ -23,6 +23,7 @@ import type {
   PersistentVolume,
   PersistentVolumeClaim,
 } from "../../src/kube/objects.ts";
+import { eventually, within } from "../support/wait.ts";
 
 const ROOT = fileURLToPath(new URL("../../", import.meta.url));
 const BUN = join(ROOT, "node_modules/.bin/bun");
@@ -32,41 +33,6 @@ const DEADLINE_MS = 60_000;
 
 // ---------------------------------------------------------------------------------------------
 // Waiting with deadlines
-
-async function within<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const late = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`Timed out after ${ms} ms waiting for ${what}`)), ms);
-  });
-  try {
-    return await Promise.race([p, late]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
-
-/** Polls `probe` every 100 ms until it returns something other than undefined, or the deadline. */
-async function pollFor<T>(
-  what: string,
-  probe: () => Promise<T | undefined> | T | undefined,
-  ms = DEADLINE_MS,
-): Promise<T> {
-  const deadline = performance.now() + ms;
-  let last: unknown;
-  for (;;) {
-    try {
-      const v = await probe();
-      if (v !== undefined) return v;
-    } catch (err) {
-      last = err;
-    }
-    if (performance.now() > deadline) {
-      const cause = last instanceof Error ? `: ${last.message}` : "";
-      throw new Error(`Timed out after ${ms} ms waiting for ${what}${cause}`);
-    }
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
 
 // ---------------------------------------------------------------------------------------------
 // The dev process
@@ -462,7 +428,7 @@ describe(`csi-provisioner dev, driven with ${HOW}`, () => {
   });
 
   const boundClaim = (name: string) =>
-    pollFor(`claim ${name} to be Bound`, async () => {
+    eventually(`claim ${name} to be Bound`, async () => {
       const c = (await kube.claims()).find((x) => x.metadata.name === name);
       return c?.status?.phase === "Bound" && c.spec.volumeName ? c : undefined;
     });
@@ -479,7 +445,7 @@ describe(`csi-provisioner dev, driven with ${HOW}`, () => {
     await kube.apply("first", current.className);
 
     const claim = await boundClaim("first");
-    const pv = await pollFor("the PV", async () =>
+    const pv = await eventually("the PV", async () =>
       (await kube.volumes()).find((v) => v.metadata.name === claim.spec.volumeName),
     );
     assert.equal(pv.status?.phase, "Bound");
@@ -515,10 +481,10 @@ describe(`csi-provisioner dev, driven with ${HOW}`, () => {
     assert.match(watched, /^first\s+Bound\s/m);
 
     await kube.delete("first");
-    await pollFor("the PV to go", async () =>
+    await eventually("the PV to go", async () =>
       (await kube.volumes()).some((v) => v.metadata.name === pv.metadata.name) ? undefined : true,
     );
-    await pollFor("the volume directory to go", () =>
+    await eventually("the volume directory to go", () =>
       existsSync(volumeDir(pv)) ? undefined : true,
     );
     assert.deepEqual(

@@ -33,7 +33,6 @@ import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import { readFile } from "node:fs/promises";
 import { after, before, describe, it } from "node:test";
-import { type ApiServer, namespacesResource, startApiServer } from "../../src/dev/apiserver/mod.ts";
 import type { KubeApi, ListOptions, ResourceClient, WatchOptions } from "../../src/kube/api.ts";
 import { createKubeApi } from "../../src/kube/client.ts";
 import { loadKubeConnection } from "../../src/kube/config.ts";
@@ -42,6 +41,7 @@ import type { KubeList, KubeObject, WatchEvent } from "../../src/kube/objects.ts
 import { type Resource, resourcePath, resources } from "../../src/kube/resources.ts";
 import { type HttpMethod, KubeTransport } from "../../src/kube/transport.ts";
 import { systemClock } from "../../src/util/clock.ts";
+import { type ApiServer, namespacesResource, startApiServer } from "../support/apiserver.ts";
 import { type Cluster, startCluster } from "./cluster.ts";
 
 const binDir = process.env.E2E_BIN_DIR;

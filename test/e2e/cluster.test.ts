@@ -14,6 +14,7 @@ import { existsSync, readdirSync, readFileSync } from "node:fs";
 import * as http2 from "node:http2";
 import * as net from "node:net";
 import { after, before, describe, it } from "node:test";
+import { eventually } from "../support/wait.ts";
 import { type Cluster, canConnect, startCluster } from "./cluster.ts";
 
 const binDir = process.env.E2E_BIN_DIR;
@@ -22,33 +23,8 @@ const skip = binDir
   : "E2E_BIN_DIR is not set: build the control plane with E2E_BIN_DIR=$(bash scripts/e2e/build.sh | tail -1)";
 
 const NS = "e2e-smoke";
-const DEADLINE_MS = 60_000;
 /** Per test and hook; Bun's runner defaults to 5 s. */
 const TEST_TIMEOUT_MS = 180_000;
-
-/** Polls fn every 100 ms until it returns a value other than undefined, or fails after timeoutMs. */
-async function eventually<T>(
-  what: string,
-  fn: () => Promise<T | undefined>,
-  timeoutMs = DEADLINE_MS,
-): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let last: unknown;
-  for (;;) {
-    try {
-      const v = await fn();
-      if (v !== undefined) return v;
-    } catch (err) {
-      last = err;
-    }
-    if (Date.now() > deadline) {
-      throw new Error(
-        `timed out after ${timeoutMs} ms waiting for ${what}${last ? `: ${String(last)}` : ""}`,
-      );
-    }
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
 
 /** PIDs of the live (non-zombie) children of a process, from /proc. */
 function childrenOf(pid: number): number[] {

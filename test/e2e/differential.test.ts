@@ -13,9 +13,12 @@
  *   E2E_PROVISIONER=/path/to/csi-provisioner-linux-x64 \
  *     node_modules/.bin/node --test --test-concurrency=1 test/e2e/differential.test.ts
  *
- * DIFF_SETS=default,meta runs only those flag sets (and no bad flags unless DIFF_BAD_FLAGS=1);
- * E2E_VERBOSE=1 prints every child's log lines; E2E_KEEP_DIR=1 keeps the logs. The pure parts
- * (table, normalisation, comparison) are tested first and need no cluster.
+ * Only unexpected differences are printed, one line each (case, field path, upstream's value,
+ * ours); DIFF_SHOW_ALL=1 prints the intentional ones too. DIFF_SETS=default,meta runs only those
+ * flag sets (and no bad flags unless DIFF_BAD_FLAGS=1); DIFF_PROGRESS=1 prints each phase's
+ * stages with times; DIFF_DUMP=file writes every normalised observation as JSON; E2E_VERBOSE=1
+ * prints every child's log lines; E2E_KEEP_DIR=1 keeps the logs. The pure parts (table,
+ * normalisation, comparison) are tested first and need no cluster.
  */
 
 import assert from "node:assert/strict";
@@ -279,6 +282,8 @@ const skip = !binDir
   : false;
 const verbose = Boolean(process.env.E2E_VERBOSE);
 const onlySets = process.env.DIFF_SETS?.split(",").filter(Boolean);
+const showAll = Boolean(process.env.DIFF_SHOW_ALL);
+const showProgress = verbose || Boolean(process.env.DIFF_PROGRESS);
 
 describe("differential: upstream's csi-provisioner against ours", {
   skip,
@@ -321,7 +326,9 @@ describe("differential: upstream's csi-provisioner against ours", {
       log,
       flagSets: onlySets,
       skipBadFlags: onlySets !== undefined && !process.env.DIFF_BAD_FLAGS,
-      progress: (l) => console.error(`[${((Date.now() - started) / 1000).toFixed(1)} s] ${l}`),
+      progress: showProgress
+        ? (l) => console.error(`[${((Date.now() - started) / 1000).toFixed(1)} s] ${l}`)
+        : undefined,
     });
 
     const results: CaseResult[] = [];
@@ -340,14 +347,16 @@ describe("differential: upstream's csi-provisioner against ours", {
       );
       results.push(judge(id, d, ALLOWLIST));
     }
-    for (const r of results) for (const j of r.differences) console.log(describeDifference(j));
-    const unused = unusedEntries(results, ALLOWLIST);
-    if (unused.length > 0)
-      console.log(
-        `differential: allowlist entries not needed this run: ${unused.map((a) => a.id).join(", ")}`,
-      );
+    for (const r of results) {
+      for (const j of r.differences) {
+        if (!j.intentional || showAll) console.log(describeDifference(j));
+      }
+    }
     console.log(summaryLine(results));
-    console.log(`differential: wall time ${((Date.now() - started) / 1000).toFixed(0)} s`);
+    const unused = unusedEntries(results, ALLOWLIST).map((a) => a.id);
+    console.error(
+      `differential: wall time ${((Date.now() - started) / 1000).toFixed(0)} s${unused.length > 0 ? `; allowlist entries not needed this run: ${unused.join(", ")}` : ""}`,
+    );
     if (process.env.DIFF_DUMP) {
       const { writeFileSync } = await import("node:fs");
       writeFileSync(process.env.DIFF_DUMP, JSON.stringify(Object.fromEntries(obs), null, 2));

@@ -29,7 +29,6 @@ import * as os from "node:os";
 import * as path from "node:path";
 import { after, before, describe, it, type TestContext } from "node:test";
 import { fileURLToPath } from "node:url";
-import { startApiServer } from "../../src/dev/apiserver/mod.ts";
 import { runBinder } from "../../src/dev/binder.ts";
 import { noAuth } from "../../src/kube/auth.ts";
 import { createKubeApi } from "../../src/kube/client.ts";
@@ -45,6 +44,7 @@ import type {
 import { KubeTransport } from "../../src/kube/transport.ts";
 import { systemClock } from "../../src/util/clock.ts";
 import { nullLogger } from "../../src/util/log.ts";
+import { startApiServer } from "../support/apiserver.ts";
 import {
   type Cluster,
   type CsiCall,

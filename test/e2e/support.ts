@@ -33,7 +33,10 @@ import type {
   PersistentVolumeClaim,
   WatchEvent,
 } from "../../src/kube/objects.ts";
+import { eventually, within as waitWithin } from "../support/wait.ts";
 import type { ApiResponse, Cluster, CsiCall, DriverVolumeInfo } from "./cluster.ts";
+
+export { eventually };
 
 /* ------------------------------------------------------------------------ */
 /* Waiting                                                                   */
@@ -41,51 +44,9 @@ import type { ApiResponse, Cluster, CsiCall, DriverVolumeInfo } from "./cluster.
 
 export const POLL_MS = 150;
 
-/**
- * Calls `fn` every `intervalMs` until it returns something other than `undefined` (or throws
- * nothing), and fails after `timeoutMs` naming `what` and the last error or value seen.
- */
-export async function eventually<T>(
-  what: string,
-  fn: () => Promise<T | undefined> | T | undefined,
-  opts: { timeoutMs?: number; intervalMs?: number; describe?: () => string } = {},
-): Promise<T> {
-  const timeoutMs = opts.timeoutMs ?? 60_000;
-  const deadline = Date.now() + timeoutMs;
-  let last: unknown;
-  for (;;) {
-    try {
-      const v = await fn();
-      if (v !== undefined) return v;
-      last = undefined;
-    } catch (err) {
-      last = err;
-    }
-    if (Date.now() > deadline) {
-      const cause = last instanceof Error ? `: ${last.message}` : last ? `: ${String(last)}` : "";
-      const state = opts.describe ? ` (${opts.describe()})` : "";
-      throw new Error(`Timed out after ${timeoutMs} ms waiting for ${what}${cause}${state}`);
-    }
-    await new Promise((r) => setTimeout(r, opts.intervalMs ?? POLL_MS));
-  }
-}
-
-/** Rejects with `what` if `promise` has not settled within `timeoutMs`. */
-export async function within<T>(what: string, timeoutMs: number, promise: Promise<T>): Promise<T> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  try {
-    return await Promise.race([
-      promise,
-      new Promise<never>((_, reject) => {
-        timer = setTimeout(
-          () => reject(new Error(`Timed out after ${timeoutMs} ms waiting for ${what}`)),
-          timeoutMs,
-        );
-      }),
-    ]);
-  } finally {
-    clearTimeout(timer);
-  }
+/** Rejects with `what` if `promise` has not settled within `timeoutMs` (`../support/wait.ts`). */
+export function within<T>(what: string, timeoutMs: number, promise: Promise<T>): Promise<T> {
+  return waitWithin(promise, timeoutMs, what);
 }
 
 /* ------------------------------------------------------------------------ */

@@ -11,7 +11,7 @@ import type {
 import { resources } from "../../src/kube/resources.ts";
 import { KubeTransport } from "../../src/kube/transport.ts";
 import { closeIdleConnections } from "../../src/runtime/https.ts";
-import { FakeClock } from "../../src/util/clock.ts";
+import { FakeClock } from "../support/fake-clock.ts";
 import {
   type Loopback,
   type RecordedRequest,

@@ -11,8 +11,8 @@ import { type KubeConnection, loadKubeConnection } from "../../src/kube/config.t
 import { isTransport, isUnauthorized } from "../../src/kube/errors.ts";
 import { KubeTransport } from "../../src/kube/transport.ts";
 import { closeIdleConnections } from "../../src/runtime/https.ts";
-import { FakeClock } from "../../src/util/clock.ts";
 import { makeTestPki, type TestPki } from "../support/certs.ts";
+import { FakeClock } from "../support/fake-clock.ts";
 import {
   type ConnectProxy,
   type Loopback,

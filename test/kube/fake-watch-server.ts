@@ -8,8 +8,6 @@
  * numbers fails.
  */
 import { setImmediate } from "node:timers";
-import type { ApiServer } from "../../src/dev/apiserver/mod.ts";
-import { startApiServer } from "../../src/dev/apiserver/mod.ts";
 import type { ListOptions, ResourceClient, WatchOptions, WatchStream } from "../../src/kube/api.ts";
 import { noAuth } from "../../src/kube/auth.ts";
 import { createKubeApi } from "../../src/kube/client.ts";
@@ -25,6 +23,8 @@ import { resources } from "../../src/kube/resources.ts";
 import { objectKey } from "../../src/kube/store.ts";
 import { KubeTransport } from "../../src/kube/transport.ts";
 import type { Clock } from "../../src/util/clock.ts";
+import type { ApiServer } from "../support/apiserver.ts";
+import { startApiServer } from "../support/apiserver.ts";
 
 /** An API answer with a metav1.Status body, as the HTTP client reports it. */
 export function apiError(

@@ -8,8 +8,8 @@ import type { PersistentVolumeClaim } from "../../src/kube/objects.ts";
 import { projectPersistentVolumeClaim } from "../../src/kube/projections.ts";
 import { resources } from "../../src/kube/resources.ts";
 import { objectKey } from "../../src/kube/store.ts";
-import { FakeClock } from "../../src/util/clock.ts";
 import { memoryLogger } from "../../src/util/log.ts";
+import { FakeClock } from "../support/fake-clock.ts";
 import type { FakeObject, FakeWatchServerOptions } from "./fake-watch-server.ts";
 import {
   apiError,

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { createRateLimiter, TokenBucket, unlimited } from "../../src/kube/ratelimit.ts";
-import { FakeClock } from "../../src/util/clock.ts";
+import { FakeClock } from "../support/fake-clock.ts";
 
 /** Starts `n` acquisitions and reports which have resolved. */
 function startMany(

@@ -1,14 +1,14 @@
 import assert from "node:assert/strict";
 import { afterEach, describe, it } from "node:test";
-import type { ApiServer } from "../../src/dev/apiserver/mod.ts";
 import type { KubeObject, PersistentVolumeClaim } from "../../src/kube/objects.ts";
 import type { ReflectorOptions } from "../../src/kube/reflector.ts";
 import { Backoff, defaultErrorPredicates, Reflector } from "../../src/kube/reflector.ts";
 import { resources } from "../../src/kube/resources.ts";
 import type { StoreEvent } from "../../src/kube/store.ts";
 import { Store } from "../../src/kube/store.ts";
-import { FakeClock } from "../../src/util/clock.ts";
 import { memoryLogger } from "../../src/util/log.ts";
+import type { ApiServer } from "../support/apiserver.ts";
+import { FakeClock } from "../support/fake-clock.ts";
 import type { FakeObject, FakeWatchServerOptions } from "./fake-watch-server.ts";
 import {
   apiError,

@@ -18,8 +18,8 @@ import {
   type MalformedLine,
 } from "../../src/kube/transport.ts";
 import { closeIdleConnections } from "../../src/runtime/https.ts";
-import { FakeClock } from "../../src/util/clock.ts";
 import { memoryLogger } from "../../src/util/log.ts";
+import { FakeClock } from "../support/fake-clock.ts";
 import { type Loopback, sendJson, startLoopback, statusBody } from "../support/loopback.ts";
 
 describe("KubeTransport", () => {

@@ -10,8 +10,8 @@ import {
   leaseNameForDriver,
   sanitizeName,
 } from "../../src/leader/election.ts";
-import { FakeClock } from "../../src/util/clock.ts";
 import { nullLogger } from "../../src/util/log.ts";
+import { FakeClock } from "../support/fake-clock.ts";
 import { deferred, MemoryLeases, settle } from "./memory-leases.ts";
 
 const NS = "kube-system";

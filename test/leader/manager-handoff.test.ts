@@ -5,8 +5,8 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { createManager, type Elector } from "../../src/controller/manager.ts";
-import { FakeClock } from "../../src/util/clock.ts";
 import { nullLogger } from "../../src/util/log.ts";
+import { FakeClock } from "../support/fake-clock.ts";
 import { deferred, settle } from "./memory-leases.ts";
 
 describe("manager hand-off", () => {

@@ -13,7 +13,7 @@ import {
 } from "../../src/metrics/latency-metrics.ts";
 import { createProvisionerMetrics } from "../../src/metrics/provisioner-metrics.ts";
 import { Registry } from "../../src/metrics/registry.ts";
-import { FakeClock } from "../../src/util/clock.ts";
+import { FakeClock } from "../support/fake-clock.ts";
 import { hangForever } from "../support/fake-driver.ts";
 import { claim, startHarness, storageClass } from "../support/sidecar-harness.ts";
 

@@ -7,7 +7,7 @@ import {
   WORKQUEUE_BUCKETS,
 } from "../../src/metrics/provisioner-metrics.ts";
 import { formatValue } from "../../src/metrics/registry.ts";
-import { FakeClock } from "../../src/util/clock.ts";
+import { FakeClock } from "../support/fake-clock.ts";
 
 /** `name{labels} value` lines of `family` (histogram lines included) from the exposition text. */
 function samples(text: string, family: string): Map<string, string> {

@@ -275,4 +275,38 @@ describe("CSI migration (test API server, fake driver)", () => {
     assert.equal(pvOf(c.metadata.uid!), undefined);
     assert.equal(h!.driver.callsTo("createVolume").length, 1);
   });
+
+  it("an in-tree PV provisioned before migration is deleted by its EBS volume id", async () => {
+    await start({ name: "ebs.csi.aws.com" }, [inTreeClass("kubernetes.io/aws-ebs", {})]);
+    // As the in-tree provisioner wrote it, and kube-controller-manager marked it migrated.
+    h!.apiserver.put({
+      apiVersion: "v1",
+      kind: "PersistentVolume",
+      metadata: {
+        name: "pvc-legacy",
+        labels: { "topology.kubernetes.io/zone": "us-east-1a" },
+        annotations: {
+          "pv.kubernetes.io/provisioned-by": "kubernetes.io/aws-ebs",
+          "pv.kubernetes.io/migrated-to": "ebs.csi.aws.com",
+        },
+      },
+      spec: {
+        accessModes: ["ReadWriteOnce"],
+        capacity: { storage: "1Gi" },
+        awsElasticBlockStore: { volumeID: "aws://us-east-1a/vol-0legacy", fsType: "ext4" },
+        claimRef: {
+          kind: "PersistentVolumeClaim",
+          namespace: "default",
+          name: "old",
+          uid: "u-old",
+        },
+        persistentVolumeReclaimPolicy: "Delete",
+        storageClassName: "in-tree",
+      },
+      status: { phase: "Released" },
+    } as PersistentVolume);
+    await h!.apiserver.waitFor(() => !h!.apiserver.get(resources.persistentVolumes, "pvc-legacy"));
+    const [del] = await h!.driver.waitForCalls("deleteVolume");
+    assert.equal(del!.request.volumeId, "vol-0legacy");
+  });
 });

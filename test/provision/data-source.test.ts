@@ -151,7 +151,11 @@ describe("cloneContentSource()", () => {
     RegExp,
     PersistentVolumeClaim?,
   ][] = [
-    ["a missing source claim", (w) => w.claims.pop(), /source PVC apps\/src not found/],
+    [
+      "a missing source claim",
+      (w) => w.claims.pop(),
+      /error getting PVC src \(namespace "apps"\) from api server: persistentvolumeclaim "src" not found$/,
+    ],
     [
       "a source claim that is not Bound",
       (w) => (w.claims[0]!.status = { phase: "Pending" }),
@@ -310,7 +314,11 @@ describe("snapshotContentSource()", () => {
     RegExp,
     PersistentVolumeClaim?,
   ][] = [
-    ["a missing snapshot", "missing", /snapshot apps\/snap not found/],
+    [
+      "a missing snapshot",
+      "missing",
+      /error getting snapshot snap from api server: volumesnapshots.snapshot.storage.k8s.io "snap" not found$/,
+    ],
     [
       "a snapshot being deleted",
       snapshotSource({ snapshot: { deletionTimestamp: "2026-01-01T00:00:00Z" } }),
@@ -357,7 +365,7 @@ describe("snapshotContentSource()", () => {
     [
       "a mode change without the annotation",
       snapshotSource({ content: { sourceVolumeMode: "Filesystem" } }),
-      /requested volume apps\/data modifies the mode of the source volume but does not have permission to do so: snapshot.storage.kubernetes.io\/allow-volume-mode-change annotation is not present on snapshotcontent snapcontent-1/,
+      /requested volume apps\/data modifies the mode of the source volume but does not have permission to do so\. snapshot.storage.kubernetes.io\/allow-volume-mode-change annotation is not present on snapshotcontent snapcontent-1/,
       claim({ volumeMode: "Block" }),
     ],
     [
@@ -375,7 +383,7 @@ describe("snapshotContentSource()", () => {
         content: { sourceVolumeMode: "Filesystem" },
         contentAnnotations: { "snapshot.storage.kubernetes.io/allow-volume-mode-change": "yes" },
       }),
-      /value "yes" is not a boolean/,
+      /do so\. failed to convert snapshot.storage.kubernetes.io\/allow-volume-mode-change annotation value to boolean with error: strconv.ParseBool: parsing "yes": invalid syntax$/,
       claim({ volumeMode: "Block" }),
     ],
   ];

@@ -6,7 +6,7 @@ import {
   provisionerIdentity,
   volumeNameForClaim,
 } from "../../src/provision/names.ts";
-import { FakeClock } from "../../src/util/clock.ts";
+import { FakeClock } from "../support/fake-clock.ts";
 
 const UID = "9a1b2c3d-4e5f-6789-abcd-ef0123456789";
 

@@ -432,7 +432,7 @@ const ROWS: Row[] = [
     error: {
       outcome: "noChange",
       message:
-        /^error getting handle for DataSource Type VolumeSnapshot by Name snap: snapshot apps\/snap not found/,
+        /^error getting handle for DataSource Type VolumeSnapshot by Name snap: error getting snapshot snap from api server: volumesnapshots.snapshot.storage.k8s.io "snap" not found$/,
     },
   },
   {

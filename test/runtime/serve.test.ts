@@ -7,7 +7,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, describe, it } from "node:test";
 import { type ServedServer, serve } from "../../src/runtime/serve.ts";
-import { FakeClock } from "../../src/util/clock.ts";
+import { FakeClock } from "../support/fake-clock.ts";
 
 const encoder = new TextEncoder();
 

@@ -4,8 +4,8 @@ import { afterEach, describe, it } from "node:test";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { type CsiDriver, connectDriver } from "../../src/csi/client.ts";
 import { Controller, VolumeCapability_AccessMode_Mode } from "../../src/gen/csi/v1/csi_pb.js";
-import { FakeClock } from "../../src/util/clock.ts";
 import { nullLogger } from "../../src/util/log.ts";
+import { FakeClock } from "./fake-clock.ts";
 import {
   delayUntil,
   type FakeDriver,

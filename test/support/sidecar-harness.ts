@@ -6,7 +6,6 @@
 
 import { resolveCommand } from "../../src/cli/main-args.ts";
 import type { Config } from "../../src/config/schema.ts";
-import { type ApiServer, startApiServer } from "../../src/dev/apiserver/mod.ts";
 import { noAuth } from "../../src/kube/auth.ts";
 import type { KubeConnection } from "../../src/kube/config.ts";
 import type { PersistentVolumeClaim, StorageClass } from "../../src/kube/objects.ts";
@@ -14,6 +13,7 @@ import { resources } from "../../src/kube/resources.ts";
 import { type RunDeps, type StartedSidecar, startSidecar } from "../../src/sidecar.ts";
 import { systemClock } from "../../src/util/clock.ts";
 import { createLogger, type Logger } from "../../src/util/log.ts";
+import { type ApiServer, startApiServer } from "./apiserver.ts";
 import { type FakeDriver, type FakeDriverOptions, startFakeDriver } from "./fake-driver.ts";
 
 export interface RunningSidecar extends StartedSidecar {

@@ -24,7 +24,6 @@
  */
 import assert from "node:assert/strict";
 import { create, type JsonValue, toJson } from "@bufbuild/protobuf";
-import { namespacesResource } from "../../src/dev/apiserver/mod.ts";
 import {
   CreateVolumeRequestSchema,
   CreateVolumeResponseSchema,
@@ -38,6 +37,7 @@ import type {
   PersistentVolumeClaim,
 } from "../../src/kube/objects.ts";
 import { resources } from "../../src/kube/resources.ts";
+import { namespacesResource } from "./apiserver.ts";
 import type { FakeDriverOptions, FakeHandler } from "./fake-driver.ts";
 import { claim, DRIVER, type Harness, startHarness, storageClass } from "./sidecar-harness.ts";
 

@@ -1,8 +1,8 @@
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import { describe, it } from "node:test";
-import { FakeClock } from "../../src/util/clock.ts";
 import { createLogger, klogTime } from "../../src/util/log.ts";
+import { FakeClock } from "../support/fake-clock.ts";
 
 const clock = new FakeClock(Date.UTC(2026, 10, 26, 7, 54, 22, 123));
 /** A clock with sub-millisecond precision, as the process' own (performance.timeOrigin + now()). */

@@ -2,7 +2,8 @@
  * The HTTP face of the test API server: a web-standard `Request` → `Response` handler that
  * routes Kubernetes REST paths (`/api/v1/...`, `/apis/<group>/<version>/...`, namespaced and
  * cluster-scoped, `/status`), serves discovery (`/api`, `/apis`, `/version`), negotiates JSON,
- * Table and PartialObjectMetadata responses, streams watches, and applies injected faults.
+ * Table and PartialObjectMetadata responses, streams watches, and lets a request hook (the tests'
+ * fault injection) answer first.
  * JSON, plus the protobuf bodies kubectl's typed `create` subcommands send (`protobuf.ts`); other
  * protobuf, YAML bodies and server-side apply answer 415 / 406. Access reviews (`kubectl auth
  * can-i`) are answered, not stored: this server allows everything.
@@ -10,17 +11,11 @@
 import type { KubeObject, WatchEvent } from "../../kube/objects.ts";
 import type { Clock } from "../../util/clock.ts";
 import type { Logger } from "../../util/log.ts";
-import {
-  type FailRule,
-  type Faults,
-  faultError,
-  type RequestCounter,
-  type RequestInfo,
-} from "./faults.ts";
 import { apiVersionOfServed, findServed, type ServedResource, servedResources } from "./kinds.ts";
 import { openApiDocument, openApiIndex } from "./openapi.ts";
 import { decodeProtobufObject } from "./protobuf.ts";
 import type { PatchKind, Registry } from "./registry.ts";
+import type { RequestCounter, RequestHook, RequestInfo } from "./requests.ts";
 import {
   ApiError,
   badRequest,
@@ -48,7 +43,8 @@ export interface VersionInfo {
 export interface HandlerContext {
   registry: Registry;
   clock: Clock;
-  faults: Faults;
+  /** Sees each request first (the tests' fault injection); none in the product. */
+  onRequest?: RequestHook;
   requests: RequestCounter;
   writes: RequestCounter;
   watches: Set<WatchSession>;
@@ -329,7 +325,7 @@ export function createHandler(ctx: HandlerContext): (req: Request) => Promise<Re
     q: URLSearchParams,
     shape: Shape,
     includeObject: IncludeObject,
-    injected?: FailRule,
+    injected?: ApiError,
   ): Response => {
     const { res } = route;
     const allowBookmarks = parseBool(q.get("allowWatchBookmarks"));
@@ -383,7 +379,7 @@ export function createHandler(ctx: HandlerContext): (req: Request) => Promise<Re
       },
     });
     if (injected) {
-      session.send({ type: "ERROR", object: faultError(injected).status as unknown as KubeObject });
+      session.send({ type: "ERROR", object: injected.status as unknown as KubeObject });
       session.end();
     } else {
       ctx.watches.add(session);
@@ -619,9 +615,8 @@ export function createHandler(ctx: HandlerContext): (req: Request) => Promise<Re
       // Non-resource requests (discovery, /version) count under their path.
       ctx.requests.add(info.verb, info.resource || info.path, info.subresource);
       if (writeVerbs.has(info.verb)) ctx.writes.add(info.verb, info.resource, info.subresource);
-      if (ctx.faults.latencyMs > 0) await ctx.clock.sleep(ctx.faults.latencyMs, req.signal);
-      const rule = ctx.faults.take(info);
-      if (rule && !(rule.inBand && info.watch)) throw faultError(rule);
+      const verdict = await ctx.onRequest?.(info, req.signal);
+      if (verdict && !(verdict.inBand && info.watch)) throw verdict.error;
       if (parsed.kind !== "resource") {
         if (method !== "GET" && method !== "HEAD") throw methodNotAllowed();
         return nonResource(parsed, req);
@@ -633,7 +628,7 @@ export function createHandler(ctx: HandlerContext): (req: Request) => Promise<Re
         const includeObject: IncludeObject =
           includeParam === "None" || includeParam === "Object" ? includeParam : "Metadata";
         if (parsed.subresource !== "") throw pathNotFound();
-        return watch(req, parsed, q, shape, includeObject, rule);
+        return watch(req, parsed, q, shape, includeObject, verdict?.error);
       }
       return await resource(req, parsed, info, q);
     } catch (err) {

@@ -60,19 +60,19 @@ import { nodeTextFiles } from "../../runtime/files.ts";
 import { serve } from "../../runtime/serve.ts";
 import { type Clock, type Random, systemClock } from "../../util/clock.ts";
 import { type Logger, nullLogger } from "../../util/log.ts";
-import { type FailRule, Faults, RequestCounter } from "./faults.ts";
 import { createHandler, type VersionInfo } from "./handler.ts";
 import { namespacesResource, servedFor, servedForObject, servedResources } from "./kinds.ts";
 import { Persister, parseState, type StateFiles } from "./persist.ts";
 import { Registry, uuidFrom } from "./registry.ts";
+import { RequestCounter, type RequestHook } from "./requests.ts";
 import { keyOf, VersionedStore } from "./store.ts";
 import type { WatchSession } from "./watch.ts";
 
-export type { CountQuery, FailRule, RequestInfo } from "./faults.ts";
-export { RequestCounter } from "./faults.ts";
 export type { VersionInfo } from "./handler.ts";
 export { coreEventsResource, namespacesResource, podsResource } from "./kinds.ts";
 export type { StateFiles } from "./persist.ts";
+export type { CountQuery, RequestHook, RequestInfo, RequestVerdict } from "./requests.ts";
+export { RequestCounter } from "./requests.ts";
 
 export interface ApiServerOptions {
   /** Time for creationTimestamp, deletionTimestamp, watch timeouts, bookmarks, latency and persistence debounce; default the system clock. */
@@ -111,6 +111,8 @@ export interface ApiServerOptions {
   version?: VersionInfo;
   /** Logs failures inside the server; default silent. */
   logger?: Logger;
+  /** Sees each request first and may delay or fail it (the tests' fault injection); default none. */
+  onRequest?: RequestHook;
 }
 
 export interface ApiServer {
@@ -153,12 +155,6 @@ export interface ApiServer {
   dropWatches(opts?: { graceful?: boolean }): number;
   /** Sends a BOOKMARK now on every watch that allows them; returns how many. */
   bookmark(): number;
-  /** Fails the next matching request(s) with a Status (or an in-band watch ERROR). */
-  failNext(rule: FailRule): void;
-  /** Delays every request by `ms` through the clock (a fake clock must be advanced); 0 removes it. */
-  latency(ms: number): void;
-  /** Removes pending failures and latency. */
-  clearFaults(): void;
   /** Drops the change history: older resourceVersions answer 410 Gone. */
   compact(): void;
   /** Writes pending state to `dataDir` now. */
@@ -205,7 +201,6 @@ export async function startApiServer(opts: ApiServerOptions = {}): Promise<ApiSe
     uid: opts.uid ?? uuidFrom(random),
     strictFieldSelectors: opts.strictFieldSelectors,
   });
-  const faults = new Faults();
   const requests = new RequestCounter();
   const writes = new RequestCounter();
   const watchListeners = new Set<() => void>();
@@ -257,7 +252,7 @@ export async function startApiServer(opts: ApiServerOptions = {}): Promise<ApiSe
   const handler = createHandler({
     registry,
     clock,
-    faults,
+    onRequest: opts.onRequest,
     requests,
     writes,
     watches,
@@ -416,15 +411,6 @@ export async function startApiServer(opts: ApiServerOptions = {}): Promise<ApiSe
       let n = 0;
       for (const w of [...watches]) if (w.sendBookmark()) n++;
       return n;
-    },
-    failNext(rule) {
-      faults.add(rule);
-    },
-    latency(ms) {
-      faults.latencyMs = Math.max(0, ms);
-    },
-    clearFaults() {
-      faults.clear();
     },
     compact() {
       store.compact();

@@ -3,7 +3,7 @@ import { after, before, describe, it } from "node:test";
 import { type ApiServer, startApiServer } from "../../../src/dev/apiserver/mod.ts";
 import type { KubeList, KubeObject } from "../../../src/kube/objects.ts";
 import { resources } from "../../../src/kube/resources.ts";
-import { FakeClock } from "../../../src/util/clock.ts";
+import { FakeClock } from "../../support/fake-clock.ts";
 import { asStatus, call, pv, pvc, pvcs, pvs } from "./support.ts";
 
 function sequence(values: number[]): () => number {

@@ -1,9 +1,9 @@
 import assert from "node:assert/strict";
 import { afterEach, beforeEach, describe, it } from "node:test";
-import { type ApiServer, startApiServer } from "../../../src/dev/apiserver/mod.ts";
 import type { Status } from "../../../src/kube/objects.ts";
 import { resources } from "../../../src/kube/resources.ts";
-import { FakeClock } from "../../../src/util/clock.ts";
+import { type ApiServer, startApiServer } from "../../support/apiserver.ts";
+import { FakeClock } from "../../support/fake-clock.ts";
 import { call, openWatch, pv, pvc, pvcs, pvs, within } from "./support.ts";
 
 describe("startApiServer() fault injection", () => {

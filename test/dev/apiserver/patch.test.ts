@@ -9,7 +9,7 @@ import {
   strategicMergePatch,
 } from "../../../src/dev/apiserver/patch.ts";
 import type { Status } from "../../../src/kube/objects.ts";
-import { FakeClock } from "../../../src/util/clock.ts";
+import { FakeClock } from "../../support/fake-clock.ts";
 import { call, pvc, pvcs } from "./support.ts";
 
 describe("mergePatch()", () => {

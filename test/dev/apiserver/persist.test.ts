@@ -7,7 +7,7 @@ import { startApiServer } from "../../../src/dev/apiserver/mod.ts";
 import type { StateFiles } from "../../../src/dev/apiserver/persist.ts";
 import type { Status } from "../../../src/kube/objects.ts";
 import { resources } from "../../../src/kube/resources.ts";
-import { FakeClock } from "../../../src/util/clock.ts";
+import { FakeClock } from "../../support/fake-clock.ts";
 import { call, openWatch, pvc, pvcs, within } from "./support.ts";
 
 describe("startApiServer() persistence", () => {

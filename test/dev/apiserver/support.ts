@@ -3,6 +3,9 @@
  * awaits the next event with a deadline (never a sleep).
  */
 import type { KubeObject, Status, WatchEvent } from "../../../src/kube/objects.ts";
+import { within } from "../../support/wait.ts";
+
+export { within };
 
 export interface Reply<T = unknown> {
   status: number;
@@ -33,15 +36,6 @@ export async function call<T = KubeObject>(
 }
 
 export const asStatus = (r: Reply<unknown>): Status => r.body as Status;
-
-/** Waits for `p` at most `ms` of real time: a deadline for an awaited event, not a sleep. */
-export function within<T>(p: Promise<T>, ms = 5000, what = "event"): Promise<T> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const deadline = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`Timed out waiting for ${what}`)), ms);
-  });
-  return Promise.race([p, deadline]).finally(() => clearTimeout(timer));
-}
 
 export interface WatchReader {
   status: number;

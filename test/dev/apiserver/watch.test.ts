@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { afterEach, beforeEach, describe, it } from "node:test";
 import { type ApiServer, startApiServer } from "../../../src/dev/apiserver/mod.ts";
 import type { KubeObject, Status } from "../../../src/kube/objects.ts";
-import { FakeClock } from "../../../src/util/clock.ts";
+import { FakeClock } from "../../support/fake-clock.ts";
 import { call, openWatch, pvc, pvcs, type WatchReader, within } from "./support.ts";
 
 describe("startApiServer() watch", () => {

@@ -17,8 +17,6 @@ function onlyProvisioningMessageMissing(d: Difference): boolean {
   return up.length > expected.length && JSON.stringify(ours) === JSON.stringify(expected);
 }
 
-const bothPresent = (d: Difference) => d.upstream !== undefined && d.ours !== undefined;
-
 export const ALLOWLIST: readonly Intentional[] = [
   {
     id: "provisioning-event-deferred",
@@ -47,29 +45,19 @@ export const ALLOWLIST: readonly Intentional[] = [
       d.ours.length === 1,
   },
   {
-    id: "failure-message-wording",
-    reason:
-      "ProvisioningFailed messages for bad StorageClass secrets and bad data sources name the object (namespace/name), the secret kind and the parameter key; type and reason are upstream's (README: clearer error messages).",
-    cases: [
-      "secret-missing",
-      "secret-name-only",
-      "secret-bad-token",
-      "secret-both-keys",
-      "secret-bad-name",
-      "clone-smaller",
-      "clone-missing",
-      "restore-block",
-      "restore-missing",
-    ],
-    path: /^events\["Warning ProvisioningFailed"\]\[\d+\]$/,
-    when: bothPresent,
-  },
-  {
     id: "config-error-exit-code",
     reason:
       "Every configuration error exits 2, as a flag that does not parse does in upstream; upstream exits 1 for conflicting endpoints or a bad logging configuration and 255 for the checks it makes with klog.Fatal (NODE_NAME, NAMESPACE, feature gates) (README: configuration errors exit 2).",
     cases: ["both-endpoints", "logging-format", "node-no-env", "capacity-no-env", "gate-unknown"],
     path: "exit",
     when: (d) => d.ours === "exit code 2" && d.upstream !== "exit code 0",
+  },
+  {
+    id: "flag-values-checked-at-start",
+    reason:
+      "Flag values that cannot work are refused at start-up with exit 2: upstream starts with them and then panics at the first claim (a UUID length beyond 32), provisions nothing (0 workers) or gives every CSI call a zero deadline (a 0s timeout) (README: flag values checked at start-up).",
+    cases: ["uuid-length-big", "workers-zero", "timeout-zero"],
+    path: "exit",
+    when: (d) => d.upstream === "still running" && d.ours === "exit code 2",
   },
 ];

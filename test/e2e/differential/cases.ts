@@ -54,6 +54,27 @@ export const FLAG_SETS: readonly FlagSet[] = [
     what: "default fsType and read-only publish",
   },
   {
+    id: "notopo",
+    args: ["--feature-gates=Topology=false"],
+    what: "Topology gate off: no requirements, no node affinity",
+  },
+  {
+    id: "noconv",
+    args: ["--prevent-volume-mode-conversion=false"],
+    what: "volume mode conversion allowed",
+  },
+  {
+    id: "node-noimm",
+    args: [
+      "--node-deployment",
+      "--node-deployment-immediate-binding=false",
+      "--node-deployment-base-delay=500ms",
+      "--node-deployment-max-delay=2s",
+    ],
+    env: { NODE_NAME: DRIVER_NODE },
+    what: "node deployment without taking Immediate claims",
+  },
+  {
     id: "node",
     args: [
       "--node-deployment",
@@ -76,12 +97,16 @@ export interface ClassSpec {
   binding?: "Immediate" | "WaitForFirstConsumer";
   /** Values of TOPOLOGY_KEY (DRIVER_NODE allowed), one term with one expression. */
   allowedNodes?: string[];
+  /** allowedTopologies terms as they are (keys the driver does not report, several terms). */
+  allowedTerms?: Array<Array<{ key: string; values: string[] }>>;
 }
 
 export interface ClaimSpec {
   accessModes?: AccessMode[];
   /** Default 1Gi. */
   size?: string;
+  /** resources.limits.storage (upstream sends no limit_bytes). */
+  limit?: string;
   volumeMode?: "Filesystem" | "Block";
   annotations?: Record<string, string>;
   /** `volume.kubernetes.io/selected-node` at creation (the scheduler's choice). */
@@ -164,6 +189,9 @@ export const CASES: readonly Case[] = [
   { id: "rwx", flags: "default", what: "ReadWriteMany", class: {}, claim: { accessModes: ["ReadWriteMany"] }, expect: "provisioned" },
   { id: "rox", flags: "default", what: "ReadOnlyMany", class: {}, claim: { accessModes: ["ReadOnlyMany"] }, expect: "provisioned" },
   { id: "rwop", flags: "default", what: "ReadWriteOncePod", class: {}, claim: { accessModes: ["ReadWriteOncePod"] }, expect: "provisioned" },
+  { id: "block-mount-options", flags: "default", what: "Block mode with class mount options", class: { mountOptions: ["debug"] }, claim: { volumeMode: "Block" }, expect: "provisioned" },
+  { id: "limit", flags: "default", what: "a claim with a storage limit", class: {}, claim: { limit: "2Gi" }, expect: "provisioned" },
+  { id: "allowed-terms", flags: "default", what: "allowedTopologies with two terms and a key the driver does not report", class: { allowedTerms: [[{ key: "example.com/zone", values: ["b", "a"] }, { key: TOPOLOGY_KEY, values: [DRIVER_NODE] }], [{ key: TOPOLOGY_KEY, values: [OTHER_NODE] }]] }, claim: {}, expect: "provisioned" },
   { id: "two-modes", flags: "default", what: "RWO and ROX", class: {}, claim: { accessModes: ["ReadWriteOnce", "ReadOnlyMany"] }, expect: "provisioned" },
   { id: "odd-size", flags: "default", what: "a size that is no whole GiB", class: {}, claim: { size: "1500Mi" }, expect: "provisioned" },
   { id: "too-big", flags: "default", what: "driver says OutOfRange", class: {}, claim: { size: "2Ti" }, expect: "fails" },
@@ -225,6 +253,19 @@ export const CASES: readonly Case[] = [
   { id: "fs-rox", flags: "fs", what: "ROX only: readOnly PV", class: {}, claim: { accessModes: ["ReadOnlyMany"] }, expect: "provisioned" },
   { id: "fs-rox-rwo", flags: "fs", what: "ROX and RWO: not readOnly", class: {}, claim: { accessModes: ["ReadOnlyMany", "ReadWriteOnce"] }, expect: "provisioned" },
 
+  // ---- --feature-gates=Topology=false -----------------------------------------------------------
+  { id: "notopo-immediate", flags: "notopo", what: "Immediate binding", class: {}, claim: {}, expect: "provisioned" },
+  { id: "notopo-wffc", flags: "notopo", what: "late binding, node selected", class: { binding: "WaitForFirstConsumer" }, claim: { selectedNode: DRIVER_NODE }, expect: "provisioned" },
+  { id: "notopo-allowed", flags: "notopo", what: "allowedTopologies ignored", class: { allowedNodes: [OTHER_NODE] }, claim: {}, expect: "provisioned" },
+
+  // ---- --prevent-volume-mode-conversion=false ---------------------------------------------------
+  { id: "noconv-source", flags: "noconv", what: "a Filesystem claim to snapshot", class: {}, claim: {}, expect: "provisioned" },
+  { id: "noconv-block", flags: "noconv", what: "restore a Filesystem snapshot as Block", class: {}, claim: { restoreOf: "noconv-source", volumeMode: "Block" }, expect: "provisioned" },
+
+  // ---- --node-deployment --node-deployment-immediate-binding=false ------------------------------
+  { id: "node-noimm-immediate", flags: "node-noimm", what: "Immediate claim left alone", class: {}, claim: {}, expect: "ignored" },
+  { id: "node-noimm-mine", flags: "node-noimm", what: "late binding on this node", class: { binding: "WaitForFirstConsumer" }, claim: { selectedNode: DRIVER_NODE }, expect: "provisioned" },
+
   // ---- --node-deployment ------------------------------------------------------------------------
   { id: "node-immediate", flags: "node", what: "Immediate claim taken by the node", class: {}, claim: {}, expect: "provisioned" },
   { id: "node-mine", flags: "node", what: "late binding on this node", class: { binding: "WaitForFirstConsumer" }, claim: { selectedNode: DRIVER_NODE }, expect: "provisioned" },
@@ -245,6 +286,9 @@ export const BAD_FLAGS: readonly BadFlagCase[] = [
   { id: "gate-bad-value", what: "a feature gate given text", args: ["--feature-gates=Topology=maybe"] },
   { id: "logging-format", what: "an unknown logging format", args: ["--logging-format=yaml"] },
   { id: "capacity-no-env", what: "--enable-capacity without NAMESPACE", args: ["--enable-capacity"] },
+  { id: "uuid-length-big", what: "a UUID length beyond a UUID", args: ["--volume-name-uuid-length=64"] },
+  { id: "workers-zero", what: "no worker threads", args: ["--worker-threads=0"] },
+  { id: "timeout-zero", what: "a zero CSI timeout", args: ["--timeout=0s"] },
   { id: "help", what: "--help exits 0", args: ["--help"] },
 ];
 

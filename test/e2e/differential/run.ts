@@ -168,15 +168,22 @@ export async function prepareCluster(c: Cluster, cases: readonly Case[] = CASES)
       mountOptions: cl.mountOptions,
       reclaimPolicy: cl.reclaimPolicy ?? "Delete",
       volumeBindingMode: cl.binding ?? "Immediate",
-      allowedTopologies: cl.allowedNodes
-        ? [
-            {
-              matchLabelExpressions: [
-                { key: TOPOLOGY_KEY, values: cl.allowedNodes.map((n) => nodeOf(c, n)) },
-              ],
-            },
-          ]
-        : undefined,
+      allowedTopologies: cl.allowedTerms
+        ? cl.allowedTerms.map((term) => ({
+            matchLabelExpressions: term.map((e) => ({
+              key: e.key,
+              values: e.values.map((v) => nodeOf(c, v)),
+            })),
+          }))
+        : cl.allowedNodes
+          ? [
+              {
+                matchLabelExpressions: [
+                  { key: TOPOLOGY_KEY, values: cl.allowedNodes.map((n) => nodeOf(c, n)) },
+                ],
+              },
+            ]
+          : undefined,
     });
   }
   await ensure(c, "/apis/storage.k8s.io/v1/volumeattributesclasses", {
@@ -277,7 +284,10 @@ function claimBody(c: Cluster, k: Case, ns: string): Obj {
       storageClassName: className(k),
       accessModes: cl.accessModes ?? ["ReadWriteOnce"],
       volumeMode: cl.volumeMode,
-      resources: { requests: { storage: cl.size ?? "1Gi" } },
+      resources: {
+        requests: { storage: cl.size ?? "1Gi" },
+        limits: cl.limit ? { storage: cl.limit } : undefined,
+      },
       selector: cl.selector ? { matchLabels: cl.selector } : undefined,
       dataSource,
       dataSourceRef: cl.populator
@@ -643,7 +653,7 @@ function errorsOf(calls: CsiCall[]): unknown[] {
 /* Bad flags                                                                 */
 /* ------------------------------------------------------------------------ */
 
-const BAD_FLAG_DEADLINE_MS = 20_000;
+const BAD_FLAG_DEADLINE_MS = 6_000;
 
 /**
  * `exit code N` or `signal NAME`. support.ts reads the shell's `$?`, which is 128+N for a signal
