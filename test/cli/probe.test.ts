@@ -1,9 +1,10 @@
 import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
 import { mkdirSync, writeFileSync } from "node:fs";
-import { join, relative } from "node:path";
+import { relative } from "node:path";
 import process from "node:process";
 import { afterEach, describe, it } from "node:test";
+import { fileURLToPath } from "node:url";
 import { Code } from "@connectrpc/connect";
 import { type ProbeReport, runProbe } from "../../src/cli/probe.ts";
 import { ControllerServiceCapability_RPC_Type as Cap } from "../../src/gen/csi/v1/csi_pb.js";
@@ -331,8 +332,8 @@ describe("csi-provisioner probe --connect-timeout", () => {
   it("bounds the wait for a socket that does not exist", async () => {
     const socket = tempSocketPath();
     try {
-      const bun = join(import.meta.dirname, "../../node_modules/.bin/bun");
-      const main = join(import.meta.dirname, "../../src/main.ts");
+      const bun = fileURLToPath(new URL("../../node_modules/.bin/bun", import.meta.url));
+      const main = fileURLToPath(new URL("../../src/main.ts", import.meta.url));
       const result = await new Promise<{ code: number | null; stderr: string }>((resolve) => {
         const child = execFile(
           bun,

@@ -469,13 +469,15 @@ describe(`csi-provisioner dev, driven with ${HOW}`, () => {
       new RegExp(`first\\s+Bound\\s+${pv.metadata.name}\\s+1Gi\\s+RWO\\s+hostdir`),
     );
 
-    const described = await kube.describe("first");
-    assert.match(
-      described,
-      new RegExp(
-        `Normal\\s+ProvisioningSucceeded\\s+.*Successfully provisioned volume ${pv.metadata.name}`,
-      ),
+    // Events are written in the background: wait for this one rather than race it.
+    const succeeded = new RegExp(
+      `Normal\\s+ProvisioningSucceeded\\s+.*Successfully provisioned volume ${pv.metadata.name}`,
     );
+    const described = await eventually("the ProvisioningSucceeded event in describe", async () => {
+      const text = await kube.describe("first");
+      return succeeded.test(text) ? text : undefined;
+    });
+    assert.match(described, succeeded);
 
     const watched = await kube.watchUntil("first");
     assert.match(watched, /^first\s+Bound\s/m);

@@ -10,6 +10,12 @@
  * {@link canonicalizeFields}.
  */
 
+import {
+  canonicalQuantity as canonicalQuantityText,
+  QuantityError,
+  quantityFormatMessage,
+} from "../../provision/quantity.ts";
+
 /** A value the Go decoder would reject; `message` is what it says. */
 export class DecodeError extends Error {
   constructor(message: string) {
@@ -19,159 +25,18 @@ export class DecodeError extends Error {
 }
 
 // ---------------------------------------------------------------- quantities
+// One resource.Quantity for the whole project: `provision/quantity.ts`.
 
-const quantityPattern = "^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$";
-const quantityRe = new RegExp(quantityPattern);
-/** resource.ErrFormatWrong. */
-export const quantityFormatMessage = `quantities must match the regular expression '${quantityPattern}'`;
-/** resource.ErrSuffix. */
-const quantitySuffixMessage = "unable to parse quantity's suffix";
+export { quantityFormatMessage };
 
-const decimalSuffixes: Record<string, number> = {
-  n: -9,
-  u: -6,
-  m: -3,
-  "": 0,
-  k: 3,
-  M: 6,
-  G: 9,
-  T: 12,
-  P: 15,
-  E: 18,
-};
-const binarySuffixes: Record<string, number> = {
-  Ki: 10,
-  Mi: 20,
-  Gi: 30,
-  Ti: 40,
-  Pi: 50,
-  Ei: 60,
-};
-const decimalSuffixByExponent = new Map(Object.entries(decimalSuffixes).map(([s, e]) => [e, s]));
-const binarySuffixByExponent = new Map(Object.entries(binarySuffixes).map(([s, e]) => [e, s]));
-
-type QuantityFormat = "DecimalSI" | "BinarySI" | "DecimalExponent";
-
-function pow(base: bigint, n: number): bigint {
-  let r = 1n;
-  for (let i = 0; i < n; i++) r *= base;
-  return r;
-}
-
-/** The canonical string of a value `sign · m · 10^e` (m ≥ 0) in a format. */
-function canonicalString(negative: boolean, m: bigint, e: number, format: QuantityFormat): string {
-  if (m === 0n) return "0";
-  const sign = negative ? "-" : "";
-  let fmt = format;
-  if (fmt === "BinarySI") {
-    // Below 1024, or not a whole number: shown in decimal (no rounding, no confusion).
-    const whole = e >= 0 || m % pow(10n, -e) === 0n;
-    const lt1024 = e >= 0 ? m * pow(10n, e) < 1024n : m < 1024n * pow(10n, -e);
-    if (lt1024 || !whole) fmt = "DecimalSI";
-    else {
-      let v = e >= 0 ? m * pow(10n, e) : m / pow(10n, -e);
-      let exp = 0;
-      while (v % 1024n === 0n) {
-        v /= 1024n;
-        exp += 10;
-      }
-      return `${sign}${v}${binarySuffixByExponent.get(exp) ?? ""}`;
-    }
-  }
-  let mm = m;
-  let ee = e;
-  while (mm % 10n === 0n) {
-    mm /= 10n;
-    ee++;
-  }
-  while (ee % 3 !== 0) {
-    mm *= 10n;
-    ee--;
-  }
-  const suffix =
-    fmt === "DecimalExponent"
-      ? ee === 0
-        ? ""
-        : `e${ee}`
-      : (decimalSuffixByExponent.get(ee) ?? "");
-  return `${sign}${mm}${suffix}`;
-}
-
-/**
- * The canonical form of a quantity, as `resource.Quantity` serialises after parsing it: the
- * input itself when the parser keeps it (already canonical), else the value re-written with the
- * largest exact suffix. Throws a {@link DecodeError} for malformed input.
- */
+/** The canonical form of a quantity; a {@link DecodeError} for malformed input. */
 export function canonicalQuantity(input: unknown): string {
-  // null decodes to the zero quantity; a JSON number is read as its text.
-  if (input === null) return "0";
-  if (typeof input !== "string" && typeof input !== "number") {
-    throw new DecodeError(quantityFormatMessage);
+  try {
+    return canonicalQuantityText(input);
+  } catch (err) {
+    if (err instanceof QuantityError) throw new DecodeError(err.message);
+    throw err;
   }
-  const str = String(input).trim();
-  if (str === "") throw new DecodeError(quantityFormatMessage);
-  if (str === "0") return "0";
-  const m = quantityRe.exec(str);
-  if (!m) throw new DecodeError(quantityFormatMessage);
-  const numberPart = /^([+-]?)(\d*)(?:\.(\d*))?$/.exec(m[1]!);
-  if (!numberPart || `${numberPart[2]}${numberPart[3] ?? ""}` === "") {
-    throw new DecodeError(quantityFormatMessage);
-  }
-  const negative = numberPart[1] === "-";
-  const num = numberPart[2]!;
-  const denom = numberPart[3] ?? "";
-  const suffix = m[2]!;
-  let format: QuantityFormat;
-  let exponent: number;
-  if (Object.hasOwn(decimalSuffixes, suffix)) {
-    format = "DecimalSI";
-    exponent = decimalSuffixes[suffix]!;
-  } else if (Object.hasOwn(binarySuffixes, suffix)) {
-    format = "BinarySI";
-    exponent = binarySuffixes[suffix]!;
-  } else if (/^[eE][-+]?\d+$/.test(suffix)) {
-    format = "DecimalExponent";
-    exponent = Number(suffix.slice(1));
-  } else {
-    throw new DecodeError(quantitySuffixMessage);
-  }
-
-  // The parser keeps the input string when it is already canonical (its int64 fast path).
-  const shifted = num + denom;
-  if (format === "BinarySI") {
-    const precision = 15 - num.length - Math.trunc((exponent * 3) / 10) - 1;
-    if (denom === "" && precision >= 0 && exponent % 10 === 0 && (BigInt(num) & 7n) !== 0n) {
-      return str;
-    }
-  } else {
-    const precision = 18 - shifted.length;
-    const scale = exponent - denom.length;
-    if (
-      precision >= 0 &&
-      scale >= -9 &&
-      scale % 3 === 0 &&
-      !shifted.endsWith("000") &&
-      shifted[0] !== "0"
-    ) {
-      return str;
-    }
-  }
-
-  let mant = BigInt(shifted);
-  let e = -denom.length;
-  if (format === "BinarySI") mant *= 1n << BigInt(exponent);
-  else e += exponent;
-  // Non-zero values are rounded up to the nano scale.
-  if (e < -9 && mant !== 0n) {
-    const div = pow(10n, -9 - e);
-    mant = (mant + div - 1n) / div;
-    e = -9;
-  }
-  if (format === "BinarySI" && mant !== 0n) {
-    const ltOne = e >= 0 ? false : mant < pow(10n, -e);
-    if (ltOne) format = "DecimalSI";
-  }
-  return canonicalString(negative, mant, e, format);
 }
 
 // ---------------------------------------------------------------- times
