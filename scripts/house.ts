@@ -11,6 +11,8 @@
  * - Upward imports: imports from a lower layer to a higher one, with the layers below (a folder
  *   may import its own layer and any layer under it).
  * - Escapes: imports from `src/` to files outside it (`examples/`, `test/`).
+ * - The longest top-level functions (a `function` declaration at column 0 up to its closing
+ *   brace at column 0; functions inside classes and closures are not counted on their own).
  * - The `run` closure: files the sidecar command can load — the static imports of `src/main.ts`,
  *   and the run command's module (`src/sidecar.ts`, formerly `src/cli/run.ts`) with everything it
  *   reaches, static and dynamic imports alike — and whether the dev kit (`src/dev/`, the
@@ -196,6 +198,21 @@ const runLines = [...closure].reduce(
   0,
 );
 
+// The longest top-level functions.
+const functions: { name: string; lines: number }[] = [];
+for (const f of files) {
+  if (rel(f).startsWith("src/gen/")) continue;
+  const lines = readFileSync(f, "utf8").split("\n");
+  for (let i = 0; i < lines.length; i++) {
+    const m = /^(?:export )?(?:async )?function\*? ?(\w+)/.exec(lines[i] ?? "");
+    if (!m) continue;
+    let j = i;
+    while (j < lines.length && lines[j] !== "}") j++;
+    functions.push({ name: `${rel(f)}:${m[1]}`, lines: j - i + 1 });
+  }
+}
+functions.sort((a, b) => b.lines - a.lines);
+
 const report = {
   folderCycles,
   fileCycles,
@@ -203,6 +220,7 @@ const report = {
   escapes,
   run: { files: runFiles.length, lines: runLines, devKitFiles: devKit },
   rooms,
+  longestFunctions: functions.slice(0, 8),
 };
 
 if (json) {
@@ -220,6 +238,9 @@ if (json) {
     `run closure: ${runFiles.length} files, ${runLines} lines (without src/gen); dev-kit files in it: ${devKit.length}`,
   );
   for (const f of devKit) console.log(`  ${f}`);
+  console.log("Longest top-level functions (lines):");
+  for (const fn of functions.slice(0, 8))
+    console.log(`  ${String(fn.lines).padStart(4)}  ${fn.name}`);
   console.log("Largest rooms (lines, without src/gen):");
   for (const r of rooms.slice(0, 8))
     console.log(`  ${r.name.padEnd(22)} ${r.lines} (${r.files} files)`);

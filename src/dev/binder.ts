@@ -51,33 +51,18 @@ function claimKey(c: PersistentVolumeClaim): string {
   return `${c.metadata.namespace}/${c.metadata.name}`;
 }
 
-/** Runs until `signal` aborts. */
-export async function runBinder(o: BinderOptions, signal: AbortSignal): Promise<void> {
-  const base = { clock: o.clock, random: o.random };
-  const claims = new Informer<PersistentVolumeClaim>({
-    ...base,
-    client: o.api.resource(resources.persistentVolumeClaims),
-  });
-  const volumes = new Informer<PersistentVolume>({
-    ...base,
-    client: o.api.resource(resources.persistentVolumes),
-  });
-  const classes = new Informer<StorageClass>({
-    ...base,
-    client: o.api.resource(resources.storageClasses),
-  });
-  const queue = new WorkQueue<Key>({
-    clock: o.clock,
-    retryStartMs: 100,
-    retryMaxMs: 5000,
-    name: "dev-binder",
-  });
-  /** When each claim last changed phase (by uid), for the time-taken log field. */
-  const phaseSince = new Map<string, number>();
-  /** When each bound volume's claim was deleted (by volume name), for the volume's last line. */
-  const releasedSince = new Map<string, number>();
+/**
+ * What kube-controller-manager does about a claim's class before anything is provisioned: a
+ * claim that names no class gets the default one (retroactive default StorageClass assignment);
+ * a claim that cannot be provisioned — `storageClassName: ""`, or a class that does not exist,
+ * with no volume of its own to bind — is told why, once: its event and one log line.
+ */
+function createClassCheck(
+  o: BinderOptions,
+  classes: Informer<StorageClass>,
+  volumes: Informer<PersistentVolume>,
+) {
   const pvcs = o.api.resource(resources.persistentVolumeClaims);
-  const pvs = o.api.resource(resources.persistentVolumes);
   const events = createEventRecorder({
     events: o.api.resource(resources.coreEvents),
     clock: o.clock,
@@ -109,7 +94,81 @@ export async function runBinder(o: BinderOptions, signal: AbortSignal): Promise<
         // The newest default wins, as in Kubernetes.
         (b.metadata.creationTimestamp ?? "").localeCompare(a.metadata.creationTimestamp ?? ""),
       )[0];
+  /** Gives `c` the default class; `wait` either way (the update brings the claim back). */
+  const assignDefault = async (c: PersistentVolumeClaim): Promise<{ kind: "wait" }> => {
+    const def = defaultClass();
+    if (!def) {
+      tell(c, "Normal", "FailedBinding", NO_CLASS_MESSAGE);
+      return { kind: "wait" };
+    }
+    const live = await pvcs.get(c.metadata.name ?? "", c.metadata.namespace);
+    if (live.spec.storageClassName !== undefined) return { kind: "wait" };
+    await pvcs.update({ ...live, spec: { ...live.spec, storageClassName: def.metadata.name } });
+    o.logger.info(`Claim ${claimKey(c)} gets the default StorageClass ${def.metadata.name}`, {
+      claim: claimKey(c),
+      storageClass: def.metadata.name,
+    });
+    return { kind: "wait" };
+  };
 
+  return {
+    /** Forgets a deleted claim. */
+    forget(uid: string): void {
+      told.delete(uid);
+    },
+    /** Whether `c` can go on to provisioning (with its class) or binding, or must wait. */
+    async check(
+      c: PersistentVolumeClaim,
+    ): Promise<{ kind: "wait" } | { kind: "go"; storageClass: StorageClass | undefined }> {
+      const uid = c.metadata.uid ?? "";
+      const annotations = c.metadata.annotations ?? {};
+      const named =
+        c.spec.storageClassName !== undefined || Object.hasOwn(annotations, ANN_BETA_STORAGE_CLASS);
+      if (!named) return assignDefault(c);
+      const className = claimStorageClassName(c);
+      const sc = className === "" ? undefined : classes.store.get(className);
+      if (!sc && !volumes.store.list().some((v) => v.spec.claimRef?.uid === uid)) {
+        if (className === "") tell(c, "Normal", "FailedBinding", NO_CLASS_MESSAGE);
+        else {
+          const message = `storageclass.storage.k8s.io "${className}" not found`;
+          tell(c, "Warning", "ProvisioningFailed", message);
+        }
+        return { kind: "wait" };
+      }
+      told.delete(uid);
+      return { kind: "go", storageClass: sc };
+    },
+  };
+}
+
+/** Runs until `signal` aborts. */
+export async function runBinder(o: BinderOptions, signal: AbortSignal): Promise<void> {
+  const base = { clock: o.clock, random: o.random };
+  const claims = new Informer<PersistentVolumeClaim>({
+    ...base,
+    client: o.api.resource(resources.persistentVolumeClaims),
+  });
+  const volumes = new Informer<PersistentVolume>({
+    ...base,
+    client: o.api.resource(resources.persistentVolumes),
+  });
+  const classes = new Informer<StorageClass>({
+    ...base,
+    client: o.api.resource(resources.storageClasses),
+  });
+  const queue = new WorkQueue<Key>({
+    clock: o.clock,
+    retryStartMs: 100,
+    retryMaxMs: 5000,
+    name: "dev-binder",
+  });
+  /** When each claim last changed phase (by uid), for the time-taken log field. */
+  const phaseSince = new Map<string, number>();
+  /** When each bound volume's claim was deleted (by volume name), for the volume's last line. */
+  const releasedSince = new Map<string, number>();
+  const pvcs = o.api.resource(resources.persistentVolumeClaims);
+  const pvs = o.api.resource(resources.persistentVolumes);
+  const classCheck = createClassCheck(o, classes, volumes);
   const secondsSince = (since: number | undefined): number | undefined =>
     since === undefined ? undefined : Math.max(0, Math.round((o.clock.now() - since) / 10) / 100);
 
@@ -145,38 +204,10 @@ export async function runBinder(o: BinderOptions, signal: AbortSignal): Promise<
       phaseSince.set(uid, o.clock.now());
       logPhase(c, "Pending");
     }
+    const verdict = await classCheck.check(c);
+    if (verdict.kind === "wait") return;
+    const sc = verdict.storageClass;
     const annotations = c.metadata.annotations ?? {};
-    const className = claimStorageClassName(c);
-    const named =
-      c.spec.storageClassName !== undefined || Object.hasOwn(annotations, ANN_BETA_STORAGE_CLASS);
-    if (!named) {
-      const def = defaultClass();
-      if (!def) {
-        tell(c, "Normal", "FailedBinding", NO_CLASS_MESSAGE);
-        return;
-      }
-      const live = await pvcs.get(c.metadata.name ?? "", c.metadata.namespace);
-      if (live.spec.storageClassName !== undefined) return;
-      await pvcs.update({ ...live, spec: { ...live.spec, storageClassName: def.metadata.name } });
-      o.logger.info(`Claim ${claimKey(c)} gets the default StorageClass ${def.metadata.name}`, {
-        claim: claimKey(c),
-        storageClass: def.metadata.name,
-      });
-      return;
-    }
-    const sc = className === "" ? undefined : classes.store.get(className);
-    if (!sc && !volumes.store.list().some((v) => v.spec.claimRef?.uid === uid)) {
-      if (className === "") tell(c, "Normal", "FailedBinding", NO_CLASS_MESSAGE);
-      else
-        tell(
-          c,
-          "Warning",
-          "ProvisioningFailed",
-          `storageclass.storage.k8s.io "${className}" not found`,
-        );
-      return;
-    }
-    told.delete(uid);
     if (sc && !annotations[ANN_STORAGE_PROVISIONER]) {
       const live = await pvcs.get(c.metadata.name ?? "", c.metadata.namespace);
       live.metadata.annotations = {
@@ -253,7 +284,7 @@ export async function runBinder(o: BinderOptions, signal: AbortSignal): Promise<
     onAdd: (c) => queue.add(`claim:${c.metadata.uid}`),
     onUpdate: (_o, c) => queue.add(`claim:${c.metadata.uid}`),
     onDelete: (c) => {
-      told.delete(c.metadata.uid ?? "");
+      classCheck.forget(c.metadata.uid ?? "");
       const bound = volumes.store.list().filter((pv) => pv.spec.claimRef?.uid === c.metadata.uid);
       logPhase(c, "Deleted", c.spec.volumeName || bound[0]?.metadata.name);
       for (const pv of bound) {

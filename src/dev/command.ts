@@ -18,9 +18,10 @@ import { resources } from "../kube/resources.ts";
 import { writeFileAtomic } from "../runtime/files.ts";
 import { lockDirectory } from "../runtime/lock.ts";
 import { writeStdout } from "../runtime/process.ts";
-import type { RunDeps } from "../sidecar.ts";
+import type { RunDeps, StartedSidecar } from "../sidecar.ts";
 import { startSidecar } from "../sidecar.ts";
 import type { Clock } from "../util/clock.ts";
+import type { Logger } from "../util/log.ts";
 import { type ApiServer, startApiServer } from "./apiserver/mod.ts";
 import { runBinder } from "./binder.ts";
 import { startHostdirDriver } from "./hostdir-driver/mod.ts";
@@ -65,6 +66,105 @@ function samplePvc(className: string): string {
   ].join("\n");
 }
 
+/** Stops what `dev` started, last first; each step logged, a failing one does not stop the rest. */
+class Cleanups {
+  readonly #steps: [string, () => Promise<unknown>][] = [];
+  readonly #logger: Logger;
+  constructor(logger: Logger) {
+    this.#logger = logger;
+  }
+  push(what: string, step: () => Promise<unknown>): void {
+    this.#steps.push([what, step]);
+  }
+  async run(): Promise<void> {
+    for (const [what, step] of this.#steps.reverse()) {
+      try {
+        this.#logger.v(2).info("Stopping", { what });
+        await step();
+      } catch (err) {
+        this.#logger.warn("Cleanup step failed", { err });
+      }
+    }
+    this.#steps.length = 0;
+  }
+}
+
+/** The embedded API server, persisted under the data directory, and a kubeconfig for kubectl. */
+async function startEmbeddedApi(
+  config: Config,
+  deps: RunDeps,
+  dataDir: string,
+  cleanups: Cleanups,
+  print: (text: string) => void,
+): Promise<ApiServer> {
+  const apiserver = await startApiServer({
+    dataDir: `${dataDir}/api`,
+    port: config.port,
+    clock: deps.clock,
+    random: deps.random,
+    logger: deps.logger,
+  });
+  cleanups.push("embedded API server", () => apiserver.close());
+  await writeFileAtomic(config.kubeconfigOut, apiserver.kubeconfig());
+  print(`Kubernetes API: ${apiserver.url}`);
+  print(`Kubeconfig:     ${config.kubeconfigOut}`);
+  return apiserver;
+}
+
+/** The driver's socket: the user's (`--csi-address`), or the sample driver's, started here. */
+async function driverSocket(
+  config: Config,
+  logger: Logger,
+  dataDir: string,
+  cleanups: Cleanups,
+  print: (text: string) => void,
+): Promise<string> {
+  if (config.explicitFlags.includes("csi-address")) return config.csiSocketPath;
+  const driver = await startHostdirDriver({
+    socketPath: `${dataDir}/hostdir.sock`,
+    dataDir: `${dataDir}/volumes`,
+    log: logger.with({ component: "hostdir-driver" }),
+  });
+  cleanups.push("sample driver", () => driver.close());
+  print(`CSI driver:     ${driver.driverName} (sample driver, volumes in ${dataDir}/volumes)`);
+  return driver.socketPath;
+}
+
+/** A default StorageClass for the driver found on the socket, unless one of that name exists. */
+async function ensureStorageClass(
+  apiserver: ApiServer,
+  sidecar: StartedSidecar,
+  print: (text: string) => void,
+): Promise<string> {
+  const className = devStorageClassName(sidecar.info.name);
+  if (!apiserver.get(resources.storageClasses, className)) {
+    const sc: StorageClass = {
+      apiVersion: "storage.k8s.io/v1",
+      kind: "StorageClass",
+      metadata: {
+        name: className,
+        annotations: { "storageclass.kubernetes.io/is-default-class": "true" },
+      },
+      provisioner: sidecar.info.name,
+      reclaimPolicy: "Delete",
+      volumeBindingMode: "Immediate",
+    };
+    await sidecar.api.resource(resources.storageClasses).create(sc);
+  }
+  print(`StorageClass:   ${className} (provisioner ${sidecar.info.name})`);
+  return className;
+}
+
+function printHowTo(config: Config, className: string, print: (text: string) => void): void {
+  print("");
+  print("Create a claim and watch its volume appear:");
+  print(`  cat <<EOF | kubectl --kubeconfig ${config.kubeconfigOut} apply -f -`);
+  print(samplePvc(className));
+  print("EOF");
+  print(`  kubectl --kubeconfig ${config.kubeconfigOut} get pv,pvc`);
+  print("Stop with Ctrl-C.");
+}
+
 export async function runDev(config: Config, deps: RunDeps): Promise<number> {
   const { logger, clock, random } = deps;
   const dataDir = config.dataDir.replace(/\/+$/, "");
@@ -72,19 +172,7 @@ export async function runDev(config: Config, deps: RunDeps): Promise<number> {
   const stop = new AbortController();
   const onStop = () => stop.abort(deps.signal.reason);
   deps.signal.addEventListener("abort", onStop, { once: true });
-  const cleanups: [string, () => Promise<unknown>][] = [];
-  const cleanup = async () => {
-    stop.abort();
-    for (const [what, c] of cleanups.reverse()) {
-      try {
-        logger.v(2).info("Stopping", { what });
-        await c();
-      } catch (err) {
-        logger.warn("Cleanup step failed", { err });
-      }
-    }
-    cleanups.length = 0;
-  };
+  const cleanups = new Cleanups(logger);
 
   try {
     // 0. One dev per data directory: a second one would overwrite the first one's state.
@@ -96,35 +184,13 @@ export async function runDev(config: Config, deps: RunDeps): Promise<number> {
       );
       return 1;
     }
-    cleanups.push(["data directory lock", () => lock.release()]);
+    cleanups.push("data directory lock", () => lock.release());
 
-    // 1. The embedded API server, persisted under the data directory.
-    const apiserver: ApiServer = await startApiServer({
-      dataDir: `${dataDir}/api`,
-      port: config.port,
-      clock,
-      random,
-      logger,
-    });
-    cleanups.push(["embedded API server", () => apiserver.close()]);
-    await writeFileAtomic(config.kubeconfigOut, apiserver.kubeconfig());
-    print(`Kubernetes API: ${apiserver.url}`);
-    print(`Kubeconfig:     ${config.kubeconfigOut}`);
+    // 1. The embedded API server; 2. the driver.
+    const apiserver = await startEmbeddedApi(config, deps, dataDir, cleanups, print);
+    const socketPath = await driverSocket(config, logger, dataDir, cleanups, print);
 
-    // 2. The driver: the user's, or the sample one.
-    let socketPath = config.csiSocketPath;
-    if (!config.explicitFlags.includes("csi-address")) {
-      const driver = await startHostdirDriver({
-        socketPath: `${dataDir}/hostdir.sock`,
-        dataDir: `${dataDir}/volumes`,
-        log: logger.with({ component: "hostdir-driver" }),
-      });
-      cleanups.push(["sample driver", () => driver.close()]);
-      socketPath = driver.socketPath;
-      print(`CSI driver:     ${driver.driverName} (sample driver, volumes in ${dataDir}/volumes)`);
-    }
-
-    // 3. The provisioner, against the embedded API.
+    // 3. The provisioner, against the embedded API, and the stand-in for the PV binder.
     // The embedded API is local: unless asked otherwise, do not throttle the client.
     const given = new Set(config.explicitFlags);
     const sidecar = await startSidecar(
@@ -137,54 +203,28 @@ export async function runDev(config: Config, deps: RunDeps): Promise<number> {
       { ...deps, signal: stop.signal },
       { server: apiserver.url, tls: {}, auth: noAuth, source: "dev", namespace: "default" },
     );
-    cleanups.push([
-      "provisioner",
-      async () => {
-        stop.abort();
-        await sidecar.done;
-      },
-    ]);
+    cleanups.push("provisioner", async () => {
+      stop.abort();
+      await sidecar.done;
+    });
     const binderRun = runBinder({ api: sidecar.api, clock, random, logger }, stop.signal);
-    cleanups.push(["binder", () => binderRun]);
+    cleanups.push("binder", () => binderRun);
 
     // 4. A StorageClass for the driver found on the socket.
-    const className = devStorageClassName(sidecar.info.name);
-    if (!apiserver.get(resources.storageClasses, className)) {
-      const sc: StorageClass = {
-        apiVersion: "storage.k8s.io/v1",
-        kind: "StorageClass",
-        metadata: {
-          name: className,
-          annotations: { "storageclass.kubernetes.io/is-default-class": "true" },
-        },
-        provisioner: sidecar.info.name,
-        reclaimPolicy: "Delete",
-        volumeBindingMode: "Immediate",
-      };
-      await sidecar.api.resource(resources.storageClasses).create(sc);
-    }
-    print(`StorageClass:   ${className} (provisioner ${sidecar.info.name})`);
-
+    const className = await ensureStorageClass(apiserver, sidecar, print);
     if (config.demo) {
       return await runDemo(apiserver, sidecar.api, className, print, clock, stop.signal);
     }
-
-    print("");
-    print("Create a claim and watch its volume appear:");
-    print(`  cat <<EOF | kubectl --kubeconfig ${config.kubeconfigOut} apply -f -`);
-    print(samplePvc(className));
-    print("EOF");
-    print(`  kubectl --kubeconfig ${config.kubeconfigOut} get pv,pvc`);
-    print("Stop with Ctrl-C.");
-    const code = await sidecar.done;
-    return code;
+    printHowTo(config, className, print);
+    return await sidecar.done;
   } catch (err) {
     if (deps.signal.aborted) return 0;
     logger.error(err instanceof Error ? err.message : String(err));
     return 1;
   } finally {
     deps.signal.removeEventListener("abort", onStop);
-    await cleanup();
+    stop.abort();
+    await cleanups.run();
   }
 }
 
