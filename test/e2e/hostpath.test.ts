@@ -18,7 +18,6 @@
 
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
-import { connectDriver } from "../../src/csi/client.ts";
 import type {
   CoreEvent,
   CSIStorageCapacity,
@@ -28,8 +27,6 @@ import type {
   VolumeSnapshot,
   VolumeSnapshotContent,
 } from "../../src/kube/objects.ts";
-import { systemClock } from "../../src/util/clock.ts";
-import { nullLogger } from "../../src/util/log.ts";
 import { type Cluster, type CsiCall, HOSTPATH_TOPOLOGY_KEY, startCluster } from "./cluster.ts";
 import {
   ensureOwnerPod,
@@ -50,6 +47,7 @@ import {
   kube,
   volumePath,
   watchPath,
+  withDriver,
 } from "./support.ts";
 
 const binDir = process.env.E2E_BIN_DIR;
@@ -586,15 +584,5 @@ describe("after the scenarios", () => {
 
 /** DeleteVolume straight on the driver (what an administrator does with a retained volume). */
 async function deleteOnDriver(volumeId: string): Promise<void> {
-  const driver = await connectDriver({
-    socketPath: cluster.csiSocket,
-    clock: systemClock,
-    logger: nullLogger,
-    connectTimeoutMs: 10_000,
-  });
-  try {
-    await driver.deleteVolume({ volumeId, secrets: {} });
-  } finally {
-    driver.close();
-  }
+  await withDriver(cluster.csiSocket, (driver) => driver.deleteVolume({ volumeId, secrets: {} }));
 }

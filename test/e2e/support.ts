@@ -35,6 +35,7 @@ import type {
 } from "../../src/kube/objects.ts";
 import { eventually, within as waitWithin } from "../support/wait.ts";
 import type { ApiResponse, Cluster, CsiCall, DriverVolumeInfo } from "./cluster.ts";
+import { csiCallsOf } from "./cluster.ts";
 
 export { eventually };
 
@@ -364,27 +365,6 @@ export function startCsiProxy(socketPath: string, target: string): Promise<CsiPr
 /* The CSI driver's side                                                     */
 /* ------------------------------------------------------------------------ */
 
-/** The gRPC calls a csi-mock-driver logged to `logFile` (one `gRPCCall: {json}` line each). */
-export function csiCallsIn(logFile: string): CsiCall[] {
-  let text: string;
-  try {
-    text = readFileSync(logFile, "utf8");
-  } catch {
-    return [];
-  }
-  const calls: CsiCall[] = [];
-  for (const line of text.split("\n")) {
-    const at = line.indexOf("gRPCCall: ");
-    if (at < 0) continue;
-    try {
-      calls.push(JSON.parse(line.slice(at + "gRPCCall: ".length)) as CsiCall);
-    } catch {
-      // a line still being written
-    }
-  }
-  return calls;
-}
-
 /** One volume of a driver (id, CreateVolume name, capacity). */
 export type DriverVolume = DriverVolumeInfo;
 
@@ -393,7 +373,7 @@ export type DriverVolume = DriverVolumeInfo;
  * hostpathplugin's `<stateDir>/state.json` when `stateDir` is given, else from the volume
  * context (csi-mock-driver keeps the name there).
  */
-export { listDriverVolumes } from "./cluster.ts";
+export { csiCallsIn, listDriverVolumes, withDriver } from "./cluster.ts";
 
 /* ------------------------------------------------------------------------ */
 /* The API                                                                   */
@@ -750,17 +730,7 @@ export function followCsiCalls(logFile: string): { poll(): CsiCall[] } {
       const text = partial + Buffer.concat(chunks).toString("utf8");
       const lines = text.split("\n");
       partial = lines.pop() ?? "";
-      const calls: CsiCall[] = [];
-      for (const line of lines) {
-        const at = line.indexOf("gRPCCall: ");
-        if (at < 0) continue;
-        try {
-          calls.push(JSON.parse(line.slice(at + "gRPCCall: ".length)) as CsiCall);
-        } catch {
-          // not a complete call record
-        }
-      }
-      return calls;
+      return csiCallsOf(lines);
     },
   };
 }
