@@ -132,11 +132,7 @@ async function storageClass(
   mode: "Immediate" | "WaitForFirstConsumer",
   opts: { reclaimPolicy?: "Delete" | "Retain"; parameters?: Record<string, string> } = {},
 ): Promise<void> {
-  await k.ensure("/apis/storage.k8s.io/v1/storageclasses", {
-    apiVersion: "storage.k8s.io/v1",
-    kind: "StorageClass",
-    metadata: { name },
-    provisioner: cluster.driverName,
+  await k.ensureStorageClass(name, cluster.driverName, {
     reclaimPolicy: opts.reclaimPolicy ?? "Delete",
     volumeBindingMode: mode,
     parameters: { kind: "std", ...opts.parameters },

@@ -172,14 +172,7 @@ describe("the container image", { skip }, () => {
       readFileSync(await cluster.kubeconfigFor(sa), "utf8"),
       { mode: 0o644 },
     );
-    await k.ensure("/apis/storage.k8s.io/v1/storageclasses", {
-      apiVersion: "storage.k8s.io/v1",
-      kind: "StorageClass",
-      metadata: { name: "image-hostpath" },
-      provisioner: cluster.driverName,
-      reclaimPolicy: "Delete",
-      volumeBindingMode: "Immediate",
-    });
+    await k.ensureStorageClass("image-hostpath", cluster.driverName);
     await k.ensureNamespace("image");
     timings.push(`cluster start ${((Date.now() - t) / 1000).toFixed(1)} s`);
   }

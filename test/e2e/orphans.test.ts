@@ -78,14 +78,7 @@ describe("orphaned-volume audit on hostpathplugin", { skip, timeout: 300_000 }, 
       ],
     });
     await k.ensureNamespace(NS);
-    await k.ensure("/apis/storage.k8s.io/v1/storageclasses", {
-      apiVersion: "storage.k8s.io/v1",
-      kind: "StorageClass",
-      metadata: { name: CLASS },
-      provisioner: cluster.driverName,
-      reclaimPolicy: "Delete",
-      volumeBindingMode: "Immediate",
-    });
+    await k.ensureStorageClass(CLASS, cluster.driverName);
   });
   after(async () => {
     await killAllStarted();

@@ -31,6 +31,7 @@ import type {
   KubeObject,
   PersistentVolume,
   PersistentVolumeClaim,
+  StorageClass,
   WatchEvent,
 } from "../../src/kube/objects.ts";
 import { eventually, within as waitWithin } from "../support/wait.ts";
@@ -580,6 +581,15 @@ export interface Kube {
   /** POST that tolerates AlreadyExists. */
   ensure(collectionPath: string, obj: unknown): Promise<void>;
   ensureNamespace(name: string): Promise<void>;
+  /**
+   * POST of StorageClass `name` for `provisioner` that tolerates AlreadyExists: reclaim policy
+   * Delete and Immediate binding unless `more` says otherwise.
+   */
+  ensureStorageClass(
+    name: string,
+    provisioner: string,
+    more?: Omit<Partial<StorageClass>, "metadata">,
+  ): Promise<void>;
   /** A merge patch of metadata.annotations (null removes a key). */
   annotate(apiPath: string, annotations: Record<string, string | null>): Promise<void>;
   createClaim(
@@ -645,6 +655,16 @@ export function kube(request: ApiRequest, defaults: { timeoutMs?: number } = {})
     ensure,
     ensureNamespace: (name) =>
       ensure("/api/v1/namespaces", { apiVersion: "v1", kind: "Namespace", metadata: { name } }),
+    ensureStorageClass: (name, provisioner, more = {}) =>
+      ensure("/apis/storage.k8s.io/v1/storageclasses", {
+        apiVersion: "storage.k8s.io/v1",
+        kind: "StorageClass",
+        metadata: { name },
+        provisioner,
+        reclaimPolicy: "Delete",
+        volumeBindingMode: "Immediate",
+        ...more,
+      }),
     async annotate(apiPath, annotations) {
       await call("PATCH", apiPath, { metadata: { annotations } }, "application/merge-patch+json");
     },
