@@ -39,22 +39,19 @@ import {
   startSnapshotChain,
 } from "./peers.ts";
 import {
+  e2eBinDir as binDir,
   claimPath,
   clusterWatchTarget,
   eventually,
   type Kube,
   killAllStarted,
   kube,
+  verboseLog as log,
+  skipWithoutBinDir as skip,
   volumePath,
   watchPath,
   withDriver,
 } from "./support.ts";
-
-const binDir = process.env.E2E_BIN_DIR;
-const skip = binDir
-  ? false
-  : "E2E_BIN_DIR is not set: build the control plane with E2E_BIN_DIR=$(bash scripts/e2e/build.sh | tail -1)";
-const log = process.env.E2E_VERBOSE ? (line: string) => console.error(line) : undefined;
 
 const TEST_TIMEOUT_MS = 240_000;
 const NODE = "e2e-node";
@@ -215,7 +212,7 @@ before(
     const [pod] = await Promise.all([
       ensureOwnerPod(cluster),
       installSnapshotCrds(cluster, binDir).then(async () => {
-        chain = await startSnapshotChain(cluster, { binDir, log });
+        chain = await startSnapshotChain(cluster, { binDir: binDir!, log });
       }),
     ]);
     owner = pod;

@@ -17,10 +17,17 @@ import { after, before, describe, it } from "node:test";
 import type { PersistentVolume } from "../../src/kube/objects.ts";
 import { type Cluster, startCluster } from "./cluster.ts";
 import { OUR_EXECUTABLE, type Sidecar, startSidecar } from "./peers.ts";
-import { eventually, type Kube, killAllStarted, kube, volumePath, withDriver } from "./support.ts";
+import {
+  e2eBinDir as binDir,
+  eventually,
+  type Kube,
+  killAllStarted,
+  kube,
+  skipWithoutBinDir as skip,
+  volumePath,
+  withDriver,
+} from "./support.ts";
 
-const binDir = process.env.E2E_BIN_DIR;
-const skip = binDir ? false : "E2E_BIN_DIR is not set";
 const NS = "orphans";
 const CLASS = "orphans";
 const GONE_UID = "3f1e2d3c-4b5a-4968-8776-655443322110";

@@ -40,6 +40,17 @@ import { csiCallsOf } from "./cluster.ts";
 
 export { eventually };
 
+/** `E2E_BIN_DIR`: the control plane and the peers (`bash scripts/e2e/build.sh | tail -1`). */
+export const e2eBinDir: string | undefined = process.env.E2E_BIN_DIR;
+/** An e2e suite's `skip`: why it cannot run, when `E2E_BIN_DIR` is not set. */
+export const skipWithoutBinDir: string | false = e2eBinDir
+  ? false
+  : "E2E_BIN_DIR is not set: build the control plane with E2E_BIN_DIR=$(bash scripts/e2e/build.sh | tail -1)";
+/** With `E2E_VERBOSE=1`, every line the processes log, on stderr. */
+export const verboseLog = process.env.E2E_VERBOSE
+  ? (line: string) => console.error(line)
+  : undefined;
+
 /* ------------------------------------------------------------------------ */
 /* Waiting                                                                   */
 /* ------------------------------------------------------------------------ */
