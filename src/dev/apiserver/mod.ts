@@ -188,6 +188,81 @@ function yamlString(s: string): string {
   return JSON.stringify(s);
 }
 
+/** A kubeconfig for the server at `url` (no credentials; TLS not verified when `tls`). */
+function kubeconfigYaml(
+  url: string,
+  tls: boolean,
+  o: { name?: string; namespace?: string },
+): string {
+  const name = o.name ?? "csi-provisioner-dev";
+  const lines = [
+    "apiVersion: v1",
+    "kind: Config",
+    "clusters:",
+    `- name: ${yamlString(name)}`,
+    "  cluster:",
+    `    server: ${yamlString(url)}`,
+  ];
+  if (tls) lines.push("    insecure-skip-tls-verify: true");
+  lines.push(
+    "contexts:",
+    `- name: ${yamlString(name)}`,
+    "  context:",
+    `    cluster: ${yamlString(name)}`,
+    `    user: ${yamlString(name)}`,
+    `    namespace: ${yamlString(o.namespace ?? "default")}`,
+    `current-context: ${yamlString(name)}`,
+    "preferences: {}",
+    "users:",
+    `- name: ${yamlString(name)}`,
+    "  user: {}",
+    "",
+  );
+  return lines.join("\n");
+}
+
+/**
+ * The first truthy `check()`: now, or after one of the notifications `subscribe` delivers.
+ * Rejects when `check` throws or `signal` aborts.
+ */
+function waitUntil<R>(
+  subscribe: (listener: () => void) => () => void,
+  check: () => R | undefined | null | false,
+  signal?: AbortSignal,
+): Promise<R> {
+  return new Promise<R>((resolve, reject) => {
+    const first = check();
+    if (first) {
+      resolve(first);
+      return;
+    }
+    const done = () => {
+      unsubscribe();
+      signal?.removeEventListener("abort", onAbort);
+    };
+    const onAbort = () => {
+      done();
+      reject(signal?.reason ?? new Error("Wait aborted"));
+    };
+    const unsubscribe = subscribe(() => {
+      let v: R | undefined | null | false;
+      try {
+        v = check();
+      } catch (err) {
+        done();
+        reject(err);
+        return;
+      }
+      if (v) {
+        done();
+        resolve(v);
+      }
+    });
+    if (signal?.aborted) onAbort();
+    else signal?.addEventListener("abort", onAbort, { once: true });
+  });
+}
+
 /** Starts the server; resolves once it listens. */
 export async function startApiServer(opts: ApiServerOptions = {}): Promise<ApiServer> {
   const clock = opts.clock ?? systemClock;
@@ -288,33 +363,7 @@ export async function startApiServer(opts: ApiServerOptions = {}): Promise<ApiSe
     get openWatches() {
       return watches.size;
     },
-    kubeconfig(o = {}) {
-      const name = o.name ?? "csi-provisioner-dev";
-      const lines = [
-        "apiVersion: v1",
-        "kind: Config",
-        "clusters:",
-        `- name: ${yamlString(name)}`,
-        "  cluster:",
-        `    server: ${yamlString(server.url)}`,
-      ];
-      if (opts.tls) lines.push("    insecure-skip-tls-verify: true");
-      lines.push(
-        "contexts:",
-        `- name: ${yamlString(name)}`,
-        "  context:",
-        `    cluster: ${yamlString(name)}`,
-        `    user: ${yamlString(name)}`,
-        `    namespace: ${yamlString(o.namespace ?? "default")}`,
-        `current-context: ${yamlString(name)}`,
-        "preferences: {}",
-        "users:",
-        `- name: ${yamlString(name)}`,
-        "  user: {}",
-        "",
-      );
-      return lines.join("\n");
-    },
+    kubeconfig: (o = {}) => kubeconfigYaml(server.url, Boolean(opts.tls), o),
     objects<T extends KubeObject>(resource: Resource<T>, namespace?: string): T[] {
       const res = servedFor(resource);
       return store
@@ -344,60 +393,16 @@ export async function startApiServer(opts: ApiServerOptions = {}): Promise<ApiSe
       check: () => R | undefined | null | false,
       o: { signal?: AbortSignal } = {},
     ): Promise<R> {
-      return new Promise<R>((resolvePromise, reject) => {
-        const first = check();
-        if (first) {
-          resolvePromise(first);
-          return;
-        }
-        const signal = o.signal;
-        const done = () => {
-          unsubscribe();
-          signal?.removeEventListener("abort", onAbort);
-        };
-        const onAbort = () => {
-          done();
-          reject(signal?.reason ?? new Error("Wait aborted"));
-        };
-        const unsubscribe = store.subscribe(() => {
-          let v: R | undefined | null | false;
-          try {
-            v = check();
-          } catch (err) {
-            done();
-            reject(err);
-            return;
-          }
-          if (v) {
-            done();
-            resolvePromise(v);
-          }
-        });
-        if (signal?.aborted) onAbort();
-        else signal?.addEventListener("abort", onAbort, { once: true });
-      });
+      return waitUntil((l) => store.subscribe(l), check, o.signal);
     },
-    waitForWatches(count, o = {}) {
-      return new Promise<void>((resolvePromise, reject) => {
-        const signal = o.signal;
-        const check = () => {
-          if (watches.size !== count) return;
-          done();
-          resolvePromise();
-        };
-        const onAbort = () => {
-          done();
-          reject(signal?.reason ?? new Error("Wait aborted"));
-        };
-        const done = () => {
-          watchListeners.delete(check);
-          signal?.removeEventListener("abort", onAbort);
-        };
-        watchListeners.add(check);
-        if (signal?.aborted) onAbort();
-        else signal?.addEventListener("abort", onAbort, { once: true });
-        check();
-      });
+    async waitForWatches(count, o = {}) {
+      // An aborted signal wins over a count already reached (checked first, as before).
+      if (o.signal?.aborted) throw o.signal.reason ?? new Error("Wait aborted");
+      const subscribe = (l: () => void) => {
+        watchListeners.add(l);
+        return () => watchListeners.delete(l);
+      };
+      await waitUntil(subscribe, () => watches.size === count, o.signal);
     },
     dropWatches(o = {}) {
       const open = [...watches];
