@@ -18,7 +18,7 @@
 import { createEventRecorder, subject } from "../controller/events.ts";
 import { type QueueController, runSyncWorkers } from "../controller/manager.ts";
 import { WorkQueue } from "../controller/workqueue.ts";
-import type { KubeApi } from "../kube/api.ts";
+import type { KubeApi, ResourceClient } from "../kube/api.ts";
 import { isConflict, isNotFound } from "../kube/errors.ts";
 import { Informer } from "../kube/informer.ts";
 import type { PersistentVolume, PersistentVolumeClaim, StorageClass } from "../kube/objects.ts";
@@ -143,15 +143,11 @@ function createClassCheck(
 
 /** Runs until `signal` aborts. */
 export async function runBinder(o: BinderOptions, signal: AbortSignal): Promise<void> {
+  const pvcs = o.api.resource(resources.persistentVolumeClaims);
+  const pvs = o.api.resource(resources.persistentVolumes);
   const base = { clock: o.clock, random: o.random };
-  const claims = new Informer<PersistentVolumeClaim>({
-    ...base,
-    client: o.api.resource(resources.persistentVolumeClaims),
-  });
-  const volumes = new Informer<PersistentVolume>({
-    ...base,
-    client: o.api.resource(resources.persistentVolumes),
-  });
+  const claims = new Informer<PersistentVolumeClaim>({ ...base, client: pvcs });
+  const volumes = new Informer<PersistentVolume>({ ...base, client: pvs });
   const classes = new Informer<StorageClass>({
     ...base,
     client: o.api.resource(resources.storageClasses),
@@ -166,8 +162,6 @@ export async function runBinder(o: BinderOptions, signal: AbortSignal): Promise<
   const phaseSince = new Map<string, number>();
   /** When each bound volume's claim was deleted (by volume name), for the volume's last line. */
   const releasedSince = new Map<string, number>();
-  const pvcs = o.api.resource(resources.persistentVolumeClaims);
-  const pvs = o.api.resource(resources.persistentVolumes);
   const classCheck = createClassCheck(o, classes, volumes);
   const secondsSince = (since: number | undefined): number | undefined =>
     since === undefined ? undefined : Math.max(0, Math.round((o.clock.now() - since) / 10) / 100);
@@ -223,35 +217,7 @@ export async function runBinder(o: BinderOptions, signal: AbortSignal): Promise<
   };
 
   const bind = async (c: PersistentVolumeClaim, pv: PersistentVolume) => {
-    const name = pv.metadata.name ?? "";
-    const livePv = await pvs.get(name);
-    if (livePv.status?.phase !== "Bound") {
-      await pvs.updateStatus({ ...livePv, status: { ...livePv.status, phase: "Bound" } });
-    }
-    // Each step is skipped when done already, so that a retry after a failed one completes.
-    let live = await pvcs.get(c.metadata.name ?? "", c.metadata.namespace);
-    if (live.metadata.uid !== c.metadata.uid) return;
-    if (live.spec.volumeName && live.spec.volumeName !== name) return;
-    if (!live.spec.volumeName) {
-      live.spec.volumeName = name;
-      live.metadata.annotations = {
-        ...live.metadata.annotations,
-        "pv.kubernetes.io/bind-completed": "yes",
-        "pv.kubernetes.io/bound-by-controller": "yes",
-      };
-      live = await pvcs.update(live);
-    }
-    if (live.status?.phase === "Bound") return;
-    await pvcs.updateStatus({
-      ...live,
-      status: {
-        ...live.status,
-        phase: "Bound",
-        accessModes: livePv.spec.accessModes,
-        capacity: livePv.spec.capacity,
-      },
-    });
-    logPhase(c, "Bound", name);
+    if (await bindClaim(pvcs, pvs, c, pv)) logPhase(c, "Bound", pv.metadata.name ?? "");
   };
 
   const syncVolume = async (name: string) => {
@@ -351,4 +317,45 @@ export async function runBinder(o: BinderOptions, signal: AbortSignal): Promise<
   );
   queue.shutDown();
   await Promise.all(runs);
+}
+
+/**
+ * Binds claim `c` to `pv`: the PV's phase, the claim's `spec.volumeName` and annotations, the
+ * claim's status. Each step is skipped when done already, so that a retry after a failed one
+ * completes. True when it made the claim Bound.
+ */
+async function bindClaim(
+  pvcs: ResourceClient<PersistentVolumeClaim>,
+  pvs: ResourceClient<PersistentVolume>,
+  c: PersistentVolumeClaim,
+  pv: PersistentVolume,
+): Promise<boolean> {
+  const name = pv.metadata.name ?? "";
+  const livePv = await pvs.get(name);
+  if (livePv.status?.phase !== "Bound") {
+    await pvs.updateStatus({ ...livePv, status: { ...livePv.status, phase: "Bound" } });
+  }
+  let live = await pvcs.get(c.metadata.name ?? "", c.metadata.namespace);
+  if (live.metadata.uid !== c.metadata.uid) return false;
+  if (live.spec.volumeName && live.spec.volumeName !== name) return false;
+  if (!live.spec.volumeName) {
+    live.spec.volumeName = name;
+    live.metadata.annotations = {
+      ...live.metadata.annotations,
+      "pv.kubernetes.io/bind-completed": "yes",
+      "pv.kubernetes.io/bound-by-controller": "yes",
+    };
+    live = await pvcs.update(live);
+  }
+  if (live.status?.phase === "Bound") return false;
+  await pvcs.updateStatus({
+    ...live,
+    status: {
+      ...live.status,
+      phase: "Bound",
+      accessModes: livePv.spec.accessModes,
+      capacity: livePv.spec.capacity,
+    },
+  });
+  return true;
 }

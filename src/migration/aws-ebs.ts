@@ -13,11 +13,11 @@ import {
   clone,
   failure,
   fsTypeParam,
-  goSetText,
   inTreeSource,
   type MigratedPlugin,
   ok,
   setInTreeSource,
+  singleRegion,
   type Translated,
   topologyError,
   topologyToCsi,
@@ -40,24 +40,16 @@ interface AwsEbsSource {
 
 /** The region of AWS zones (`us-west-2a`, `us-gov-east-1a`, local and wavelength zones). */
 export function awsRegionFromZones(zones: string[]): Translated<string> {
-  if (zones.length < 1) return failure("no zones specified");
-  const regions = new Set<string>();
-  for (const zone of zones) {
+  return singleRegion(zones, (zone) => {
     const parts = zone.split("-");
     const last = parts[parts.length - 1]!;
     if ((parts.length === 3 || parts.length === 4) && last.length === 2) {
       parts[parts.length - 1] = last.slice(0, 1);
-      regions.add(parts.join("-"));
-    } else if (parts.length === 5 || parts.length === 7) {
-      regions.add(parts.slice(0, 3).join("-"));
-    } else {
-      return failure(`Unexpected zone format: ${zone} is not a valid AWS zone`);
+      return ok(parts.join("-"));
     }
-  }
-  if (regions.size !== 1) {
-    return failure(`multiple or no regions gotten from zones, got: ${goSetText(regions)}`);
-  }
-  return ok([...regions][0]!);
+    if (parts.length === 5 || parts.length === 7) return ok(parts.slice(0, 3).join("-"));
+    return failure(`Unexpected zone format: ${zone} is not a valid AWS zone`);
+  });
 }
 
 /** An in-tree EBS volume id (`aws://<zone>/vol-…`, `aws:///vol-…` or bare) as the EBS id. */

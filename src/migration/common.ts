@@ -227,6 +227,27 @@ export function goSetText(values: Iterable<string>): string {
 }
 
 /**
+ * The one region of `zones`, `regionOf` giving each zone's (or the error for a zone it cannot
+ * read); no zones, or zones of several regions, is an error.
+ */
+export function singleRegion(
+  zones: string[],
+  regionOf: (zone: string) => Translated<string>,
+): Translated<string> {
+  if (zones.length < 1) return failure("no zones specified");
+  const regions = new Set<string>();
+  for (const zone of zones) {
+    const region = regionOf(zone);
+    if (!region.ok) return region;
+    regions.add(region.value);
+  }
+  if (regions.size !== 1) {
+    return failure(`multiple or no regions gotten from zones, got: ${goSetText(regions)}`);
+  }
+  return ok([...regions][0]!);
+}
+
+/**
  * The driver's zone topology back to Kubernetes zone labels (in place): `csiKey` becomes the zone
  * label in the node affinity; with `regionParser`, every term without a region gets one derived
  * from its zones; the PV gets the zone label (zones joined by `__`) and, for exactly one region,

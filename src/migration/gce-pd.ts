@@ -12,7 +12,6 @@ import {
   clone,
   failure,
   fsTypeParam,
-  goSetText,
   inTreeSource,
   LABEL_BETA_ZONE,
   LABEL_ZONE,
@@ -20,6 +19,7 @@ import {
   MULTI_ZONE_DELIMITER,
   ok,
   setInTreeSource,
+  singleRegion,
   type Translated,
   topologyError,
   topologyToCsi,
@@ -43,19 +43,13 @@ interface GcePdSource {
 
 /** The region of GCE zones `{locale}-{region}-{zone}`. */
 export function gceRegionFromZones(zones: string[]): Translated<string> {
-  if (zones.length < 1) return failure("no zones specified");
-  const regions = new Set<string>();
-  for (const zone of zones) {
+  return singleRegion(zones, (zone) => {
     const parts = zone.split("-");
     if (parts.length !== 3) {
       return failure(`zone in unexpected format, expected: {locale}-{region}-{zone}, got: ${zone}`);
     }
-    regions.add(parts.slice(0, 2).join("-"));
-  }
-  if (regions.size !== 1) {
-    return failure(`multiple or no regions gotten from zones, got: ${goSetText(regions)}`);
-  }
-  return ok([...regions][0]!);
+    return ok(parts.slice(0, 2).join("-"));
+  });
 }
 
 /** The disk name of a PD CSI handle (its sixth `/`-separated part). */

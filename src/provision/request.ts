@@ -325,51 +325,13 @@ export async function buildCreateVolumeRequest(
   let volumeContentSource: VolumeContentSource | undefined;
   let sourceProtection: SourceProtection | undefined;
   if (dataSource) {
-    const describe = `DataSource Type ${dataSource.kind} by Name ${dataSource.name}`;
     try {
-      if (clone) {
-        const sourceClaim = await lookups.getClaim(dataSource.namespace, dataSource.name);
-        const volumeName = sourceClaim?.spec.volumeName;
-        const sourceVolume = volumeName ? await lookups.getVolume(volumeName) : undefined;
-        volumeContentSource = cloneContentSource({
-          claim,
-          storageClass,
-          source: dataSource,
-          sourceClaim,
-          sourceVolume,
-        });
-        sourceProtection = {
-          kind: PVC_KIND,
-          namespace: dataSource.namespace,
-          name: dataSource.name,
-          finalizer: CLONE_PROTECTION_FINALIZER,
-          present: (sourceClaim?.metadata.finalizers ?? []).includes(CLONE_PROTECTION_FINALIZER),
-        };
-      } else {
-        const snap = await lookups.getVolumeSnapshot(dataSource.namespace, dataSource.name);
-        const contentName = snap?.status?.boundVolumeSnapshotContentName;
-        const content = contentName
-          ? await lookups.getVolumeSnapshotContent(contentName)
-          : undefined;
-        const result = snapshotContentSource({
-          claim,
-          storageClass,
-          source: dataSource,
-          snapshot: snap,
-          content,
-          preventVolumeModeConversion: config.preventVolumeModeConversion ?? true,
-        });
-        volumeContentSource = result.contentSource;
-        if (result.warning) warnings.push(result.warning);
-        sourceProtection = {
-          kind: SNAPSHOT_KIND,
-          namespace: dataSource.namespace,
-          name: dataSource.name,
-          finalizer: SNAPSHOT_PROTECTION_FINALIZER,
-          present: (snap?.metadata.finalizers ?? []).includes(SNAPSHOT_PROTECTION_FINALIZER),
-        };
-      }
+      const found = await resolveContentSource(input, storageClass, dataSource, clone);
+      volumeContentSource = found.contentSource;
+      sourceProtection = found.protection;
+      if (found.warning) warnings.push(found.warning);
     } catch (error) {
+      const describe = `DataSource Type ${dataSource.kind} by Name ${dataSource.name}`;
       return fail("noChange", `error getting handle for ${describe}: ${errorMessage(error)}`);
     }
   }
@@ -403,35 +365,9 @@ export async function buildCreateVolumeRequest(
   }
 
   // 9. Secrets.
-  const templateClaim = {
-    name: claim.metadata.name ?? "",
-    namespace: claim.metadata.namespace ?? "",
-    ...(claim.metadata.annotations ? { annotations: claim.metadata.annotations } : {}),
-  };
-  const secretRefs: SecretReferences = {};
-  let secrets: Record<string, string> = {};
-  for (const kind of SECRET_KINDS) {
-    let ref: ReturnType<typeof resolveSecretReference>;
-    try {
-      ref = resolveSecretReference(kind, storageClass.parameters, pvName, templateClaim);
-    } catch (error) {
-      return fail("noChange", errorMessage(error));
-    }
-    if (!ref) continue;
-    secretRefs[kind] = ref;
-    if (kind === "provisioner") {
-      const where = `error getting secret ${ref.name} in namespace ${ref.namespace}`;
-      try {
-        const secret = await lookups.getSecret(ref.namespace ?? "", ref.name ?? "");
-        if (!secret) {
-          return fail("noChange", `${where}: secrets ${JSON.stringify(ref.name)} not found`);
-        }
-        secrets = secretCredentials(secret);
-      } catch (error) {
-        return fail("noChange", `${where}: ${errorMessage(error)}`);
-      }
-    }
-  }
+  const resolved = await resolveSecrets(claim, storageClass, pvName, lookups);
+  if ("problem" in resolved) return fail("noChange", resolved.problem);
+  const { secretRefs, secrets } = resolved;
 
   // 10. Parameters.
   let parameters: Record<string, string>;
@@ -460,25 +396,9 @@ export async function buildCreateVolumeRequest(
   // 11. VolumeAttributesClass.
   let mutableParameters: Record<string, string> = {};
   if (vacName !== undefined) {
-    let vac: VolumeAttributesClass | undefined;
-    try {
-      vac = await lookups.getVolumeAttributesClass(vacName);
-    } catch (error) {
-      return fail("noChange", errorMessage(error));
-    }
-    if (!vac) {
-      return fail(
-        "noChange",
-        `volumeattributesclasses.storage.k8s.io ${JSON.stringify(vacName)} not found`,
-      );
-    }
-    if (vac.driverName !== config.driverName) {
-      return fail(
-        "finished",
-        `VAC ${vacName} referenced in PVC is for driver ${vac.driverName} which does not match driver name ${config.driverName}`,
-      );
-    }
-    mutableParameters = { ...(vac.parameters ?? {}) };
+    const vac = await volumeAttributesClassParameters(vacName, lookups, config.driverName);
+    if ("problem" in vac) return fail(vac.outcome, vac.problem);
+    mutableParameters = vac.parameters;
   }
 
   const request = create(CreateVolumeRequestSchema, {
@@ -507,4 +427,135 @@ export async function buildCreateVolumeRequest(
     volumeAttributesClassName: vacName,
     warnings,
   };
+}
+
+/**
+ * The content source of a clone or a restore, and the finalizer its source needs; throws when
+ * a lookup fails or the source cannot be used.
+ */
+async function resolveContentSource(
+  input: BuildRequestInput,
+  storageClass: StorageClass,
+  dataSource: DataSource,
+  clone: boolean,
+): Promise<{
+  contentSource: VolumeContentSource | undefined;
+  protection: SourceProtection;
+  warning?: string;
+}> {
+  const { claim, lookups, config } = input;
+  if (clone) {
+    const sourceClaim = await lookups.getClaim(dataSource.namespace, dataSource.name);
+    const volumeName = sourceClaim?.spec.volumeName;
+    const sourceVolume = volumeName ? await lookups.getVolume(volumeName) : undefined;
+    return {
+      contentSource: cloneContentSource({
+        claim,
+        storageClass,
+        source: dataSource,
+        sourceClaim,
+        sourceVolume,
+      }),
+      protection: {
+        kind: PVC_KIND,
+        namespace: dataSource.namespace,
+        name: dataSource.name,
+        finalizer: CLONE_PROTECTION_FINALIZER,
+        present: (sourceClaim?.metadata.finalizers ?? []).includes(CLONE_PROTECTION_FINALIZER),
+      },
+    };
+  }
+  const snap = await lookups.getVolumeSnapshot(dataSource.namespace, dataSource.name);
+  const contentName = snap?.status?.boundVolumeSnapshotContentName;
+  const content = contentName ? await lookups.getVolumeSnapshotContent(contentName) : undefined;
+  const result = snapshotContentSource({
+    claim,
+    storageClass,
+    source: dataSource,
+    snapshot: snap,
+    content,
+    preventVolumeModeConversion: config.preventVolumeModeConversion ?? true,
+  });
+  return {
+    contentSource: result.contentSource,
+    protection: {
+      kind: SNAPSHOT_KIND,
+      namespace: dataSource.namespace,
+      name: dataSource.name,
+      finalizer: SNAPSHOT_PROTECTION_FINALIZER,
+      present: (snap?.metadata.finalizers ?? []).includes(SNAPSHOT_PROTECTION_FINALIZER),
+    },
+    ...(result.warning ? { warning: result.warning } : {}),
+  };
+}
+
+/**
+ * The secret references the class names (every kind) and the provisioner secret's credentials,
+ * or the problem (a bad template, a secret that cannot be read).
+ */
+async function resolveSecrets(
+  claim: PersistentVolumeClaim,
+  storageClass: StorageClass,
+  pvName: string,
+  lookups: ProvisionLookups,
+): Promise<
+  { secretRefs: SecretReferences; secrets: Record<string, string> } | { problem: string }
+> {
+  const templateClaim = {
+    name: claim.metadata.name ?? "",
+    namespace: claim.metadata.namespace ?? "",
+    ...(claim.metadata.annotations ? { annotations: claim.metadata.annotations } : {}),
+  };
+  const secretRefs: SecretReferences = {};
+  let secrets: Record<string, string> = {};
+  for (const kind of SECRET_KINDS) {
+    let ref: ReturnType<typeof resolveSecretReference>;
+    try {
+      ref = resolveSecretReference(kind, storageClass.parameters, pvName, templateClaim);
+    } catch (error) {
+      return { problem: errorMessage(error) };
+    }
+    if (!ref) continue;
+    secretRefs[kind] = ref;
+    if (kind === "provisioner") {
+      const where = `error getting secret ${ref.name} in namespace ${ref.namespace}`;
+      try {
+        const secret = await lookups.getSecret(ref.namespace ?? "", ref.name ?? "");
+        if (!secret) return { problem: `${where}: secrets ${JSON.stringify(ref.name)} not found` };
+        secrets = secretCredentials(secret);
+      } catch (error) {
+        return { problem: `${where}: ${errorMessage(error)}` };
+      }
+    }
+  }
+  return { secretRefs, secrets };
+}
+
+/** The parameters of VolumeAttributesClass `name`, or why it cannot be used. */
+async function volumeAttributesClassParameters(
+  name: string,
+  lookups: ProvisionLookups,
+  driverName: string,
+): Promise<
+  { parameters: Record<string, string> } | { outcome: "finished" | "noChange"; problem: string }
+> {
+  let vac: VolumeAttributesClass | undefined;
+  try {
+    vac = await lookups.getVolumeAttributesClass(name);
+  } catch (error) {
+    return { outcome: "noChange", problem: errorMessage(error) };
+  }
+  if (!vac) {
+    return {
+      outcome: "noChange",
+      problem: `volumeattributesclasses.storage.k8s.io ${JSON.stringify(name)} not found`,
+    };
+  }
+  if (vac.driverName !== driverName) {
+    return {
+      outcome: "finished",
+      problem: `VAC ${name} referenced in PVC is for driver ${vac.driverName} which does not match driver name ${driverName}`,
+    };
+  }
+  return { parameters: { ...(vac.parameters ?? {}) } };
 }

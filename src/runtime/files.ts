@@ -28,11 +28,15 @@ export async function readTextFileIfExists(path: string): Promise<string | undef
   }
 }
 
-export async function writeFileAtomic(path: string, text: string): Promise<void> {
+/**
+ * Replaces `path` with `text` (creating its parent directories): a temporary file beside it
+ * (`<path>.tmp-<pid>-<n>`, created with `mode`), flushed, then renamed over it.
+ */
+export async function writeFileAtomic(path: string, text: string, mode = 0o600): Promise<void> {
   await mkdir(dirname(path), { recursive: true });
   const temp = `${path}.tmp-${process.pid}-${++tempCounter}`;
   try {
-    const handle = await open(temp, "w", 0o600);
+    const handle = await open(temp, "w", mode);
     try {
       await handle.writeFile(text, "utf8");
       await handle.sync();

@@ -16,11 +16,9 @@ import {
   cp,
   lstat,
   mkdir,
-  open,
   readdir,
   readFile,
   readlink,
-  rename,
   rm,
   rmdir,
   symlink,
@@ -29,6 +27,7 @@ import * as http2 from "node:http2";
 import { dirname, join, resolve } from "node:path";
 import type { ConnectRouter, Interceptor } from "@connectrpc/connect";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
+import { writeFileAtomic } from "./files.ts";
 
 /** A volume's directory, or a snapshot's. */
 export type DataKind = "volume" | "snapshot";
@@ -69,28 +68,11 @@ export interface HostdirStorage {
 }
 
 const META = ".json";
-const TEMP = ".tmp";
+/** What a metadata file's temporary name starts with (see {@link writeFileAtomic}). */
+const TEMP = `${META}.tmp`;
 
 function errno(err: unknown): string | undefined {
   return (err as { code?: string } | null)?.code;
-}
-
-/** Replaces `path` with `text`: a temporary file beside it, flushed, then renamed over it. */
-async function writeAtomic(path: string, text: string): Promise<void> {
-  const temp = `${path}${TEMP}`;
-  try {
-    const handle = await open(temp, "w", 0o644);
-    try {
-      await handle.writeFile(text, "utf8");
-      await handle.sync();
-    } finally {
-      await handle.close();
-    }
-    await rename(temp, path);
-  } catch (err) {
-    await rm(temp, { force: true }).catch(() => {});
-    throw err;
-  }
 }
 
 /** Opens (creating it if needed) the data directory `dataDir` as a {@link HostdirStorage}. */
@@ -116,7 +98,7 @@ export async function createFsStorage(dataDir: string): Promise<HostdirStorage> 
           const id = entry.name.slice(0, -META.length);
           records.push({ id, text: await readFile(path, "utf8") });
         } else if (
-          entry.name.endsWith(TEMP) ||
+          entry.name.includes(TEMP) ||
           (entry.isDirectory() && !names.has(entry.name + META))
         ) {
           await rm(path, { recursive: true, force: true });
@@ -140,7 +122,7 @@ export async function createFsStorage(dataDir: string): Promise<HostdirStorage> 
       }
     },
 
-    writeMeta: (kind, id, text) => writeAtomic(dataPath(kind, id) + META, text),
+    writeMeta: (kind, id, text) => writeFileAtomic(dataPath(kind, id) + META, text, 0o644),
 
     async remove(kind, id) {
       await rm(dataPath(kind, id) + META, { force: true });

@@ -2,7 +2,7 @@
  * The process as a dependency: arguments, environment, standard streams, signals and exit.
  * Everything here goes through `node:*` modules, which Bun, Deno and Node all provide.
  */
-import { existsSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
+import { readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { hostname as osHostname } from "node:os";
 import process from "node:process";
 
@@ -108,10 +108,6 @@ export function onTerminationSignal(handler: (signal: "SIGTERM" | "SIGINT") => v
 
 export function readTextFile(path: string): string {
   return readFileSync(path, "utf8");
-}
-
-export function fileExists(path: string): boolean {
-  return existsSync(path);
 }
 
 /**

@@ -107,15 +107,6 @@ export function socketPathState(path: string): SocketPathState {
   }
 }
 
-/** Whether `path` exists and is a unix socket. */
-export function socketExists(path: string): boolean {
-  try {
-    return statSync(path).isSocket();
-  } catch {
-    return false;
-  }
-}
-
 function describeSocketError(error: unknown): string {
   if (error instanceof ConnectError) return error.rawMessage;
   if (error instanceof Error) {

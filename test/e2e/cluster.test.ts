@@ -16,11 +16,7 @@ import * as net from "node:net";
 import { after, before, describe, it } from "node:test";
 import { eventually } from "../support/wait.ts";
 import { type Cluster, canConnect, startCluster } from "./cluster.ts";
-
-const binDir = process.env.E2E_BIN_DIR;
-const skip = binDir
-  ? false
-  : "E2E_BIN_DIR is not set: build the control plane with E2E_BIN_DIR=$(bash scripts/e2e/build.sh | tail -1)";
+import { e2eBinDir as binDir, skipWithoutBinDir as skip } from "./support.ts";
 
 const NS = "e2e-smoke";
 /** Per test and hook; Bun's runner defaults to 5 s. */

@@ -41,7 +41,7 @@ import * as https from "node:https";
 import * as net from "node:net";
 import * as os from "node:os";
 import * as path from "node:path";
-import { connectDriver } from "../../src/csi/client.ts";
+import { type CsiDriver, connectDriver } from "../../src/csi/client.ts";
 import { systemClock } from "../../src/util/clock.ts";
 import { nullLogger } from "../../src/util/log.ts";
 
@@ -1107,7 +1107,7 @@ export async function startCluster(opts: ClusterOptions): Promise<Cluster> {
       nodeName,
       certs: { caFile: certs.caCert, adminCertFile: certs.adminCert, adminKeyFile: certs.adminKey },
       logFiles,
-      csiCalls: () => parseCsiCalls(logFiles["csi-driver"]!),
+      csiCalls: () => csiCallsIn(logFiles["csi-driver"]!),
       listVolumes: () => listDriverVolumes(csiSocket, driverStateDir),
       async restartDriver(ro = {}) {
         if (stopped) throw new Error("cluster is stopped");
@@ -1174,15 +1174,21 @@ export async function startCluster(opts: ClusterOptions): Promise<Cluster> {
   }
 }
 
-function parseCsiCalls(logFile: string): CsiCall[] {
+/** The gRPC calls a csi-mock-driver logged to `logFile` (one `gRPCCall: {json}` line each). */
+export function csiCallsIn(logFile: string): CsiCall[] {
   let text: string;
   try {
     text = readFileSync(logFile, "utf8");
   } catch {
     return [];
   }
+  return csiCallsOf(text.split("\n"));
+}
+
+/** The calls in driver log lines (`gRPCCall: {json}`); a line still being written is skipped. */
+export function csiCallsOf(lines: readonly string[]): CsiCall[] {
   const calls: CsiCall[] = [];
-  for (const line of text.split("\n")) {
+  for (const line of lines) {
     const at = line.indexOf("gRPCCall: ");
     if (at < 0) continue;
     try {
@@ -1192,6 +1198,24 @@ function parseCsiCalls(logFile: string): CsiCall[] {
     }
   }
   return calls;
+}
+
+/** Connects to the CSI driver on `socketPath`, runs `use`, and closes the connection. */
+export async function withDriver<T>(
+  socketPath: string,
+  use: (driver: CsiDriver) => Promise<T>,
+): Promise<T> {
+  const driver = await connectDriver({
+    socketPath,
+    clock: systemClock,
+    logger: nullLogger,
+    connectTimeoutMs: 10_000,
+  });
+  try {
+    return await use(driver);
+  } finally {
+    driver.close();
+  }
 }
 
 /**
@@ -1204,14 +1228,8 @@ export async function listDriverVolumes(
   socketPath: string,
   stateDir?: string,
 ): Promise<DriverVolumeInfo[]> {
-  const driver = await connectDriver({
-    socketPath,
-    clock: systemClock,
-    logger: nullLogger,
-    connectTimeoutMs: 10_000,
-  });
   const out: DriverVolumeInfo[] = [];
-  try {
+  await withDriver(socketPath, async (driver) => {
     let token = "";
     for (;;) {
       const res = await driver.listVolumes({ startingToken: token, maxEntries: 0 });
@@ -1227,9 +1245,7 @@ export async function listDriverVolumes(
       if (!res.nextToken || res.nextToken === token) break;
       token = res.nextToken;
     }
-  } finally {
-    driver.close();
-  }
+  });
   if (stateDir && out.length > 0) {
     // hostpathplugin rewrites state.json in place (not atomically) on every change: a read may
     // see a half-written file, or miss a volume created after ListVolumes. Read again then.

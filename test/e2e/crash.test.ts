@@ -17,13 +17,13 @@ import { after, before, describe, it } from "node:test";
 import { type Cluster, startCluster } from "./cluster.ts";
 import { runCrashScenario } from "./crash.ts";
 import { type Sidecar, startSidecar } from "./peers.ts";
-import { killAllStarted } from "./support.ts";
+import {
+  e2eBinDir as binDir,
+  killAllStarted,
+  verboseLog as log,
+  skipWithoutBinDir as skip,
+} from "./support.ts";
 
-const binDir = process.env.E2E_BIN_DIR;
-const skip = binDir
-  ? false
-  : "E2E_BIN_DIR is not set: build the control plane with E2E_BIN_DIR=$(bash scripts/e2e/build.sh | tail -1)";
-const log = process.env.E2E_VERBOSE ? (line: string) => console.error(line) : undefined;
 const SEED = Number(process.env.E2E_CRASH_SEED ?? 1);
 const TIMEOUT_MS = 900_000;
 

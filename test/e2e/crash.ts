@@ -140,14 +140,7 @@ export async function runCrashScenario(
   const pick = seededRandom(opts.seed ^ 0x5eed);
 
   await k.ensureNamespace(ns);
-  await k.ensure("/apis/storage.k8s.io/v1/storageclasses", {
-    apiVersion: "storage.k8s.io/v1",
-    kind: "StorageClass",
-    metadata: { name: className },
-    provisioner: cluster.driverName,
-    reclaimPolicy: "Delete",
-    volumeBindingMode: "Immediate",
-  });
+  await k.ensureStorageClass(className, cluster.driverName);
 
   // Volumes created so far: distinct names of successful CreateVolume calls.
   const calls = followCsiCalls(cluster.logFiles["csi-driver"]!);

@@ -18,7 +18,6 @@
 
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
-import { connectDriver } from "../../src/csi/client.ts";
 import type {
   CoreEvent,
   CSIStorageCapacity,
@@ -28,8 +27,6 @@ import type {
   VolumeSnapshot,
   VolumeSnapshotContent,
 } from "../../src/kube/objects.ts";
-import { systemClock } from "../../src/util/clock.ts";
-import { nullLogger } from "../../src/util/log.ts";
 import { type Cluster, type CsiCall, HOSTPATH_TOPOLOGY_KEY, startCluster } from "./cluster.ts";
 import {
   ensureOwnerPod,
@@ -42,21 +39,19 @@ import {
   startSnapshotChain,
 } from "./peers.ts";
 import {
+  e2eBinDir as binDir,
   claimPath,
   clusterWatchTarget,
   eventually,
   type Kube,
   killAllStarted,
   kube,
+  verboseLog as log,
+  skipWithoutBinDir as skip,
   volumePath,
   watchPath,
+  withDriver,
 } from "./support.ts";
-
-const binDir = process.env.E2E_BIN_DIR;
-const skip = binDir
-  ? false
-  : "E2E_BIN_DIR is not set: build the control plane with E2E_BIN_DIR=$(bash scripts/e2e/build.sh | tail -1)";
-const log = process.env.E2E_VERBOSE ? (line: string) => console.error(line) : undefined;
 
 const TEST_TIMEOUT_MS = 240_000;
 const NODE = "e2e-node";
@@ -134,11 +129,7 @@ async function storageClass(
   mode: "Immediate" | "WaitForFirstConsumer",
   opts: { reclaimPolicy?: "Delete" | "Retain"; parameters?: Record<string, string> } = {},
 ): Promise<void> {
-  await k.ensure("/apis/storage.k8s.io/v1/storageclasses", {
-    apiVersion: "storage.k8s.io/v1",
-    kind: "StorageClass",
-    metadata: { name },
-    provisioner: cluster.driverName,
+  await k.ensureStorageClass(name, cluster.driverName, {
     reclaimPolicy: opts.reclaimPolicy ?? "Delete",
     volumeBindingMode: mode,
     parameters: { kind: "std", ...opts.parameters },
@@ -221,7 +212,7 @@ before(
     const [pod] = await Promise.all([
       ensureOwnerPod(cluster),
       installSnapshotCrds(cluster, binDir).then(async () => {
-        chain = await startSnapshotChain(cluster, { binDir, log });
+        chain = await startSnapshotChain(cluster, { binDir: binDir!, log });
       }),
     ]);
     owner = pod;
@@ -586,15 +577,5 @@ describe("after the scenarios", () => {
 
 /** DeleteVolume straight on the driver (what an administrator does with a retained volume). */
 async function deleteOnDriver(volumeId: string): Promise<void> {
-  const driver = await connectDriver({
-    socketPath: cluster.csiSocket,
-    clock: systemClock,
-    logger: nullLogger,
-    connectTimeoutMs: 10_000,
-  });
-  try {
-    await driver.deleteVolume({ volumeId, secrets: {} });
-  } finally {
-    driver.close();
-  }
+  await withDriver(cluster.csiSocket, (driver) => driver.deleteVolume({ volumeId, secrets: {} }));
 }

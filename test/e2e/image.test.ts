@@ -29,23 +29,21 @@ import type { PersistentVolume } from "../../src/kube/objects.ts";
 import { type Cluster, freePort, type ServiceAccountRef, startCluster } from "./cluster.ts";
 import { applyRbac } from "./peers.ts";
 import {
+  e2eBinDir as binDir,
   claimPath,
   describeExit,
   eventually,
   type Kube,
   killAllStarted,
   kube,
+  verboseLog as log,
   type RunningProcess,
+  skipWithoutBinDir as skip,
   startProcess,
   volumePath,
 } from "./support.ts";
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
-const binDir = process.env.E2E_BIN_DIR;
-const skip = binDir
-  ? false
-  : "E2E_BIN_DIR is not set: build the control plane with E2E_BIN_DIR=$(bash scripts/e2e/build.sh | tail -1)";
-const log = process.env.E2E_VERBOSE ? (line: string) => console.error(line) : undefined;
 
 const NONROOT = 65532;
 const BUILD_TIMEOUT_MS = 10 * 60_000;
@@ -172,14 +170,7 @@ describe("the container image", { skip }, () => {
       readFileSync(await cluster.kubeconfigFor(sa), "utf8"),
       { mode: 0o644 },
     );
-    await k.ensure("/apis/storage.k8s.io/v1/storageclasses", {
-      apiVersion: "storage.k8s.io/v1",
-      kind: "StorageClass",
-      metadata: { name: "image-hostpath" },
-      provisioner: cluster.driverName,
-      reclaimPolicy: "Delete",
-      volumeBindingMode: "Immediate",
-    });
+    await k.ensureStorageClass("image-hostpath", cluster.driverName);
     await k.ensureNamespace("image");
     timings.push(`cluster start ${((Date.now() - t) / 1000).toFixed(1)} s`);
   }

@@ -34,21 +34,18 @@ import {
 } from "./cluster.ts";
 import { type Flavour, type Sidecar, startSidecar } from "./peers.ts";
 import {
+  e2eBinDir as binDir,
   eventually,
   followCsiCalls,
   type Kube,
   killAllStarted,
   kube,
+  verboseLog as log,
   type RunningProcess,
+  skipWithoutBinDir as skip,
   startProcess,
   volumePath,
 } from "./support.ts";
-
-const binDir = process.env.E2E_BIN_DIR;
-const skip = binDir
-  ? false
-  : "E2E_BIN_DIR is not set: build the control plane with E2E_BIN_DIR=$(bash scripts/e2e/build.sh | tail -1)";
-const log = process.env.E2E_VERBOSE ? (line: string) => console.error(line) : undefined;
 
 const NODE = "e2e-node";
 const TEST_TIMEOUT_MS = 300_000;

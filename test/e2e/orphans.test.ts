@@ -14,16 +14,20 @@
 import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
 import { after, before, describe, it } from "node:test";
-import { connectDriver } from "../../src/csi/client.ts";
 import type { PersistentVolume } from "../../src/kube/objects.ts";
-import { systemClock } from "../../src/util/clock.ts";
-import { nullLogger } from "../../src/util/log.ts";
 import { type Cluster, startCluster } from "./cluster.ts";
 import { OUR_EXECUTABLE, type Sidecar, startSidecar } from "./peers.ts";
-import { eventually, type Kube, killAllStarted, kube, volumePath } from "./support.ts";
+import {
+  e2eBinDir as binDir,
+  eventually,
+  type Kube,
+  killAllStarted,
+  kube,
+  skipWithoutBinDir as skip,
+  volumePath,
+  withDriver,
+} from "./support.ts";
 
-const binDir = process.env.E2E_BIN_DIR;
-const skip = binDir ? false : "E2E_BIN_DIR is not set";
 const NS = "orphans";
 const CLASS = "orphans";
 const GONE_UID = "3f1e2d3c-4b5a-4968-8776-655443322110";
@@ -35,22 +39,14 @@ let ours: Sidecar;
 
 /** CreateVolume straight on the driver, as an old sidecar or a script would have. */
 async function createOnDriver(name: string): Promise<string> {
-  const driver = await connectDriver({
-    socketPath: cluster.csiSocket,
-    clock: systemClock,
-    logger: nullLogger,
-    connectTimeoutMs: 10_000,
-  });
-  try {
-    const r = await driver.createVolume({
+  const r = await withDriver(cluster.csiSocket, (driver) =>
+    driver.createVolume({
       name,
       capacityRange: { requiredBytes: 1024n * 1024n },
       volumeCapabilities: [{ accessType: { case: "mount", value: {} }, accessMode: { mode: 1 } }],
-    });
-    return r.volume!.volumeId;
-  } finally {
-    driver.close();
-  }
+    }),
+  );
+  return r.volume!.volumeId;
 }
 
 async function metrics(): Promise<string> {
@@ -89,14 +85,7 @@ describe("orphaned-volume audit on hostpathplugin", { skip, timeout: 300_000 }, 
       ],
     });
     await k.ensureNamespace(NS);
-    await k.ensure("/apis/storage.k8s.io/v1/storageclasses", {
-      apiVersion: "storage.k8s.io/v1",
-      kind: "StorageClass",
-      metadata: { name: CLASS },
-      provisioner: cluster.driverName,
-      reclaimPolicy: "Delete",
-      volumeBindingMode: "Immediate",
-    });
+    await k.ensureStorageClass(CLASS, cluster.driverName);
   });
   after(async () => {
     await killAllStarted();

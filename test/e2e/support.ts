@@ -31,12 +31,25 @@ import type {
   KubeObject,
   PersistentVolume,
   PersistentVolumeClaim,
+  StorageClass,
   WatchEvent,
 } from "../../src/kube/objects.ts";
 import { eventually, within as waitWithin } from "../support/wait.ts";
 import type { ApiResponse, Cluster, CsiCall, DriverVolumeInfo } from "./cluster.ts";
+import { csiCallsOf } from "./cluster.ts";
 
 export { eventually };
+
+/** `E2E_BIN_DIR`: the control plane and the peers (`bash scripts/e2e/build.sh | tail -1`). */
+export const e2eBinDir: string | undefined = process.env.E2E_BIN_DIR;
+/** An e2e suite's `skip`: why it cannot run, when `E2E_BIN_DIR` is not set. */
+export const skipWithoutBinDir: string | false = e2eBinDir
+  ? false
+  : "E2E_BIN_DIR is not set: build the control plane with E2E_BIN_DIR=$(bash scripts/e2e/build.sh | tail -1)";
+/** With `E2E_VERBOSE=1`, every line the processes log, on stderr. */
+export const verboseLog = process.env.E2E_VERBOSE
+  ? (line: string) => console.error(line)
+  : undefined;
 
 /* ------------------------------------------------------------------------ */
 /* Waiting                                                                   */
@@ -364,27 +377,6 @@ export function startCsiProxy(socketPath: string, target: string): Promise<CsiPr
 /* The CSI driver's side                                                     */
 /* ------------------------------------------------------------------------ */
 
-/** The gRPC calls a csi-mock-driver logged to `logFile` (one `gRPCCall: {json}` line each). */
-export function csiCallsIn(logFile: string): CsiCall[] {
-  let text: string;
-  try {
-    text = readFileSync(logFile, "utf8");
-  } catch {
-    return [];
-  }
-  const calls: CsiCall[] = [];
-  for (const line of text.split("\n")) {
-    const at = line.indexOf("gRPCCall: ");
-    if (at < 0) continue;
-    try {
-      calls.push(JSON.parse(line.slice(at + "gRPCCall: ".length)) as CsiCall);
-    } catch {
-      // a line still being written
-    }
-  }
-  return calls;
-}
-
 /** One volume of a driver (id, CreateVolume name, capacity). */
 export type DriverVolume = DriverVolumeInfo;
 
@@ -393,7 +385,7 @@ export type DriverVolume = DriverVolumeInfo;
  * hostpathplugin's `<stateDir>/state.json` when `stateDir` is given, else from the volume
  * context (csi-mock-driver keeps the name there).
  */
-export { listDriverVolumes } from "./cluster.ts";
+export { csiCallsIn, listDriverVolumes, withDriver } from "./cluster.ts";
 
 /* ------------------------------------------------------------------------ */
 /* The API                                                                   */
@@ -600,6 +592,15 @@ export interface Kube {
   /** POST that tolerates AlreadyExists. */
   ensure(collectionPath: string, obj: unknown): Promise<void>;
   ensureNamespace(name: string): Promise<void>;
+  /**
+   * POST of StorageClass `name` for `provisioner` that tolerates AlreadyExists: reclaim policy
+   * Delete and Immediate binding unless `more` says otherwise.
+   */
+  ensureStorageClass(
+    name: string,
+    provisioner: string,
+    more?: Omit<Partial<StorageClass>, "metadata">,
+  ): Promise<void>;
   /** A merge patch of metadata.annotations (null removes a key). */
   annotate(apiPath: string, annotations: Record<string, string | null>): Promise<void>;
   createClaim(
@@ -665,6 +666,16 @@ export function kube(request: ApiRequest, defaults: { timeoutMs?: number } = {})
     ensure,
     ensureNamespace: (name) =>
       ensure("/api/v1/namespaces", { apiVersion: "v1", kind: "Namespace", metadata: { name } }),
+    ensureStorageClass: (name, provisioner, more = {}) =>
+      ensure("/apis/storage.k8s.io/v1/storageclasses", {
+        apiVersion: "storage.k8s.io/v1",
+        kind: "StorageClass",
+        metadata: { name },
+        provisioner,
+        reclaimPolicy: "Delete",
+        volumeBindingMode: "Immediate",
+        ...more,
+      }),
     async annotate(apiPath, annotations) {
       await call("PATCH", apiPath, { metadata: { annotations } }, "application/merge-patch+json");
     },
@@ -750,17 +761,7 @@ export function followCsiCalls(logFile: string): { poll(): CsiCall[] } {
       const text = partial + Buffer.concat(chunks).toString("utf8");
       const lines = text.split("\n");
       partial = lines.pop() ?? "";
-      const calls: CsiCall[] = [];
-      for (const line of lines) {
-        const at = line.indexOf("gRPCCall: ");
-        if (at < 0) continue;
-        try {
-          calls.push(JSON.parse(line.slice(at + "gRPCCall: ".length)) as CsiCall);
-        } catch {
-          // not a complete call record
-        }
-      }
-      return calls;
+      return csiCallsOf(lines);
     },
   };
 }

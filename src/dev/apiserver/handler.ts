@@ -109,6 +109,12 @@ function negotiate(accept: string | null): Shape {
   throw notAcceptable(["application/json", "application/json;as=Table;v=v1;g=meta.k8s.io"]);
 }
 
+/** The `includeObject` parameter of a Table request; default `Metadata`. */
+function includeObjectOf(q: URLSearchParams): IncludeObject {
+  const v = q.get("includeObject");
+  return v === "None" || v === "Object" ? v : "Metadata";
+}
+
 function parseBool(v: string | null): boolean {
   return v !== null && ["1", "t", "T", "true", "TRUE", "True"].includes(v);
 }
@@ -272,328 +278,326 @@ function resourceList(group: string, version: string): unknown {
 
 // ---------------------------------------------------------------- the handler
 
-export function createHandler(ctx: HandlerContext): (req: Request) => Promise<Response> {
-  const { registry } = ctx;
+function shapeList(
+  ctx: HandlerContext,
+  res: ServedResource,
+  shape: Shape,
+  items: KubeObject[],
+  metadata: Record<string, unknown>,
+  includeObject: IncludeObject,
+): unknown {
+  if (shape.as === "table") {
+    return toTable(res, items, metadata, {
+      apiVersion: shape.apiVersion,
+      includeObject,
+      nowMs: ctx.clock.now(),
+    });
+  }
+  if (shape.as === "partial") return partialObjectMetadataList(items, metadata, shape.apiVersion);
+  // Items of built-in lists carry no apiVersion and kind (custom resources' do).
+  const shown = res.custom
+    ? items
+    : items.map(({ apiVersion: _a, kind: _k, ...rest }) => rest as KubeObject);
+  return { kind: `${res.kind}List`, apiVersion: apiVersionOfServed(res), metadata, items: shown };
+}
 
-  const shapeList = (
-    res: ServedResource,
-    shape: Shape,
-    items: KubeObject[],
-    metadata: Record<string, unknown>,
-    includeObject: IncludeObject,
-  ): unknown => {
-    if (shape.as === "table") {
-      return toTable(res, items, metadata, {
+function shapeOne(
+  ctx: HandlerContext,
+  res: ServedResource,
+  shape: Shape,
+  obj: KubeObject,
+  includeObject: IncludeObject,
+): unknown {
+  if (shape.as === "table") {
+    return toTable(
+      res,
+      [obj],
+      { resourceVersion: obj.metadata.resourceVersion },
+      {
         apiVersion: shape.apiVersion,
         includeObject,
         nowMs: ctx.clock.now(),
-      });
-    }
-    if (shape.as === "partial") return partialObjectMetadataList(items, metadata, shape.apiVersion);
-    // Items of built-in lists carry no apiVersion and kind (custom resources' do).
-    const shown = res.custom
-      ? items
-      : items.map(({ apiVersion: _a, kind: _k, ...rest }) => rest as KubeObject);
-    return { kind: `${res.kind}List`, apiVersion: apiVersionOfServed(res), metadata, items: shown };
-  };
-
-  const shapeOne = (
-    res: ServedResource,
-    shape: Shape,
-    obj: KubeObject,
-    includeObject: IncludeObject,
-  ): unknown => {
-    if (shape.as === "table") {
-      return toTable(
-        res,
-        [obj],
-        { resourceVersion: obj.metadata.resourceVersion },
-        {
-          apiVersion: shape.apiVersion,
-          includeObject,
-          nowMs: ctx.clock.now(),
-        },
-      );
-    }
-    if (shape.as === "partial") return partialObjectMetadata(obj, shape.apiVersion);
-    return obj;
-  };
-
-  const watch = (
-    req: Request,
-    route: Route,
-    q: URLSearchParams,
-    shape: Shape,
-    includeObject: IncludeObject,
-    injected?: ApiError,
-  ): Response => {
-    const { res } = route;
-    const allowBookmarks = parseBool(q.get("allowWatchBookmarks"));
-    const timeoutSeconds = parseIntParam(q.get("timeoutSeconds"), "timeoutSeconds");
-    const labelSelector = q.get("labelSelector");
-    let fieldSelector = q.get("fieldSelector");
-    if (route.name !== undefined) {
-      fieldSelector = [`metadata.name=${route.name}`, fieldSelector].filter(Boolean).join(",");
-    }
-    registry.selector(res, labelSelector, fieldSelector);
-    let firstTable = true;
-    const encode =
-      shape.as === "table"
-        ? (ev: WatchEvent): unknown => {
-            if (ev.type === "BOOKMARK") return ev;
-            const table = toTable(
-              res,
-              [ev.object],
-              { resourceVersion: ev.object.metadata.resourceVersion },
-              {
-                apiVersion: shape.apiVersion,
-                includeObject,
-                nowMs: ctx.clock.now(),
-                noHeaders: !firstTable,
-              },
-            );
-            firstTable = false;
-            return { type: ev.type, object: table };
-          }
-        : shape.as === "partial"
-          ? (ev: WatchEvent): unknown => ({
-              type: ev.type,
-              object: partialObjectMetadata(ev.object, shape.apiVersion),
-            })
-          : undefined;
-    let stop = () => {};
-    const session = new WatchSession({
-      clock: ctx.clock,
-      // Like kube-apiserver, an unset or zero timeoutSeconds means the server's own timeout.
-      timeoutMs:
-        (timeoutSeconds !== undefined && timeoutSeconds > 0
-          ? timeoutSeconds
-          : ctx.defaultWatchTimeoutSeconds) * 1000,
-      bookmarkIntervalMs: ctx.bookmarkIntervalMs,
-      allowBookmarks,
-      bookmark: () => ({ type: "BOOKMARK", object: registry.bookmarkObject(res) }),
-      encode,
-      onEnd: () => {
-        stop();
-        ctx.watches.delete(session);
       },
-    });
-    if (injected) {
-      session.send({ type: "ERROR", object: injected.status as unknown as KubeObject });
+    );
+  }
+  if (shape.as === "partial") return partialObjectMetadata(obj, shape.apiVersion);
+  return obj;
+}
+
+function serveWatch(
+  ctx: HandlerContext,
+  req: Request,
+  route: Route,
+  q: URLSearchParams,
+  shape: Shape,
+  includeObject: IncludeObject,
+  injected?: ApiError,
+): Response {
+  const { res } = route;
+  const allowBookmarks = parseBool(q.get("allowWatchBookmarks"));
+  const timeoutSeconds = parseIntParam(q.get("timeoutSeconds"), "timeoutSeconds");
+  const labelSelector = q.get("labelSelector");
+  let fieldSelector = q.get("fieldSelector");
+  if (route.name !== undefined) {
+    fieldSelector = [`metadata.name=${route.name}`, fieldSelector].filter(Boolean).join(",");
+  }
+  ctx.registry.selector(res, labelSelector, fieldSelector);
+  let firstTable = true;
+  const encode =
+    shape.as === "table"
+      ? (ev: WatchEvent): unknown => {
+          if (ev.type === "BOOKMARK") return ev;
+          const table = toTable(
+            res,
+            [ev.object],
+            { resourceVersion: ev.object.metadata.resourceVersion },
+            {
+              apiVersion: shape.apiVersion,
+              includeObject,
+              nowMs: ctx.clock.now(),
+              noHeaders: !firstTable,
+            },
+          );
+          firstTable = false;
+          return { type: ev.type, object: table };
+        }
+      : shape.as === "partial"
+        ? (ev: WatchEvent): unknown => ({
+            type: ev.type,
+            object: partialObjectMetadata(ev.object, shape.apiVersion),
+          })
+        : undefined;
+  let stop = () => {};
+  const session = new WatchSession({
+    clock: ctx.clock,
+    // Like kube-apiserver, an unset or zero timeoutSeconds means the server's own timeout.
+    timeoutMs:
+      (timeoutSeconds !== undefined && timeoutSeconds > 0
+        ? timeoutSeconds
+        : ctx.defaultWatchTimeoutSeconds) * 1000,
+    bookmarkIntervalMs: ctx.bookmarkIntervalMs,
+    allowBookmarks,
+    bookmark: () => ({ type: "BOOKMARK", object: ctx.registry.bookmarkObject(res) }),
+    encode,
+    onEnd: () => {
+      stop();
+      ctx.watches.delete(session);
+    },
+  });
+  if (injected) {
+    session.send({ type: "ERROR", object: injected.status as unknown as KubeObject });
+    session.end();
+  } else {
+    ctx.watches.add(session);
+    try {
+      const w = ctx.registry.watch(
+        res,
+        {
+          namespace: route.namespace,
+          labelSelector,
+          fieldSelector,
+          resourceVersion: q.get("resourceVersion"),
+          resourceVersionMatch: q.get("resourceVersionMatch"),
+          sendInitialEvents: q.has("sendInitialEvents")
+            ? parseBool(q.get("sendInitialEvents"))
+            : undefined,
+          allowWatchBookmarks: allowBookmarks,
+        },
+        (ev) => session.send(ev),
+      );
+      stop = w.stop;
+      if (w.expired) session.end();
+    } catch (err) {
       session.end();
-    } else {
-      ctx.watches.add(session);
-      try {
-        const w = registry.watch(
-          res,
-          {
-            namespace: route.namespace,
-            labelSelector,
-            fieldSelector,
-            resourceVersion: q.get("resourceVersion"),
-            resourceVersionMatch: q.get("resourceVersionMatch"),
-            sendInitialEvents: q.has("sendInitialEvents")
-              ? parseBool(q.get("sendInitialEvents"))
-              : undefined,
-            allowWatchBookmarks: allowBookmarks,
-          },
-          (ev) => session.send(ev),
-        );
-        stop = w.stop;
-        if (w.expired) session.end();
-      } catch (err) {
-        session.end();
-        throw err;
-      }
-      if (session.ended) stop();
+      throw err;
     }
-    if (req.signal.aborted) session.end();
-    else req.signal.addEventListener("abort", () => session.end(), { once: true });
-    return new Response(session.stream, {
-      status: 200,
-      headers: { "content-type": "application/json", "cache-control": "no-cache, private" },
+    if (session.ended) stop();
+  }
+  if (req.signal.aborted) session.end();
+  else req.signal.addEventListener("abort", () => session.end(), { once: true });
+  return new Response(session.stream, {
+    status: 200,
+    headers: { "content-type": "application/json", "cache-control": "no-cache, private" },
+  });
+}
+
+async function serveResource(
+  ctx: HandlerContext,
+  req: Request,
+  route: Route,
+  info: RequestInfo,
+  q: URLSearchParams,
+): Promise<Response> {
+  const { res } = route;
+  if (route.subresource !== "" && !(route.subresource === "status" && res.statusSubresource)) {
+    throw pathNotFound();
+  }
+  const sub = route.subresource === "status" ? ("status" as const) : undefined;
+  const shape =
+    req.method === "GET" || req.method === "HEAD"
+      ? negotiate(req.headers.get("accept"))
+      : { as: "json" as const };
+  const includeObject = includeObjectOf(q);
+  const dryRun = q.getAll("dryRun").includes("All");
+  const ns = route.namespace;
+
+  if (info.verb === "list") {
+    const limit = parseIntParam(q.get("limit"), "limit");
+    const result = ctx.registry.list(res, {
+      namespace: ns,
+      labelSelector: q.get("labelSelector"),
+      fieldSelector: q.get("fieldSelector"),
+      limit,
+      continue: q.get("continue"),
+      resourceVersion: q.get("resourceVersion"),
+      resourceVersionMatch: q.get("resourceVersionMatch"),
     });
-  };
-
-  const resource = async (
-    req: Request,
-    route: Route,
-    info: RequestInfo,
-    q: URLSearchParams,
-  ): Promise<Response> => {
-    const { res } = route;
-    if (route.subresource !== "" && !(route.subresource === "status" && res.statusSubresource)) {
-      throw pathNotFound();
+    const metadata: Record<string, unknown> = { resourceVersion: result.resourceVersion };
+    if (result.continue) metadata.continue = result.continue;
+    // Custom resource lists (unstructured) always carry `continue`, empty on the last page.
+    else if (res.custom) metadata.continue = "";
+    if (result.remainingItemCount !== undefined)
+      metadata.remainingItemCount = result.remainingItemCount;
+    return json(shapeList(ctx, res, shape, result.items, metadata, includeObject));
+  }
+  if (info.verb === "get") {
+    return json(shapeOne(ctx, res, shape, ctx.registry.get(res, ns, route.name!), includeObject));
+  }
+  const contentType = mediaType(req.headers.get("content-type"));
+  if (res.review) {
+    if (info.verb !== "create") throw methodNotAllowed();
+    return json(res.review((await readBody(req, contentType, true)) as KubeObject), 201);
+  }
+  if (info.verb === "create" || info.verb === "update") {
+    const body = await readBody(req, contentType, info.verb === "create");
+    if (info.verb === "create") {
+      if (res.namespaced && ns === undefined) throw methodNotAllowed();
+      return json(ctx.registry.create(res, ns, body, { dryRun }), 201);
     }
-    const sub = route.subresource === "status" ? ("status" as const) : undefined;
-    const shape =
-      req.method === "GET" || req.method === "HEAD"
-        ? negotiate(req.headers.get("accept"))
-        : { as: "json" as const };
-    const includeParam = q.get("includeObject");
-    const includeObject: IncludeObject =
-      includeParam === "None" || includeParam === "Object" ? includeParam : "Metadata";
-    const dryRun = q.getAll("dryRun").includes("All");
-    const ns = route.namespace;
-
-    if (info.verb === "list") {
-      const limit = parseIntParam(q.get("limit"), "limit");
-      const result = registry.list(res, {
+    return json(ctx.registry.update(res, ns, route.name!, body, { dryRun, subresource: sub }));
+  }
+  if (info.verb === "patch") {
+    const kind = patchTypes[contentType];
+    if (kind === undefined) {
+      throw unsupportedPatchType();
+    }
+    const body = await readJson(req);
+    return json(ctx.registry.patch(res, ns, route.name!, kind, body, { dryRun, subresource: sub }));
+  }
+  if (info.verb === "delete" || info.verb === "deletecollection") {
+    const body = (await readJson(req)) as
+      | { preconditions?: { uid?: string; resourceVersion?: string }; dryRun?: string[] }
+      | undefined;
+    const opts = {
+      dryRun: dryRun || (body?.dryRun ?? []).includes("All"),
+      uid: body?.preconditions?.uid,
+      resourceVersion: body?.preconditions?.resourceVersion,
+    };
+    if (info.verb === "delete") {
+      return json(ctx.registry.delete(res, ns, route.name!, opts).object);
+    }
+    const result = ctx.registry.deleteCollection(
+      res,
+      {
         namespace: ns,
         labelSelector: q.get("labelSelector"),
         fieldSelector: q.get("fieldSelector"),
-        limit,
-        continue: q.get("continue"),
-        resourceVersion: q.get("resourceVersion"),
-        resourceVersionMatch: q.get("resourceVersionMatch"),
-      });
-      const metadata: Record<string, unknown> = { resourceVersion: result.resourceVersion };
-      if (result.continue) metadata.continue = result.continue;
-      // Custom resource lists (unstructured) always carry `continue`, empty on the last page.
-      else if (res.custom) metadata.continue = "";
-      if (result.remainingItemCount !== undefined)
-        metadata.remainingItemCount = result.remainingItemCount;
-      return json(shapeList(res, shape, result.items, metadata, includeObject));
-    }
-    if (info.verb === "get") {
-      return json(shapeOne(res, shape, registry.get(res, ns, route.name!), includeObject));
-    }
-    const contentType = mediaType(req.headers.get("content-type"));
-    if (res.review) {
-      if (info.verb !== "create") throw methodNotAllowed();
-      return json(res.review((await readBody(req, contentType, true)) as KubeObject), 201);
-    }
-    if (info.verb === "create" || info.verb === "update") {
-      const body = await readBody(req, contentType, info.verb === "create");
-      if (info.verb === "create") {
-        if (res.namespaced && ns === undefined) throw methodNotAllowed();
-        return json(registry.create(res, ns, body, { dryRun }), 201);
-      }
-      return json(registry.update(res, ns, route.name!, body, { dryRun, subresource: sub }));
-    }
-    if (info.verb === "patch") {
-      const kind = patchTypes[contentType];
-      if (kind === undefined) {
-        throw unsupportedPatchType();
-      }
-      const body = await readJson(req);
-      return json(registry.patch(res, ns, route.name!, kind, body, { dryRun, subresource: sub }));
-    }
-    if (info.verb === "delete" || info.verb === "deletecollection") {
-      const body = (await readJson(req)) as
-        | { preconditions?: { uid?: string; resourceVersion?: string }; dryRun?: string[] }
-        | undefined;
-      const opts = {
-        dryRun: dryRun || (body?.dryRun ?? []).includes("All"),
-        uid: body?.preconditions?.uid,
-        resourceVersion: body?.preconditions?.resourceVersion,
-      };
-      if (info.verb === "delete") {
-        return json(registry.delete(res, ns, route.name!, opts).object);
-      }
-      const result = registry.deleteCollection(
+      },
+      opts,
+    );
+    return json(
+      shapeList(
+        ctx,
         res,
-        {
-          namespace: ns,
-          labelSelector: q.get("labelSelector"),
-          fieldSelector: q.get("fieldSelector"),
-        },
-        opts,
-      );
-      return json(
-        shapeList(
-          res,
-          { as: "json" },
-          result.items,
-          { resourceVersion: result.resourceVersion },
-          includeObject,
-        ),
-      );
-    }
-    throw methodNotAllowed();
-  };
+        { as: "json" },
+        result.items,
+        { resourceVersion: result.resourceVersion },
+        includeObject,
+      ),
+    );
+  }
+  throw methodNotAllowed();
+}
 
-  const verbOf = (method: string, route: Route, q: URLSearchParams): string | undefined => {
-    switch (method) {
-      case "GET":
-      case "HEAD":
-        if (route.name === undefined)
-          return route.legacyWatch || parseBool(q.get("watch")) ? "watch" : "list";
-        return route.legacyWatch || parseBool(q.get("watch")) ? "watch" : "get";
-      case "POST":
-        return route.name === undefined && route.subresource === "" ? "create" : undefined;
-      case "PUT":
-        return route.name !== undefined ? "update" : undefined;
-      case "PATCH":
-        return route.name !== undefined ? "patch" : undefined;
-      case "DELETE":
-        return route.name !== undefined ? "delete" : "deletecollection";
-      default:
-        return undefined;
-    }
-  };
+function verbOf(method: string, route: Route, q: URLSearchParams): string | undefined {
+  switch (method) {
+    case "GET":
+    case "HEAD":
+      if (route.legacyWatch || parseBool(q.get("watch"))) return "watch";
+      return route.name === undefined ? "list" : "get";
+    case "POST":
+      return route.name === undefined && route.subresource === "" ? "create" : undefined;
+    case "PUT":
+      return route.name !== undefined ? "update" : undefined;
+    case "PATCH":
+      return route.name !== undefined ? "patch" : undefined;
+    case "DELETE":
+      return route.name !== undefined ? "delete" : "deletecollection";
+    default:
+      return undefined;
+  }
+}
 
-  const nonResource = (parsed: Parsed, req: Request): Response => {
-    const host = new URL(req.url).host;
-    switch (parsed.kind) {
-      case "api":
-        return json({
-          kind: "APIVersions",
-          versions: ["v1"],
-          serverAddressByClientCIDRs: [{ clientCIDR: "0.0.0.0/0", serverAddress: host }],
-        });
-      case "apis":
-        return json({
-          kind: "APIGroupList",
-          apiVersion: "v1",
-          groups: [...new Set(servedResources.map((r) => r.group))]
-            .filter((g) => g !== "")
-            .map(apiGroup),
-        });
-      case "group": {
-        if (!servedResources.some((r) => r.group === parsed.group)) throw pathNotFound();
-        return json({ kind: "APIGroup", apiVersion: "v1", ...(apiGroup(parsed.group) as object) });
-      }
-      case "groupVersion":
-        if (
-          !servedResources.some((r) => r.group === parsed.group && r.version === parsed.version)
-        ) {
-          throw pathNotFound();
-        }
-        return json(resourceList(parsed.group, parsed.version));
-      case "version":
-        return json({
-          major: ctx.version.major,
-          minor: ctx.version.minor,
-          gitVersion: ctx.version.gitVersion,
-          gitCommit: "",
-          gitTreeState: "clean",
-          buildDate: "2026-01-01T00:00:00Z",
-          goVersion: "",
-          compiler: "typescript",
-          platform: "linux/amd64",
-        });
-      case "openapi": {
-        const doc = parsed.key === "" ? openApiIndex() : openApiDocument(parsed.key);
-        if (doc === undefined) throw pathNotFound();
-        return json(doc);
-      }
-      case "health":
-        return new Response("ok", { headers: { "content-type": "text/plain; charset=utf-8" } });
-      default:
+function serveNonResource(ctx: HandlerContext, parsed: Parsed, req: Request): Response {
+  const host = new URL(req.url).host;
+  switch (parsed.kind) {
+    case "api":
+      return json({
+        kind: "APIVersions",
+        versions: ["v1"],
+        serverAddressByClientCIDRs: [{ clientCIDR: "0.0.0.0/0", serverAddress: host }],
+      });
+    case "apis":
+      return json({
+        kind: "APIGroupList",
+        apiVersion: "v1",
+        groups: [...new Set(servedResources.map((r) => r.group))]
+          .filter((g) => g !== "")
+          .map(apiGroup),
+      });
+    case "group": {
+      if (!servedResources.some((r) => r.group === parsed.group)) throw pathNotFound();
+      return json({ kind: "APIGroup", apiVersion: "v1", ...(apiGroup(parsed.group) as object) });
+    }
+    case "groupVersion":
+      if (!servedResources.some((r) => r.group === parsed.group && r.version === parsed.version)) {
         throw pathNotFound();
+      }
+      return json(resourceList(parsed.group, parsed.version));
+    case "version":
+      return json({
+        major: ctx.version.major,
+        minor: ctx.version.minor,
+        gitVersion: ctx.version.gitVersion,
+        gitCommit: "",
+        gitTreeState: "clean",
+        buildDate: "2026-01-01T00:00:00Z",
+        goVersion: "",
+        compiler: "typescript",
+        platform: "linux/amd64",
+      });
+    case "openapi": {
+      const doc = parsed.key === "" ? openApiIndex() : openApiDocument(parsed.key);
+      if (doc === undefined) throw pathNotFound();
+      return json(doc);
     }
-  };
+    case "health":
+      return new Response("ok", { headers: { "content-type": "text/plain; charset=utf-8" } });
+    default:
+      throw pathNotFound();
+  }
+}
 
+export function createHandler(ctx: HandlerContext): (req: Request) => Promise<Response> {
   return async (req: Request): Promise<Response> => {
     const url = new URL(req.url);
     const q = url.searchParams;
     const method = req.method.toUpperCase();
     try {
       const parsed = parsePath(url.pathname);
+      const verb = parsed.kind === "resource" ? verbOf(method, parsed, q) : undefined;
       let info: RequestInfo;
       if (parsed.kind === "resource") {
-        const verb = verbOf(method, parsed, q);
         info = {
           method,
           verb: verb ?? method.toLowerCase(),
@@ -619,18 +623,15 @@ export function createHandler(ctx: HandlerContext): (req: Request) => Promise<Re
       if (verdict && !(verdict.inBand && info.watch)) throw verdict.error;
       if (parsed.kind !== "resource") {
         if (method !== "GET" && method !== "HEAD") throw methodNotAllowed();
-        return nonResource(parsed, req);
+        return serveNonResource(ctx, parsed, req);
       }
-      if (verbOf(method, parsed, q) === undefined) throw methodNotAllowed();
+      if (verb === undefined) throw methodNotAllowed();
       if (info.watch) {
         const shape = negotiate(req.headers.get("accept"));
-        const includeParam = q.get("includeObject");
-        const includeObject: IncludeObject =
-          includeParam === "None" || includeParam === "Object" ? includeParam : "Metadata";
         if (parsed.subresource !== "") throw pathNotFound();
-        return watch(req, parsed, q, shape, includeObject, verdict?.error);
+        return serveWatch(ctx, req, parsed, q, shape, includeObjectOf(q), verdict?.error);
       }
-      return await resource(req, parsed, info, q);
+      return await serveResource(ctx, req, parsed, info, q);
     } catch (err) {
       if (err instanceof ApiError) return errorResponse(err);
       if (req.signal.aborted) return new Response(null, { status: 499 });
