@@ -19,6 +19,7 @@
  */
 
 import type { KubeList, PersistentVolume, PersistentVolumeClaim } from "../../src/kube/objects.ts";
+import { seededRandom } from "../support/seeded-random.ts";
 import type { Cluster, DriverVolumeInfo } from "./cluster.ts";
 import type { Sidecar } from "./peers.ts";
 import { claimPath, eventually, followCsiCalls, type Kube, kube, volumePath } from "./support.ts";
@@ -82,18 +83,6 @@ export interface CrashResult {
   pvs: number;
   /** From the first claim to the end of the measurement, ms. */
   durationMs: number;
-}
-
-/** mulberry32: a small seeded PRNG (uniform in [0, 1)). */
-export function seededRandom(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 /** The seeded plan: kill points (in created volumes, ascending) and deletions per kill. */

@@ -25,6 +25,7 @@ import { KubeTransport } from "../../src/kube/transport.ts";
 import type { Clock } from "../../src/util/clock.ts";
 import type { ApiServer } from "../support/apiserver.ts";
 import { startApiServer } from "../support/apiserver.ts";
+import { seededRandom } from "../support/seeded-random.ts";
 
 /** An API answer with a metav1.Status body, as the HTTP client reports it. */
 export function apiError(
@@ -385,18 +386,6 @@ export async function until(cond: () => boolean, what: string, turns = 2000): Pr
 /** A few event-loop turns: lets in-flight promise chains settle. */
 export async function settle(turns = 5): Promise<void> {
   for (let i = 0; i < turns; i++) await new Promise<void>((r) => setImmediate(r));
-}
-
-/** A seeded PRNG (mulberry32): the same seed gives the same sequence on every runtime. */
-export function seededRandom(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 export function pvc(name: string, n = 0, namespace = "ns"): FakeObject {

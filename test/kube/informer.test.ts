@@ -10,6 +10,7 @@ import { resources } from "../../src/kube/resources.ts";
 import { objectKey } from "../../src/kube/store.ts";
 import { memoryLogger } from "../../src/util/log.ts";
 import { FakeClock } from "../support/fake-clock.ts";
+import { seededRandom } from "../support/seeded-random.ts";
 import type { FakeObject, FakeWatchServerOptions } from "./fake-watch-server.ts";
 import {
   apiError,
@@ -17,7 +18,6 @@ import {
   FakeWatchServer,
   internalError,
   pvc,
-  seededRandom,
   settle,
   startHttpBackend,
   tooManyRequests,
