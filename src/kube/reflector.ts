@@ -20,7 +20,6 @@
  *      watchdog and watched again.
  * Everything stops when the signal aborts; `run()` then resolves.
  */
-import { collectGarbageSoon } from "../runtime/gc.ts";
 import type { Clock, Random } from "../util/clock.ts";
 import type { Logger } from "../util/log.ts";
 import { nullLogger } from "../util/log.ts";
@@ -473,8 +472,6 @@ export class Reflector<T extends KubeObject> {
       }
       rv = page?.metadata?.resourceVersion || rv;
       cont = page?.metadata?.continue || undefined;
-      // A long list: the page's raw objects are garbage now (only projections are kept).
-      if (cont || this.stats.listPages > 1) collectGarbageSoon();
       if (!cont) break;
     }
     if (!rv) this.#log.warn(`List of ${this.#name} carried no resourceVersion`);
