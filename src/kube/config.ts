@@ -5,17 +5,20 @@
  * otherwise the in-cluster configuration (`KUBERNETES_SERVICE_HOST` / `_PORT` and the
  * service-account token, CA and namespace files) is used.
  *
- * Kubeconfig files are parsed by `@kubernetes/client-node`'s `KubeConfig` (contexts, clusters,
- * users, inline `*-data` and file certificates, relative paths); its exec and auth-provider
+ * Kubeconfig files are read with js-yaml and `@kubernetes/client-node`'s kubeconfig entry
+ * parsers (`config_types.js`: contexts, clusters, users, inline `*-data` and file
+ * certificates), as client-node's `KubeConfig.loadFromString` does; its exec and auth-provider
  * plugins supply credentials (see `auth.ts`). Its HTTP stack is not used: the returned
  * {@link KubeConnection} feeds our own transport.
  *
- * client-node is imported lazily, only when a kubeconfig file is used: loading it costs 55-85 MB
- * of RSS (its generated API models), which the in-cluster path does not need.
+ * client-node's main module is imported lazily, only for a user with an exec or auth-provider
+ * plugin: loading it costs ~25 MiB of RSS in the compiled executable (its generated API models
+ * and HTTP stack), which a token, token-file or certificate user does not need.
  *
  * Deviations, deliberately small: `token-file` is re-read as it rotates (client-node reads it
  * once); SOCKS proxies and `as-groups` impersonation are not supported.
  */
+import type { Cluster, Context, User } from "@kubernetes/client-node";
 import type { TlsConfig } from "../runtime/https.ts";
 import type { Clock } from "../util/clock.ts";
 import { type Logger, nullLogger } from "../util/log.ts";
@@ -181,6 +184,21 @@ function resolvePath(dir: string, p: string): string {
   return p.startsWith("/") ? p : `${dir}/${p}`;
 }
 
+/** client-node's `makeAbsolutePath`: `path.join(dir, file)` (normalised) unless `file` is absolute. */
+function absolutePath(dir: string, file: string): string {
+  if (!dir || file.startsWith("/")) return file;
+  const out: string[] = [];
+  const absolute = dir.startsWith("/");
+  for (const part of `${dir}/${file}`.split("/")) {
+    if (part === "" || part === ".") continue;
+    if (part === ".." && out.length > 0 && out[out.length - 1] !== "..") out.pop();
+    else if (part !== ".." || !absolute) out.push(part);
+  }
+  const joined = (absolute ? "/" : "") + out.join("/");
+  if (!joined) return file.endsWith("/") ? "./" : ".";
+  return file.endsWith("/") && joined !== "/" ? `${joined}/` : joined;
+}
+
 function message(err: unknown): string {
   return err instanceof Error ? err.message : String(err);
 }
@@ -207,10 +225,14 @@ async function loadKubeconfigFile(
   }
   const dir = dirname(path);
 
-  const { KubeConfig, loadYaml } = await import("@kubernetes/client-node");
+  const [{ load }, { newClusters, newContexts, newUsers }] = await Promise.all([
+    import("js-yaml"),
+    import("@kubernetes/client-node/dist/config_types.js"),
+  ]);
   let raw: unknown;
   try {
-    raw = loadYaml<unknown>(text);
+    raw = load(text);
+    if (!raw) throw new Error("Failed to load YAML");
   } catch (err) {
     fail(message(err), err);
   }
@@ -244,25 +266,36 @@ async function loadKubeconfigFile(
     }
   }
 
-  const kc = new KubeConfig();
+  // What KubeConfig.loadFromString and makePathsAbsolute do, without loading client-node.
+  let clusters: Cluster[] = [];
+  let contexts: Context[] = [];
+  let users: User[] = [];
   try {
-    kc.loadFromString(JSON.stringify(raw));
-    kc.makePathsAbsolute(dir);
+    clusters = newClusters(raw.clusters);
+    contexts = newContexts(raw.contexts);
+    users = newUsers(raw.users);
   } catch (err) {
     fail(message(err), err);
   }
+  for (const c of clusters) if (c.caFile) c.caFile = absolutePath(dir, c.caFile);
+  for (const u of users) {
+    if (u.certFile) u.certFile = absolutePath(dir, u.certFile);
+    if (u.keyFile) u.keyFile = absolutePath(dir, u.keyFile);
+  }
+  const byName = <T extends { name: string }>(list: T[], name: string): T | null =>
+    list.find((x) => x.name === name) ?? null;
 
-  const contextName = kc.getCurrentContext();
+  const contextName = raw["current-context"] as string | undefined;
   if (!contextName) fail("no current-context is set");
-  const context = kc.getContextObject(contextName);
+  const context = byName(contexts, contextName!);
   if (!context) return fail(`current-context ${JSON.stringify(contextName)} is not defined`);
-  const cluster = kc.getCluster(context.cluster);
+  const cluster = byName(clusters, context.cluster);
   if (!cluster) {
     return fail(
       `cluster ${JSON.stringify(context.cluster)} of context ${JSON.stringify(contextName)} is not defined`,
     );
   }
-  const user = context.user ? kc.getUser(context.user) : null;
+  const user = context.user ? byName(users, context.user) : null;
   if (context.user && !user) {
     fail(
       `user ${JSON.stringify(context.user)} of context ${JSON.stringify(contextName)} is not defined`,
@@ -310,6 +343,7 @@ async function loadKubeconfigFile(
   if (user) {
     if (user.exec || user.authProvider) {
       if (user.exec) addExecInfo(user.exec as Raw, cluster, tls);
+      const { KubeConfig } = await import("@kubernetes/client-node");
       auth = pluginAuth({ user, clock: opts.clock, KubeConfig });
     } else if (tokenFiles.has(user.name)) {
       const tokenPath = tokenFiles.get(user.name)!;
