@@ -266,14 +266,17 @@ async function loadKubeconfigFile(
     }
   }
 
-  // What KubeConfig.loadFromString and makePathsAbsolute do, without loading client-node.
+  // What KubeConfig.loadFromString and makePathsAbsolute do, without loading client-node. The
+  // JSON round trip is what handing client-node the edited document as JSON text did: YAML
+  // timestamps become strings.
   let clusters: Cluster[] = [];
   let contexts: Context[] = [];
   let users: User[] = [];
+  const doc = JSON.parse(JSON.stringify(raw)) as Raw;
   try {
-    clusters = newClusters(raw.clusters);
-    contexts = newContexts(raw.contexts);
-    users = newUsers(raw.users);
+    clusters = newClusters(doc.clusters);
+    contexts = newContexts(doc.contexts);
+    users = newUsers(doc.users);
   } catch (err) {
     fail(message(err), err);
   }
@@ -285,7 +288,7 @@ async function loadKubeconfigFile(
   const byName = <T extends { name: string }>(list: T[], name: string): T | null =>
     list.find((x) => x.name === name) ?? null;
 
-  const contextName = raw["current-context"] as string | undefined;
+  const contextName = doc["current-context"] as string | undefined;
   if (!contextName) fail("no current-context is set");
   const context = byName(contexts, contextName!);
   if (!context) return fail(`current-context ${JSON.stringify(contextName)} is not defined`);
