@@ -19,15 +19,9 @@ import {
   startHostdirDriver,
 } from "../../src/dev/hostdir-driver/mod.ts";
 import { parseQuantity } from "../../src/provision/quantity.ts";
-import {
-  argv,
-  exit,
-  hostname,
-  onTerminationSignal,
-  writeStderr,
-} from "../../src/runtime/process.ts";
+import { argv, exit, onTerminationSignal, writeStderr } from "../../src/runtime/process.ts";
 import { systemClock } from "../../src/util/clock.ts";
-import { createLogger, type Logger, nullLogger } from "../../src/util/log.ts";
+import { createLogger } from "../../src/util/log.ts";
 
 export type {
   RunningHostdirDriver,
