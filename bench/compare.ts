@@ -6,7 +6,7 @@
  *
  *   node_modules/.bin/node bench/compare.ts [--pairs=3] [--claims=200] [--fast-claims=1000]
  *     [--cached=5000,20000] [--startup=5] [--ours=<executable>] [--upstream=<executable>]
- *     [--bin-dir=<e2e bin dir>] [--out=bench/results/compare]
+ *     [--bin-dir=<e2e bin dir>] [--out=bench/results/compare] [--ours-flags="-v=4"] [--keep=1]
  *
  * Writes `<out>.json` (every run, raw) and `<out>.md` (the table). Never asserts: it measures.
  * API writes are counted from kube-apiserver's audit log (every write, Metadata level), for the
@@ -52,6 +52,10 @@ const STARTUP = Number(args.get("startup") ?? 5);
 const VARIANTS = (args.get("variants") ?? "ours,upstream").split(",");
 /** Extra arguments before the flags, e.g. `--cpu-prof-md --cpu-prof-dir=/tmp src/main.ts` with --ours=bun. */
 const OURS_ARGS = (args.get("ours-args") ?? "").split(" ").filter(Boolean);
+/** Extra flags for our sidecar only (e.g. `-v=4` to see watch restarts). */
+const OURS_FLAGS = (args.get("ours-flags") ?? "").split(" ").filter(Boolean);
+/** Keep the work directory (cluster and driver logs, audit log) for a look afterwards. */
+const KEEP = args.get("keep") === "1";
 const OUT = path.resolve(ROOT, args.get("out") ?? "bench/results/compare");
 const log = (s: string) => console.error(`[${new Date().toISOString().slice(11, 19)}] ${s}`);
 
@@ -511,7 +515,8 @@ async function startEnv(bin: string): Promise<Env> {
 async function stopEnv(env: Env) {
   await env.proxy.close();
   await env.cluster.stop();
-  await rm(env.dir, { recursive: true, force: true });
+  if (KEEP) log(`kept ${env.dir} (cluster logs, audit log)`);
+  else await rm(env.dir, { recursive: true, force: true });
 }
 
 function flagsFor(env: Env, extra: string[]): string[] {
@@ -569,7 +574,11 @@ async function provisionRun(
   });
   env.proxy.reset();
   const logFile = path.join(os.tmpdir(), `compare-${ns}.log`);
-  const p = startSidecar(exe, flagsFor(env, setting === "qps1000" ? FAST_FLAGS : []), logFile);
+  const extra = [
+    ...(setting === "qps1000" ? FAST_FLAGS : []),
+    ...(variant === "ours" ? OURS_FLAGS : []),
+  ];
+  const p = startSidecar(exe, flagsFor(env, extra), logFile);
   await until("the sidecar to start", 120_000, () => p.lines.some((l) => READY.test(l)));
   const probeMs = (env.proxy.firstCall ?? Number.NaN) - p.spawnedAt;
   await new Promise((r) => setTimeout(r, 3000));
