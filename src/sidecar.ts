@@ -236,9 +236,10 @@ export async function startSidecar(
       // reportingInstance stay empty.
       component: `${info.name}_${deps.hostname}_${deps.uuid()}`,
     });
-    const capacityApi = config.enableCapacity
-      ? createKubeApi(transportFor(config.kubeApiCapacityQps, config.kubeApiCapacityBurst))
+    const capacityTransport = config.enableCapacity
+      ? transportFor(config.kubeApiCapacityQps, config.kubeApiCapacityBurst)
       : undefined;
+    const capacityApi = capacityTransport ? createKubeApi(capacityTransport) : undefined;
     const owner = capacityApi
       ? await capacityOwner(config, capacityApi, config.namespace ?? namespace, signal)
       : undefined;
@@ -254,6 +255,7 @@ export async function startSidecar(
     // 5. The peer controllers and the manager that runs them.
     const manager = buildControllers(config, deps, {
       api,
+      writers: capacityTransport ? [transport, capacityTransport] : [transport],
       driver,
       info,
       node,
@@ -426,6 +428,8 @@ function leaderElector(
 
 interface Parts {
   api: KubeApi;
+  /** The clients the controllers write through (not leader election's): fenced at a stop. */
+  writers: readonly KubeTransport[];
   driver: CsiDriver;
   info: DriverInfo;
   node: NodeMode | undefined;
@@ -457,6 +461,16 @@ function buildControllers(config: Config, deps: RunDeps, p: Parts): Manager {
     build: () => buildPeers(config, deps, p),
     handOffFlushers: [() => p.journal.flush()],
     flushers: [(deadline) => p.events.flush(deadline)],
+    fence: {
+      open() {
+        for (const t of p.writers) t.openWrites();
+      },
+      async close(deadline) {
+        const answered = await Promise.all(p.writers.map((t) => t.closeWrites(deadline)));
+        p.journal.abandon();
+        return answered.every(Boolean);
+      },
+    },
     retryMaxMs: config.retryIntervalMaxMs,
     elector: p.elector,
     startedMessage: {

@@ -16,6 +16,9 @@
  *   unless a fresh read of the claim shows it still exists and is unbound (#1469's race).
  * - The `Provisioning` event is written only for an attempt that is retried or still running
  *   after `slowEventMs`, instead of before every attempt: one API write fewer per volume.
+ * - Hand-over: once `stopping` aborts (the leader is stopping), no new CreateVolume starts (the
+ *   intent, if recorded, stays for the next leader) and the PV of a volume already created is
+ *   saved ahead of every other request waiting for the API budget.
  */
 
 import { create, fromJson, type JsonValue, toJson } from "@bufbuild/protobuf";
@@ -114,6 +117,14 @@ export interface ClaimSyncerOptions {
   onApiWait?: (storageClassName: string, ms: number) => void;
 }
 
+/** A step not taken because the process is handing over; the next leader takes it. */
+const handedOver: ClaimSyncResult = {
+  kind: "retry",
+  reason: "the provisioner is stopping; the next leader continues from the intent",
+};
+
+const isSignal = (s: AbortSignal | undefined): s is AbortSignal => s !== undefined;
+
 const PROVISIONING_MESSAGE = (key: string) =>
   `External provisioner is provisioning volume for claim "${key}"`;
 
@@ -162,15 +173,22 @@ export class ClaimSyncer {
     this.#infeasible.delete(uid);
   }
 
-  /** One step for the claim with `uid`. */
-  async syncClaim(uid: string, signal?: AbortSignal): Promise<ClaimSyncResult> {
+  /**
+   * One step for the claim with `uid`. `signal` cancels it; `stopping` says the process is
+   * handing over: no CreateVolume starts after it aborted, what is under way is finished.
+   */
+  async syncClaim(
+    uid: string,
+    signal?: AbortSignal,
+    stopping?: AbortSignal,
+  ): Promise<ClaimSyncResult> {
     const o = this.#o;
     const claim = o.claims.store.getByUid(uid);
     const intent = o.journal.get(uid);
     if (!claim || claim.metadata.deletionTimestamp) {
       this.#memos.delete(uid);
       this.#unsaved.delete(uid);
-      return intent ? this.#cleanUpAfterClaim(intent, signal) : { kind: "done" };
+      return intent ? this.#cleanUpAfterClaim(intent, signal, stopping) : { kind: "done" };
     }
 
     const decision = shouldProvision(claim, {
@@ -190,7 +208,8 @@ export class ClaimSyncer {
           o.journal.clear(uid);
           return { kind: "done" };
         }
-        if (!o.volumes.store.get(intent.pvName)) return this.#cleanUpAfterClaim(intent, signal);
+        if (!o.volumes.store.get(intent.pvName))
+          return this.#cleanUpAfterClaim(intent, signal, stopping);
       }
       return { kind: "done" };
     }
@@ -238,6 +257,7 @@ export class ClaimSyncer {
       decision.storageClassName,
       decision.selectedNode,
       signal,
+      stopping,
     );
   }
 
@@ -263,6 +283,7 @@ export class ClaimSyncer {
     storageClassName: string,
     selectedNode: string | undefined,
     signal?: AbortSignal,
+    stopping?: AbortSignal,
   ): Promise<ClaimSyncResult> {
     const o = this.#o;
     const uid = claim.metadata.uid ?? "";
@@ -298,7 +319,7 @@ export class ClaimSyncer {
       // A PV built by an earlier attempt that could not be saved: save it, no driver call.
       const unsaved = this.#unsaved.get(uid);
       if (unsaved) {
-        const r = await this.#save(claim, unsaved, undefined, labels, start, signal);
+        const r = await this.#save(claim, unsaved, undefined, labels, start, signal, stopping);
         if (r.kind === "done") this.#withdrawStale(withdraw);
         return r;
       }
@@ -357,14 +378,22 @@ export class ClaimSyncer {
 
       // Crash safety: the intent is durable before the driver hears of the volume.
       const intent = this.#intentFor(claim, storageClassName, prepared);
+      if (stopping?.aborted) return handedOver;
       try {
-        await o.journal.record(intent, signal);
+        await o.journal.record(
+          intent,
+          stopping ? AbortSignal.any([signal, stopping].filter(isSignal)) : signal,
+        );
       } catch (err) {
+        if (stopping?.aborted) return handedOver;
         return fail(`Cannot record the provisioning intent of claim ${key}: ${errorText(err)}`, {
           kind: "retry",
           reason: errorText(err),
         });
       }
+      // Stopping: the next leader calls CreateVolume (the intent may already be stored; an
+      // earlier attempt's volume may exist, so it is kept either way).
+      if (stopping?.aborted) return handedOver;
 
       let response: CreateVolumeResponse;
       try {
@@ -409,7 +438,7 @@ export class ClaimSyncer {
         // The claim was deleted while CreateVolume ran: no PV for a claim that is gone (it would
         // only be released and deleted again); delete the volume now.
         const intent = o.journal.get(uid);
-        if (intent) return await this.#cleanUpAfterClaim(intent, signal);
+        if (intent) return await this.#cleanUpAfterClaim(intent, signal, stopping);
       }
       const built = buildPersistentVolume({
         claim,
@@ -443,7 +472,15 @@ export class ClaimSyncer {
         const message = `${inTree.error}; ${deleted ? `volume ${volumeId} was deleted` : `deleting volume ${volumeId} failed, it will be retried`}`;
         return fail(message, { kind: "retry", reason: message });
       }
-      const saved = await this.#save(claim, inTree.value, prepared, labels, start, signal);
+      const saved = await this.#save(
+        claim,
+        inTree.value,
+        prepared,
+        labels,
+        start,
+        signal,
+        stopping,
+      );
       if (saved.kind === "done") this.#withdrawStale(withdraw);
       return saved;
     } catch (err) {
@@ -492,6 +529,7 @@ export class ClaimSyncer {
     labels: { class: string; source: string },
     start: number,
     signal?: AbortSignal,
+    stopping?: AbortSignal,
   ): Promise<ClaimSyncResult> {
     const o = this.#o;
     const uid = claim.metadata.uid ?? "";
@@ -501,7 +539,8 @@ export class ClaimSyncer {
     const pvs = o.api.resource(resources.persistentVolumes);
     try {
       const onThrottled = o.onApiWait && ((ms: number) => o.onApiWait?.(labels.class, ms));
-      await pvs.create(pv, { signal, onThrottled });
+      // The volume exists: when stopping, its PV goes ahead of every other request in line.
+      await pvs.create(pv, { signal, onThrottled, expedite: stopping });
     } catch (err) {
       if (!isAlreadyExists(err)) {
         this.#unsaved.set(uid, pv);
@@ -583,7 +622,11 @@ export class ClaimSyncer {
    * does not. CreateVolume with the recorded name and inputs returns the volume's id (creating
    * it if the earlier call never reached the driver), then DeleteVolume removes it.
    */
-  async #cleanUpAfterClaim(intent: Intent, signal?: AbortSignal): Promise<ClaimSyncResult> {
+  async #cleanUpAfterClaim(
+    intent: Intent,
+    signal?: AbortSignal,
+    stopping?: AbortSignal,
+  ): Promise<ClaimSyncResult> {
     const o = this.#o;
     const key = `${intent.namespace}/${intent.name}`;
     // The PV may have been saved: then its reclaim policy decides what happens to the volume.
@@ -635,6 +678,8 @@ export class ClaimSyncer {
       }
     }
     request.secrets = secrets;
+    // Stopping: the replay is left to the next leader, with the intent.
+    if (stopping?.aborted) return handedOver;
     let volumeId: string;
     try {
       const response = await o.driver.createVolume(request, { signal });

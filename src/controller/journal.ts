@@ -64,6 +64,13 @@ export interface IntentJournal {
   list(): Intent[];
   /** Writes every pending change now. */
   flush(signal?: AbortSignal): Promise<void>;
+  /**
+   * Ends this replica's writes (it handed over or lost the Lease): changes not written yet are
+   * forgotten and no write is retried, until the next `load()`. Nothing is lost for safety: an
+   * intent not yet stored had not reached CreateVolume, and a removal not yet stored is redone by
+   * the next leader when it finds the claim's PV saved.
+   */
+  abandon(): void;
   /** API writes made so far. */
   readonly writes: number;
   /** Journal Leases known (stored or about to be created). */
@@ -233,6 +240,8 @@ export function createIntentJournal(opts: JournalOptions): IntentJournal {
   const shards: Shard[] = [];
   const entries = new Map<string, Entry>();
   let writes = 0;
+  /** Set by `abandon()`, cleared by `load()`: no write starts. */
+  let abandoned = false;
 
   const newShard = (i: number): Shard => ({
     name: `${base}${i}`,
@@ -424,10 +433,11 @@ export function createIntentJournal(opts: JournalOptions): IntentJournal {
   // Writes are not tied to any caller's signal: a write in flight is short and finishing it keeps
   // the journal consistent; a caller that gives up just stops waiting.
   const kick = (shard: Shard): Promise<void> => {
+    if (abandoned) return shard.writing ?? Promise.resolve();
     if (!shard.writing) {
       shard.writing = (async () => {
         try {
-          while (shard.adds.size > 0 || shard.removes.size > 0) {
+          while (!abandoned && (shard.adds.size > 0 || shard.removes.size > 0)) {
             const wait =
               shard.lastWrite === undefined || flushing > 0
                 ? 0
@@ -437,7 +447,7 @@ export function createIntentJournal(opts: JournalOptions): IntentJournal {
             shard.lastWrite = opts.clock.now();
             if (!ok) {
               // Leftover removals are tried again later; additions were rejected to their callers.
-              scheduleRemoval(shard);
+              if (!abandoned) scheduleRemoval(shard);
               break;
             }
           }
@@ -450,7 +460,7 @@ export function createIntentJournal(opts: JournalOptions): IntentJournal {
   };
 
   const scheduleRemoval = (shard: Shard) => {
-    if (shard.removeTimer) return;
+    if (shard.removeTimer || abandoned) return;
     const ac = new AbortController();
     shard.removeTimer = ac;
     opts.clock.sleep(removeDelay, ac.signal).then(
@@ -510,7 +520,12 @@ export function createIntentJournal(opts: JournalOptions): IntentJournal {
     },
     async load(signal) {
       // One LIST instead of a GET per Lease: start-up spends little of the client's QPS budget.
+      abandoned = false;
       for (const s of shards) {
+        s.adds.clear();
+        s.removes.clear();
+        s.removeTimer?.abort();
+        s.removeTimer = undefined;
         s.lease = undefined;
         s.stored.clear();
         s.reserved.clear();
@@ -649,6 +664,17 @@ export function createIntentJournal(opts: JournalOptions): IntentJournal {
     },
     list() {
       return [...entries.values()].map((e) => e.intent);
+    },
+    abandon() {
+      abandoned = true;
+      const gone = new Error("the intent journal stopped writing: this replica stopped leading");
+      for (const s of shards) {
+        s.removeTimer?.abort();
+        s.removeTimer = undefined;
+        for (const a of s.adds.values()) for (const w of a.waiters) w.reject(gone);
+        s.adds.clear();
+        s.removes.clear();
+      }
     },
     async flush() {
       for (const s of shards) {

@@ -1,14 +1,27 @@
 /**
  * The manager: starts the shared informers, then every peer controller once they have listed,
  * runs the queue workers of each (applying sync results to their queues in one place), and on
- * stop drains them: no new keys, operations in flight get `drainMs` to finish before their
- * calls are cancelled, then batched writes get `flushMs`, then the informers stop. With a leader
- * elector, all of this runs only while this replica leads; a replica that loses the Lease stops
- * its controllers and campaigns again, and each term gets fresh ones (`build`).
+ * stop hands over within one budget (`handOverMs`, default 1.5 s, from the stop to the hand-off):
+ *
+ * 1. At once: the queues take no new keys, syncs in flight are told to start no new CreateVolume
+ *    (their `stopping` signal), the secondary loops (capacity, sweeps, audit) are cancelled.
+ * 2. Operations in flight may finish until the budget less `flushReserveMs` (default 0.3 s);
+ *    then their calls are cancelled. An operation cut short keeps its intent in the journal: the
+ *    next leader finishes it (CreateVolume is replayed by name, idempotently).
+ * 3. The intent journal's flush (`handOffFlushers`) gets what is left of the budget; events
+ *    (`flushers`) are written meanwhile at low priority and the rest dropped at the hand-off.
+ * 4. The write fence (`fence`) stops every API write of the work and waits for writes already
+ *    sent to be answered; only then may the elector release the Lease (`handOff(true)`), so the
+ *    old and the new leader never write at the same time. A write that stays unanswered makes it
+ *    `handOff(false)`: the Lease is left to expire instead.
+ *
+ * With a leader elector, all of this runs only while this replica leads; a replica that loses
+ * the Lease stops its controllers the same way and campaigns again, and each term gets fresh
+ * ones (`build`).
  *
  * Two kinds of peers: a {@link QueueController} gives a queue and a `sync(key)` returning a
  * {@link SyncResult}; the manager runs its workers. A {@link Runnable} runs its own loop (a
- * periodic sweep, the capacity controller) with the operations' signal.
+ * periodic sweep, the capacity controller) until the stop.
  */
 import type { Clock } from "../util/clock.ts";
 import { errorText } from "../util/errors.ts";
@@ -66,11 +79,15 @@ export interface QueueController<K> {
    * and queue the initial keys. Rejecting stops the manager.
    */
   start?(signal: AbortSignal): Promise<void> | void;
-  /** Syncs one key. `signal` aborts when operations in flight are cancelled. */
-  sync(key: K, signal: AbortSignal): Promise<SyncResult>;
+  /**
+   * Syncs one key. `signal` aborts when operations in flight are cancelled; `stopping` aborts at
+   * the stop, before that: start nothing that the hand-over would have to wait for (no new
+   * CreateVolume), finish what can be finished.
+   */
+  sync(key: K, signal: AbortSignal, stopping: AbortSignal): Promise<SyncResult>;
 }
 
-/** A peer with its own loop; it runs with the operations' signal until the drain ends. */
+/** A peer with its own loop; its signal aborts at the stop. */
 export interface Runnable {
   readonly name: string;
   run(signal: AbortSignal): Promise<void>;
@@ -85,9 +102,20 @@ export interface SharedInformer {
 /** A leader elector (see `leader/election.ts`): `"failed"` when the work cannot go on. */
 export interface Elector {
   run(
-    lead: (signal: AbortSignal, handOff: () => void) => Promise<void>,
+    lead: (signal: AbortSignal, handOff: (safe?: boolean) => void) => Promise<void>,
     signal: AbortSignal,
   ): Promise<"stopped" | "failed">;
+}
+
+/** Stops the API writes of one term (see `KubeTransport.closeWrites`). */
+export interface WriteFence {
+  /** Lets writes through: called as each term starts. */
+  open(): void;
+  /**
+   * Stops every write not sent yet; resolves `true` once every write already sent was answered,
+   * `false` if `deadline` aborted first.
+   */
+  close(deadline: AbortSignal): Promise<boolean>;
 }
 
 /** The peers of one run (one leadership term): informers first, then the controllers. */
@@ -103,19 +131,27 @@ export interface ManagerOptions {
   logger: Logger;
   /** Builds the peers; called once per run (per leadership term). */
   build: () => Peers;
-  /** Batched writes to finish after the drain (journal, events); each gets the flush deadline. */
+  /**
+   * Best-effort batched writes (events): flushed during the hand-over; their deadline aborts at
+   * the hand-off (without an elector: at the end of the budget), dropping what is left.
+   */
   flushers?: readonly ((deadline: AbortSignal) => Promise<void>)[];
   /**
-   * The flushers a successor leader must not overlap with (the intent journal): once they are
-   * done, the elector may hand the Lease over while the others (events) still flush.
+   * Batched writes worth finishing before the hand-off (the intent journal's removals): they get
+   * what is left of the budget after the drain. Not needed for safety: the next leader clears
+   * what they leave.
    */
   handOffFlushers?: readonly ((deadline: AbortSignal) => Promise<void>)[];
+  /** Stops the work's API writes before the hand-off. Without one, nothing is fenced. */
+  fence?: WriteFence;
   /** Delay of a `retrySlow` result (`--retry-interval-max`). */
   retryMaxMs: number;
-  /** Operations in flight get this long after a stop before they are cancelled. Default 2 s. */
-  drainMs?: number;
-  /** After the drain, how long batched writes may take. Default 1.5 s. */
-  flushMs?: number;
+  /** From the stop to the hand-off, at most (plus the fence's wait). Default 1500 ms. */
+  handOverMs?: number;
+  /** The end of the budget kept for the journal's flush after operations are cancelled. Default 300 ms. */
+  flushReserveMs?: number;
+  /** How long the fence may wait for writes already sent. Default 1000 ms. */
+  fenceWaitMs?: number;
   /** Run only while leading. */
   elector?: Elector;
   /** Logged once the workers run. */
@@ -147,10 +183,10 @@ function after(clock: Clock, ms: number, cancel: AbortSignal, then: () => void):
 
 /**
  * The one worker loop of every queue-driven controller: `c.workers` loops take keys from
- * `c.queue`, sync them with the operations' signal `ops`, and apply the results to the queue
- * (unless `ops` was aborted: a cancelled sync decides nothing). A sync that throws is logged
- * and retried at its back-off. Resolves once `stop` aborted (or the queue shut down) and the
- * syncs in flight ended.
+ * `c.queue`, sync them with the operations' signal `ops` (and `stop` as their `stopping`
+ * signal), and apply the results to the queue (unless `ops` was aborted: a cancelled sync decides
+ * nothing). A sync that throws is logged and retried at its back-off. Resolves once `stop`
+ * aborted (or the queue shut down) and the syncs in flight ended.
  */
 export function runSyncWorkers<K>(
   c: QueueController<K>,
@@ -164,7 +200,7 @@ export function runSyncWorkers<K>(
     async (key) => {
       let r: SyncResult;
       try {
-        r = await c.sync(key, ops);
+        r = await c.sync(key, ops, stop);
       } catch (err) {
         r = { kind: "retry", reason: errorText(err) };
         o.logger.error(`${c.what} sync failed`, { [c.keyField]: key, err });
@@ -194,28 +230,88 @@ export function createManager(o: ManagerOptions): Manager {
     stop: AbortSignal,
   ) => runSyncWorkers(c, { clock, logger, retryMaxMs: o.retryMaxMs }, ops, stop);
 
-  /** Waits the flush deadline out for the batched writes, then gives up on them. */
-  const flush = async (handOff?: () => void) => {
+  const flushAll = (
+    fs: readonly ((deadline: AbortSignal) => Promise<void>)[],
+    deadline: AbortSignal,
+  ): Promise<unknown> =>
+    Promise.all(
+      fs.map((f) =>
+        Promise.race([f(deadline), aborted(deadline)]).catch((err) =>
+          logger.warn("Could not flush batched writes", { err }),
+        ),
+      ),
+    );
+
+  /**
+   * Closes the write fence, bounded by `fenceWaitMs`; true when no write of this term can reach
+   * the API any more.
+   */
+  const fenceWrites = async (): Promise<boolean> => {
+    if (!o.fence) return true;
     const deadline = new AbortController();
     const timer = new AbortController();
-    after(clock, o.flushMs ?? 1500, timer.signal, () => deadline.abort());
-    const all = (fs: readonly ((deadline: AbortSignal) => Promise<void>)[]) =>
-      Promise.all(
-        fs.map((f) =>
-          Promise.race([f(deadline.signal), aborted(deadline.signal)]).catch((err) =>
-            logger.warn("Could not flush batched writes", { err }),
-          ),
-        ),
-      );
-    await Promise.all([
-      all(o.handOffFlushers ?? []).then(() => handOff?.()),
-      all(o.flushers ?? []),
-    ]);
-    timer.abort();
+    after(clock, o.fenceWaitMs ?? 1000, timer.signal, () => deadline.abort());
+    try {
+      const safe = await o.fence.close(deadline.signal);
+      if (!safe) {
+        logger.warn(
+          "API writes sent before the stop are still unanswered; not releasing the leader Lease, a standby takes over when it expires",
+        );
+      }
+      return safe;
+    } finally {
+      timer.abort();
+    }
   };
 
-  const runControllers = async (signal: AbortSignal, handOff?: () => void): Promise<void> => {
+  /**
+   * The stop of a term, within the hand-over budget (see the module comment). Resolves when the
+   * work's writes are over (or abandoned to the next leader).
+   */
+  const stopWork = async (
+    controllers: Peers["controllers"],
+    workers: Promise<void>[],
+    runnables: Promise<void>[],
+    ops: AbortController,
+    background: AbortController,
+  ): Promise<void> => {
+    const budget = Math.max(0, o.handOverMs ?? 1500);
+    const reserve = Math.min(Math.max(0, o.flushReserveMs ?? 300), budget);
+    const end = new AbortController();
+    const timers = new AbortController();
+    after(clock, budget, timers.signal, () => end.abort());
+    for (const c of controllers) c.queue.shutDown();
+    background.abort(new Error("the provisioner is stopping"));
+    let cancelled = false;
+    after(clock, budget - reserve, timers.signal, () => {
+      cancelled = true;
+      logger.info("Cancelling operations still in flight; the next leader finishes them");
+      ops.abort(new Error("the provisioner is stopping"));
+    });
+    const bestEffort = new AbortController();
+    try {
+      await Promise.all(workers);
+      ops.abort();
+      await Promise.all(runnables);
+      if (!cancelled) logger.v(2).info("Operations in flight finished");
+      // Events are written meanwhile at low priority, behind the journal's writes.
+      const events = flushAll(o.flushers ?? [], bestEffort.signal);
+      await flushAll(o.handOffFlushers ?? [], end.signal);
+      if (!o.elector) await Promise.race([events, aborted(end.signal)]);
+      bestEffort.abort();
+      await events;
+    } finally {
+      timers.abort();
+      bestEffort.abort();
+    }
+  };
+
+  const runControllers = async (
+    signal: AbortSignal,
+    handOff?: (safe?: boolean) => void,
+  ): Promise<void> => {
     const peers = o.build();
+    o.fence?.open();
     const stopInformers = new AbortController();
     const informerRuns = peers.informers.map((i) =>
       i.run(stopInformers.signal).catch((err) => logger.error("Informer stopped", { err })),
@@ -229,31 +325,23 @@ export function createManager(o: ManagerOptions): Manager {
       running = true;
       for (const c of peers.controllers) await c.start?.(signal);
 
-      // Operations get their own signal: a stop lets them finish for `drainMs`, then cancels.
+      // Operations get their own signal: a stop lets them finish within the budget, then
+      // cancels them; the secondary loops stop at once.
       const ops = new AbortController();
+      const background = new AbortController();
       const workers = peers.controllers.map((c) => work(c, ops.signal, signal));
       const runnables = (peers.runnables ?? []).map((r) =>
         r
-          .run(ops.signal)
+          .run(background.signal)
           .catch((err) => logger.error("A secondary controller stopped", { name: r.name, err })),
       );
       if (o.startedMessage) logger.info(o.startedMessage.text, o.startedMessage.fields);
       await aborted(signal);
-      for (const c of peers.controllers) c.queue.shutDown();
-      const grace = new AbortController();
-      after(clock, o.drainMs ?? 2000, grace.signal, () => {
-        logger.info("Cancelling operations still in flight");
-        ops.abort(new Error("the provisioner is stopping"));
-      });
-      await Promise.all(workers);
-      grace.abort();
-      ops.abort();
-      await Promise.all(runnables);
-      // Batched intent removals and events still waiting for the API budget get a short while
-      // together, then are left: the process must end well inside Kubernetes' grace period.
-      await flush(handOff);
+      await stopWork(peers.controllers, workers, runnables, ops, background);
     } finally {
       running = false;
+      // No write of this term reaches the API after this: only then may the Lease go.
+      handOff?.(await fenceWrites());
       stopInformers.abort();
       await Promise.all(informerRuns);
     }

@@ -328,7 +328,7 @@ export function createProvisionControllers(o: ProvisionControllersOptions): Prov
         },
       });
     },
-    sync: (uid, signal) => claimSyncer.syncClaim(uid, signal),
+    sync: (uid, signal, stopping) => claimSyncer.syncClaim(uid, signal, stopping),
   };
 
   const volumeController: QueueController<string> = {

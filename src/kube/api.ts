@@ -12,6 +12,8 @@ export interface CallOptions {
   signal?: AbortSignal;
   /** Place in the client-side rate limiter's line; `"low"` waits behind every normal request. */
   priority?: Priority;
+  /** Once this aborts, the request goes ahead of every other one waiting for the rate limiter. */
+  expedite?: AbortSignal;
   /** Told how long the request waited for the client-side rate limiter, in ms (each try). */
   onThrottled?: (ms: number) => void;
 }

@@ -21,9 +21,11 @@ export type Priority = "normal" | "low";
 export interface RateLimiter {
   /**
    * Resolves when the caller may send one request. Rejects with the signal's reason if it aborts
-   * first; the token is then given back.
+   * first; the token is then given back. Once `expedite` aborts (at once when it already has),
+   * the caller goes ahead of every waiting caller that was not expedited: a leader that is
+   * handing over saves the PVs of volumes already created before anything else.
    */
-  acquire(signal?: AbortSignal, priority?: Priority): Promise<void>;
+  acquire(signal?: AbortSignal, priority?: Priority, expedite?: AbortSignal): Promise<void>;
 }
 
 export interface TokenBucketOptions {
@@ -53,9 +55,9 @@ interface Waiter {
 }
 
 /**
- * A token bucket with two waiting lines. A caller takes a token at once when one is there and
- * nobody waits; otherwise it queues, and each refilled token goes to the first normal-priority
- * caller, or to the first low-priority one when no normal caller waits.
+ * A token bucket with three waiting lines. A caller takes a token at once when one is there and
+ * nobody waits; otherwise it queues, and each refilled token goes to the first expedited caller,
+ * else the first normal-priority one, else the first low-priority one.
  */
 export class TokenBucket implements RateLimiter {
   readonly qps: number;
@@ -63,6 +65,7 @@ export class TokenBucket implements RateLimiter {
   #clock: Clock;
   #tokens: number;
   #last: number;
+  #urgent: Waiter[] = [];
   #normal: Waiter[] = [];
   #low: Waiter[] = [];
   #timer: AbortController | undefined;
@@ -79,31 +82,55 @@ export class TokenBucket implements RateLimiter {
   /** Tokens available now, less one per waiting caller (negative while callers wait). */
   get tokens(): number {
     this.#refill();
-    return this.#tokens - this.#normal.length - this.#low.length;
+    return this.#tokens - this.#waiting();
   }
 
-  acquire(signal?: AbortSignal, priority: Priority = "normal"): Promise<void> {
+  #waiting(): number {
+    return this.#urgent.length + this.#normal.length + this.#low.length;
+  }
+
+  acquire(
+    signal?: AbortSignal,
+    priority: Priority = "normal",
+    expedite?: AbortSignal,
+  ): Promise<void> {
     if (signal?.aborted) return Promise.reject(signal.reason);
     this.#refill();
-    if (this.#tokens >= 1 && this.#normal.length === 0 && this.#low.length === 0) {
+    if (this.#tokens >= 1 && this.#waiting() === 0) {
       this.#tokens -= 1;
       return Promise.resolve();
     }
-    const line = priority === "low" ? this.#low : this.#normal;
+    let line = expedite?.aborted ? this.#urgent : priority === "low" ? this.#low : this.#normal;
     return new Promise<void>((resolve, reject) => {
       const w: Waiter = { resolve, done: false };
       line.push(w);
+      const cleanups: (() => void)[] = [];
       if (signal) {
         const onAbort = () => {
           if (w.done) return;
           w.done = true;
           const i = line.indexOf(w);
           if (i >= 0) line.splice(i, 1);
+          for (const c of cleanups) c();
           reject(signal.reason);
         };
         signal.addEventListener("abort", onAbort, { once: true });
+        cleanups.push(() => signal.removeEventListener("abort", onAbort));
+      }
+      if (expedite && line !== this.#urgent) {
+        const onExpedite = () => {
+          if (w.done) return;
+          const i = line.indexOf(w);
+          if (i >= 0) line.splice(i, 1);
+          line = this.#urgent;
+          line.push(w);
+        };
+        expedite.addEventListener("abort", onExpedite, { once: true });
+        cleanups.push(() => expedite.removeEventListener("abort", onExpedite));
+      }
+      if (cleanups.length > 0) {
         w.resolve = () => {
-          signal.removeEventListener("abort", onAbort);
+          for (const c of cleanups) c();
           resolve();
         };
       }
@@ -114,13 +141,13 @@ export class TokenBucket implements RateLimiter {
   #schedule(): void {
     this.#refill();
     while (this.#tokens >= 1) {
-      const w = this.#normal.shift() ?? this.#low.shift();
+      const w = this.#urgent.shift() ?? this.#normal.shift() ?? this.#low.shift();
       if (!w) return;
       this.#tokens -= 1;
       w.done = true;
       w.resolve();
     }
-    if (this.#timer || (this.#normal.length === 0 && this.#low.length === 0)) return;
+    if (this.#timer || this.#waiting() === 0) return;
     const ac = new AbortController();
     this.#timer = ac;
     const waitMs = Math.max(1, Math.ceil(((1 - this.#tokens) / this.qps) * 1000));

@@ -12,6 +12,11 @@
  * - 401: the credentials are invalidated (a rotated token file is re-read, an exec plugin run
  *   again) and the request is sent once more.
  *
+ * Writes (every method but GET) once sent are not cancelled by the caller's signal: the caller
+ * stops waiting at once, but the request runs until the server answers (closed after
+ * `abandonWriteMs` at most), so that {@link KubeTransport.closeWrites} can tell when no write of
+ * this client can reach the API any more — what a leader handing over its Lease must know.
+ *
  * {@link KubeTransport.stream} reads a newline-delimited JSON stream (a watch). A line may span
  * chunks; a line that is not JSON (or fails the caller's shape check) is logged, counted in
  * `malformedLines` and passed to `onMalformedLine`, and the stream goes on.
@@ -41,6 +46,8 @@ export interface KubeRequest {
   signal?: AbortSignal;
   /** Place in the rate limiter's line (default normal). */
   priority?: Priority;
+  /** Once this aborts, the request goes ahead of every other one waiting for the rate limiter. */
+  expedite?: AbortSignal;
   /** Told how long each try waited for the rate limiter, in ms. */
   onThrottled?: (ms: number) => void;
   /** Kubernetes verb for error messages; default derived from the method (GET is `get`). */
@@ -91,6 +98,8 @@ export interface KubeTransportOptions {
   retryBaseMs?: number;
   /** Called for every malformed line of every stream. */
   onMalformedLine?: (info: MalformedLine) => void;
+  /** A write whose caller gave up is closed after this long without an answer. Default 10 s. */
+  abandonWriteMs?: number;
 }
 
 const DEFAULT_VERB: Record<HttpMethod, string> = {
@@ -115,6 +124,12 @@ export class KubeTransport {
   #retryBaseMs: number;
   #onMalformed: ((info: MalformedLine) => void) | undefined;
   #malformed = 0;
+  #abandonWriteMs: number;
+  /** Aborted while writes are stopped ({@link closeWrites}). */
+  #writes = new AbortController();
+  /** Writes sent and not answered yet. */
+  #onWire = new Set<Promise<unknown>>();
+  #wireSettled: (() => void)[] = [];
 
   constructor(opts: KubeTransportOptions) {
     this.userAgent = `csi-provisioner/${opts.version}`;
@@ -127,6 +142,41 @@ export class KubeTransport {
     this.#idempotentRetries = opts.idempotentRetries ?? 2;
     this.#retryBaseMs = opts.retryBaseMs ?? 500;
     this.#onMalformed = opts.onMalformedLine;
+    this.#abandonWriteMs = opts.abandonWriteMs ?? 10_000;
+  }
+
+  /**
+   * Stops every write of this client: writes not sent yet (waiting for the rate limiter, or
+   * coming later) reject with a transport {@link KubeApiError}; reads go on. Resolves `true` once
+   * every write already sent has been answered (or its connection closed), `false` when
+   * `deadline` aborts first. Until {@link openWrites}.
+   */
+  async closeWrites(deadline?: AbortSignal): Promise<boolean> {
+    if (!this.#writes.signal.aborted) {
+      this.#writes.abort(new Error("API writes are stopped: this replica is stopping its work"));
+    }
+    while (this.#onWire.size > 0) {
+      if (deadline?.aborted) return false;
+      await new Promise<void>((resolve) => {
+        const done = () => {
+          deadline?.removeEventListener("abort", done);
+          resolve();
+        };
+        this.#wireSettled.push(done);
+        deadline?.addEventListener("abort", done, { once: true });
+      });
+    }
+    return true;
+  }
+
+  /** Lets writes through again (a replica that leads again). */
+  openWrites(): void {
+    if (this.#writes.signal.aborted) this.#writes = new AbortController();
+  }
+
+  /** Writes sent and not yet answered. */
+  get writesOnWire(): number {
+    return this.#onWire.size;
   }
 
   /** Malformed stream lines seen so far, over all streams. */
@@ -227,9 +277,23 @@ export class KubeTransport {
     let backoffStep = 0;
     let reauthorised = false;
 
+    const write = req.method !== "GET";
+    const writes = this.#writes.signal;
+    const closed = () =>
+      KubeApiError.transport({ verb: ctx.verb, target: ctx.target, cause: writes.reason });
     for (;;) {
+      if (write && writes.aborted) throw closed();
       const queued = req.onThrottled ? this.#clock.now() : 0;
-      await this.#limiter.acquire(signal, req.priority);
+      try {
+        await this.#limiter.acquire(
+          write ? (signal ? AbortSignal.any([signal, writes]) : writes) : signal,
+          req.priority,
+          req.expedite,
+        );
+      } catch (err) {
+        if (write && writes.aborted && !signal?.aborted) throw closed();
+        throw err;
+      }
       req.onThrottled?.(this.#clock.now() - queued);
       if (req.bodyAtSend) body = encode(req.bodyAtSend());
       let creds: Credentials;
@@ -260,16 +324,18 @@ export class KubeTransport {
       const sentAt = this.#clock.now();
       let res: HttpResponse;
       try {
-        res = await httpRequest({
+        const sending = {
           url,
           method: req.method,
           headers,
           body,
           tls,
-          signal,
           proxyUrl: this.#conn.proxyUrl,
           dedicatedConnection: streaming,
-        });
+        };
+        res = write
+          ? await this.#sendWrite(sending, signal)
+          : await httpRequest({ ...sending, signal });
       } catch (err) {
         if (signal?.aborted) throw signal.reason;
         const e = KubeApiError.transport({ verb: ctx.verb, target: ctx.target, cause: err });
@@ -341,6 +407,60 @@ export class KubeTransport {
       }
       throw err;
     }
+  }
+
+  /**
+   * Sends a write that the caller's `signal` does not cancel: the caller stops waiting, the
+   * request stays tracked until answered (or closed `abandonWriteMs` later).
+   */
+  #sendWrite(
+    sending: Omit<Parameters<typeof httpRequest>[0], "signal">,
+    signal: AbortSignal | undefined,
+  ): Promise<HttpResponse> {
+    const kill = new AbortController();
+    const wire = httpRequest({ ...sending, signal: kill.signal });
+    const tracked = wire.then(
+      () => {},
+      () => {},
+    );
+    this.#onWire.add(tracked);
+    const stopTimer = new AbortController();
+    void tracked.then(() => {
+      stopTimer.abort();
+      this.#onWire.delete(tracked);
+      for (const f of this.#wireSettled.splice(0)) f();
+    });
+    if (!signal) return wire;
+    return new Promise<HttpResponse>((resolve, reject) => {
+      const onAbort = () => {
+        reject(signal.reason);
+        // Nobody reads the answer: close it when it comes; give up on it after a while.
+        wire.then(
+          (r) => r.close(),
+          () => {},
+        );
+        this.#clock.sleep(this.#abandonWriteMs, stopTimer.signal).then(
+          () => kill.abort(signal.reason),
+          () => {},
+        );
+      };
+      if (signal.aborted) {
+        onAbort();
+        return;
+      }
+      signal.addEventListener("abort", onAbort, { once: true });
+      wire.then(
+        (r) => {
+          signal.removeEventListener("abort", onAbort);
+          if (signal.aborted) r.close();
+          else resolve(r);
+        },
+        (err) => {
+          signal.removeEventListener("abort", onAbort);
+          reject(err);
+        },
+      );
+    });
   }
 
   async #backoff(step: number, err: KubeApiError, signal: AbortSignal | undefined): Promise<void> {

@@ -17,8 +17,9 @@
  * - A renewal that fails is retried until the renew deadline, each attempt bounded by it; losing
  *   the Lease stops the leader's work, waits for it to end, and campaigns again instead of
  *   exiting. Only work that does not stop in time makes `run` report `"failed"`.
- * - With `releaseOnCancel`, a clean stop releases the Lease after the work has ended, so a
- *   standby takes over within a round trip.
+ * - With `releaseOnCancel`, a clean stop releases the Lease as soon as the work says its API
+ *   writes are over (`handOff`), so a standby takes over within a round trip; never while they
+ *   may still land (`handOff(false)`: the Lease is left to expire).
  */
 import type { EventRecorder } from "../controller/events.ts";
 import type { ResourceClient } from "../kube/api.ts";
@@ -88,10 +89,14 @@ function rfc3339Micro(ms: number): string {
 
 /**
  * The leader's work. It runs until `signal` aborts. On a clean stop it may call `handOff()` once
- * whatever a successor must not overlap with has ended (the workers, the intent journal's
- * writes): the Lease is then released at once, while best-effort work (events) goes on.
+ * whatever a successor must not overlap with has ended (its API writes): the Lease is then
+ * released at once, while the work winds down. `handOff(false)` says writes may still land: the
+ * Lease is then not released but left to expire.
  */
-export type LeadFunction = (signal: AbortSignal, handOff: () => void) => Promise<void>;
+export type LeadFunction = (
+  signal: AbortSignal,
+  handOff: (safe?: boolean) => void,
+) => Promise<void>;
 
 /** How `run` ended: `"stopped"` after the signal; `"failed"` when the work could not go on. */
 export type ElectionOutcome = "stopped" | "failed";
@@ -482,13 +487,15 @@ export function createLeaderElector(opts: LeaderElectionOptions): LeaderElector 
           const onStop = () => term.abort(signal.reason);
           signal.addEventListener("abort", onStop, { once: true });
           let ended = false;
-          let handOff = () => {};
+          let safeToRelease = true;
+          let handOff = (_safe?: boolean) => {};
           const handedOff = new Promise<void>((r) => {
-            handOff = () => {
+            handOff = (safe = true) => {
+              safeToRelease = safe;
               if (term.signal.aborted) r();
             };
           });
-          const leadDone = lead(term.signal, () => handOff()).then(
+          const leadDone = lead(term.signal, (safe) => handOff(safe)).then(
             () => {
               ended = true;
             },
@@ -530,7 +537,15 @@ export function createLeaderElector(opts: LeaderElectionOptions): LeaderElector 
             // Release on a clean stop when asked (as soon as the work hands off), and always when
             // the work ended by itself.
             await Promise.race([leadDone, handedOff]);
-            await release();
+            if (safeToRelease) await release();
+            else {
+              log.warn(
+                "Leaving the leader election lease to expire: the work's writes may still land",
+                {
+                  lease: where,
+                },
+              );
+            }
             setLeading(false);
             await leadDone;
           } else {

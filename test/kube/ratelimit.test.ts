@@ -49,6 +49,42 @@ describe("TokenBucket", () => {
     assert.deepEqual(order, ["normal0", "normal1", "low0", "low1"]);
   });
 
+  it("serves an expedited caller first, also one that was already waiting", async () => {
+    const clock = new FakeClock();
+    const bucket = new TokenBucket({ qps: 1, burst: 1, clock });
+    await bucket.acquire();
+    const order: string[] = [];
+    const stopping = new AbortController();
+    const normal = [0, 1].map((i) => bucket.acquire().then(() => order.push(`normal${i}`)));
+    const save = bucket
+      .acquire(undefined, "normal", stopping.signal)
+      .then(() => order.push("pv save"));
+    const low = bucket.acquire(undefined, "low").then(() => order.push("event"));
+    stopping.abort(); // the save, queued last among the normal ones, moves ahead
+    const late = bucket
+      .acquire(undefined, "normal", stopping.signal)
+      .then(() => order.push("late pv save"));
+    await clock.advance(5000);
+    await Promise.all([...normal, save, low, late]);
+    assert.deepEqual(order, ["pv save", "late pv save", "normal0", "normal1", "event"]);
+  });
+
+  it("an expedited caller that aborts gives its place back", async () => {
+    const clock = new FakeClock();
+    const bucket = new TokenBucket({ qps: 1, burst: 1, clock });
+    await bucket.acquire();
+    const stopping = new AbortController();
+    const cancel = new AbortController();
+    const save = bucket.acquire(cancel.signal, "normal", stopping.signal);
+    const other = bucket.acquire();
+    stopping.abort();
+    cancel.abort(new Error("cancelled"));
+    await assert.rejects(save, /cancelled/);
+    await clock.advance(1000);
+    await other;
+    assert.equal(bucket.tokens, 0);
+  });
+
   it("refills up to the burst size only", async () => {
     const clock = new FakeClock();
     const bucket = new TokenBucket({ qps: 10, burst: 2, clock });

@@ -247,6 +247,101 @@ describe("KubeTransport", () => {
   });
 });
 
+describe("KubeTransport write fence", () => {
+  let server: Loopback;
+  let clock: FakeClock;
+  const transport = (o: Partial<KubeTransportOptions> = {}) =>
+    new KubeTransport({
+      connection: { server: server.url, tls: {}, auth: noAuth, source: "test" },
+      version: "v9.8.7",
+      clock,
+      random: () => 0.5,
+      ...o,
+    });
+  const turn = () => new Promise((r) => setImmediate(r));
+
+  before(async () => {
+    server = await startLoopback({});
+  });
+  beforeEach(() => {
+    clock = new FakeClock();
+    server.requests.length = 0;
+  });
+  afterEach(() => closeIdleConnections());
+  after(() => server.close());
+
+  it("rejects writes waiting for the rate limiter and later ones; reads go on; reopens", async () => {
+    server.handler = (_req, res) => sendJson(res, 200, {});
+    const t = transport({ rateLimiter: new TokenBucket({ qps: 1, burst: 1, clock }) });
+    await t.request({ method: "GET", path: "/first" });
+    const queued = t.request({ method: "PUT", path: "/queued", body: {} });
+    await clock.waitForSleepers(1);
+    assert.equal(await t.closeWrites(), true, "nothing was on the wire");
+    const err = await queued.then(
+      () => undefined,
+      (e) => e,
+    );
+    assert.ok(isTransport(err), "a transport KubeApiError");
+    assert.match(String(err.message), /writes are stopped/);
+    await assert.rejects(t.request({ method: "POST", path: "/later", body: {} }), isTransport);
+    await clock.advance(1000);
+    await t.request({ method: "GET", path: "/read" });
+    t.openWrites();
+    await clock.advance(1000);
+    await t.request({ method: "POST", path: "/again", body: {} });
+    assert.deepEqual(
+      server.requests.map((r) => r.path),
+      ["/first", "/read", "/again"],
+    );
+  });
+
+  it("a write on the wire is answered even when its caller gives up; the fence waits for it", async () => {
+    let answer: () => void = () => {};
+    const arrived: string[] = [];
+    server.handler = (req, res) => {
+      arrived.push(req.path);
+      answer = () => sendJson(res, 201, {});
+    };
+    const t = transport();
+    const caller = new AbortController();
+    const write = t.request({ method: "POST", path: "/pv", body: {}, signal: caller.signal });
+    while (arrived.length === 0) await turn();
+    caller.abort(new Error("cancelled"));
+    await assert.rejects(write, /cancelled/);
+    assert.equal(t.writesOnWire, 1, "the request itself was not cut");
+
+    let fenced = false;
+    const closing = t.closeWrites().then((v) => {
+      fenced = v;
+    });
+    for (let i = 0; i < 5; i++) await turn();
+    assert.equal(fenced, false, "not fenced while the write is unanswered");
+    answer();
+    await closing;
+    assert.equal(fenced, true);
+    assert.equal(t.writesOnWire, 0);
+  });
+
+  it("gives up waiting at the deadline", async () => {
+    const arrived: string[] = [];
+    server.handler = (req) => {
+      arrived.push(req.path);
+    };
+    const t = transport({ abandonWriteMs: 5_000 });
+    const caller = new AbortController();
+    const write = t.request({ method: "PUT", path: "/hang", body: {}, signal: caller.signal });
+    while (arrived.length === 0) await turn();
+    const deadline = new AbortController();
+    const closing = t.closeWrites(deadline.signal);
+    deadline.abort();
+    assert.equal(await closing, false);
+    caller.abort(new Error("cancelled"));
+    await assert.rejects(write, /cancelled/);
+    await clock.advance(5_000); // the abandoned write's connection is closed
+    while (t.writesOnWire > 0) await turn();
+  });
+});
+
 describe("KubeTransport.stream()", () => {
   let server: Loopback;
   let clock: FakeClock;

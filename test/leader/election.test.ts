@@ -236,6 +236,36 @@ describe("leader election", () => {
     assert.equal(await done, "stopped");
   });
 
+  it("does not release when the work says its writes may still land (handOff(false))", async () => {
+    const w = world();
+    const tail = deferred();
+    const elector = createLeaderElector({
+      leases: w.leases,
+      namespace: NS,
+      name: NAME,
+      identity: "replica-a",
+      clock: w.clock,
+      random: () => 0,
+      logger: nullLogger,
+      releaseOnCancel: true,
+    });
+    const stop = new AbortController();
+    const done = elector.run(async (signal, handOff) => {
+      await new Promise<void>((r) => signal.addEventListener("abort", () => r(), { once: true }));
+      handOff(false);
+      await tail.promise;
+    }, stop.signal);
+    await settle();
+    const before = w.leases.calls.update;
+    stop.abort();
+    await settle();
+    tail.resolve();
+    assert.equal(await done, "stopped");
+    assert.equal(w.lease()!.spec.holderIdentity, "replica-a", "left to expire, not released");
+    assert.equal(w.leases.calls.update, before, "no write to the Lease after the stop");
+    assert.equal(elector.leading, false);
+  });
+
   it("keeps the Lease on stop when release is off (upstream's default)", async () => {
     const w = world();
     const a = w.replica("replica-a", { releaseOnCancel: false });

@@ -6,15 +6,31 @@
  */
 import assert from "node:assert/strict";
 import { afterEach, beforeEach, describe, it } from "node:test";
+import { INTENT_ANNOTATION_PREFIX, JOURNAL_LABEL } from "../../src/controller/journal.ts";
 import type { CoreEvent, Lease } from "../../src/kube/objects.ts";
 import { resources } from "../../src/kube/resources.ts";
+import { startApiServer } from "../support/apiserver.ts";
 import { claim, type Harness, startHarness, storageClass } from "../support/sidecar-harness.ts";
+import { eventually } from "../support/wait.ts";
 
 const FAST = ["--kube-api-qps=1000", "--kube-api-burst=1000", "--leader-election"];
 const LEASE = "fake-csi-k8s-io";
 
 function lease(h: Harness): Lease | undefined {
   return h.apiserver.get(resources.leases, LEASE, "kube-system");
+}
+
+/** Claim UIDs with an intent in the journal's Leases. */
+function intents(h: Harness): string[] {
+  const out: string[] = [];
+  for (const l of h.apiserver.objects(resources.leases, "kube-system") as Lease[]) {
+    if (l.metadata.labels?.[JOURNAL_LABEL] !== "true") continue;
+    for (const k of Object.keys(l.metadata.annotations ?? {})) {
+      if (k.startsWith(INTENT_ANNOTATION_PREFIX))
+        out.push(k.slice(INTENT_ANNOTATION_PREFIX.length));
+    }
+  }
+  return out;
 }
 
 function leaderEvents(h: Harness): CoreEvent[] {
@@ -91,5 +107,114 @@ describe("leader election in the sidecar", () => {
     assert.equal(lease(h)?.spec.leaseTransitions, 1);
     assert.equal(await b.stop(), 0);
     assert.equal(lease(h)?.spec.holderIdentity, "", "released on stop");
+  });
+  it("leaves a CreateVolume that outlasts the hand-over budget to the standby, which finishes it from the intent", async () => {
+    const a = await h.start(FAST, { POD_NAME: "replica-a" });
+    await h.apiserver.waitFor(() => lease(h)?.spec.holderIdentity === "replica-a");
+    const b = await h.start(FAST, { POD_NAME: "replica-b" });
+    h.apiserver.put(storageClass("fast"));
+    // The leader's CreateVolume does not return before the budget ends; the standby's replay
+    // is held too, so that the state at the take-over can be looked at.
+    const leaders = h.driver.hold("createVolume");
+    const standbys = h.driver.hold("createVolume");
+    const c = h.apiserver.put(claim("slow", "fast"));
+    const uid = c.metadata.uid!;
+    await leaders.arrived;
+
+    assert.equal(await a.stop(), 0);
+    assert.ok(
+      h.logs.some((l) => l.includes("Cancelling operations still in flight")),
+      "the leader cancelled the call at the end of its budget",
+    );
+    const replay = await standbys.arrived;
+    assert.equal(lease(h)?.spec.holderIdentity, "replica-b");
+    assert.equal(replay.request.name, `pvc-${uid}`, "the same volume name: an idempotent replay");
+    assert.deepEqual(intents(h), [uid], "the intent survived the hand-over");
+    assert.equal(h.apiserver.objects(resources.persistentVolumes).length, 0);
+
+    // The abandoned call reaches the backend after all; the replay then finds its volume.
+    leaders.release();
+    await eventually("the abandoned CreateVolume to finish", () =>
+      h.driver.volumes().size === 1 ? true : undefined,
+    );
+    standbys.release();
+    const pv = await h.apiserver.waitFor(() =>
+      h.apiserver.objects(resources.persistentVolumes).find((p) => p.spec.claimRef?.uid === uid),
+    );
+    await h.apiserver.waitFor(() => intents(h).length === 0);
+    assert.equal(h.apiserver.objects(resources.persistentVolumes).length, 1, "one PV");
+    assert.deepEqual(
+      [...h.driver.volumes().values()].map((v) => v.name),
+      [pv.metadata.name],
+      "one backend volume",
+    );
+    assert.equal(await b.stop(), 0);
+  });
+});
+
+describe("hand-over before CreateVolume", () => {
+  it("a claim still recording its intent at the stop gets no CreateVolume from the old leader; the standby provisions it once", async () => {
+    // Journal writes wait at the API server until the test lets them through.
+    let holding = false;
+    let arrived: () => void = () => {};
+    const journalWrite = new Promise<void>((r) => {
+      arrived = r;
+    });
+    let letThrough: () => void = () => {};
+    const gate = new Promise<void>((r) => {
+      letThrough = r;
+    });
+    const apiserver = await startApiServer({
+      async onRequest(info) {
+        // The journal's Lease: created (the election Lease exists already) or updated.
+        const journal =
+          info.resource === "leases" &&
+          (info.verb === "create" ||
+            (info.verb === "update" && info.path.includes("provisioning-intents")));
+        if (holding && journal) {
+          arrived();
+          await gate;
+        }
+        return undefined;
+      },
+    });
+    const h = await startHarness({ apiserver });
+    try {
+      const a = await h.start(FAST, { POD_NAME: "replica-a" });
+      await h.apiserver.waitFor(() => lease(h)?.spec.holderIdentity === "replica-a");
+      const b = await h.start(FAST, { POD_NAME: "replica-b" });
+      h.apiserver.put(storageClass("fast"));
+      holding = true;
+      const c = h.apiserver.put(claim("late", "fast"));
+      await journalWrite;
+
+      const stopped = a.stop();
+      await eventually(
+        "the leader to give the claim up",
+        () =>
+          h.logs.some((l) => l.includes("the next leader continues from the intent")) || undefined,
+      );
+      holding = false;
+      letThrough(); // the write already sent lands; only then is the Lease released
+      assert.equal(await stopped, 0);
+      assert.equal(h.driver.callsTo("createVolume").length, 0, "no CreateVolume after the stop");
+
+      const pv = await h.apiserver.waitFor(() =>
+        h.apiserver
+          .objects(resources.persistentVolumes)
+          .find((p) => p.spec.claimRef?.uid === c.metadata.uid),
+      );
+      assert.equal(lease(h)?.spec.holderIdentity, "replica-b");
+      assert.deepEqual(
+        h.driver.callsTo("createVolume").map((call) => call.request.name),
+        [pv.metadata.name],
+        "one CreateVolume, by the standby",
+      );
+      assert.equal(await b.stop(), 0);
+    } finally {
+      letThrough();
+      await h.close();
+      await apiserver.close();
+    }
   });
 });

@@ -32,7 +32,9 @@ export async function startApiServer(opts: ApiServerOptions = {}): Promise<ApiSe
     async onRequest(info, signal) {
       if (faults.latencyMs > 0) await clock.sleep(faults.latencyMs, signal);
       const rule = faults.take(info);
-      return rule ? { error: faultError(rule), inBand: rule.inBand } : undefined;
+      if (rule) return { error: faultError(rule), inBand: rule.inBand };
+      // The caller's own hook (e.g. a test holding some requests) comes after the faults.
+      return opts.onRequest?.(info, signal);
     },
   });
   return Object.assign(server, {
