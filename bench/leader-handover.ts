@@ -5,7 +5,7 @@
  *
  *   node_modules/.bin/node bench/leader-handover.ts [--rounds=3] [--upstream-rounds=1]
  *     [--ours=<executable>] [--bin-dir=<e2e bin dir>] [--claim-every=250]
- *     [--out=bench/results/leader-handover]
+ *     [--out=bench/results/leader-handover] [--commit=<build commit>]
  *
  * Each round stops the leader with SIGTERM, then (after it came back as a standby) kills the new
  * leader with SIGKILL. Hand-over time = the new holder's `spec.acquireTime` in the Lease (written
@@ -15,10 +15,14 @@
  * `unshare --uts`. At the end every claim must have one PV and the driver one volume per claim:
  * the JSON and the table report claims, PVs and volumes, claims with more than one of either,
  * and CreateVolume calls repeated for a name (replays after a hand-over are allowed: CreateVolume
- * is idempotent by name). Writes `<out>.json` and `<out>.md`. Never asserts: it measures.
+ * is idempotent by name). Each measure also records the claims still unbound at the signal and
+ * the host's 1-minute load average (the machine is shared); the files name the build commit
+ * (`--commit`, default `git rev-parse --short HEAD`). Writes `<out>.json` and `<out>.md`. Never
+ * asserts: it measures.
  */
 import { execFileSync } from "node:child_process";
 import { existsSync, readFileSync, writeFileSync } from "node:fs";
+import { loadavg } from "node:os";
 import * as path from "node:path";
 import { type Cluster, startCluster } from "../test/e2e/cluster.ts";
 import { applyRbac } from "../test/e2e/peers.ts";
@@ -36,6 +40,9 @@ const UPSTREAM_ROUNDS = Number(args.get("upstream-rounds") ?? 1);
 const CLAIM_EVERY_MS = Number(args.get("claim-every") ?? 250);
 const OURS = path.resolve(args.get("ours") ?? path.join(ROOT, "dist/csi-provisioner-linux-x64"));
 const OUT = path.resolve(ROOT, args.get("out") ?? "bench/results/leader-handover");
+const COMMIT =
+  args.get("commit") ??
+  execFileSync("git", ["-C", ROOT, "rev-parse", "--short", "HEAD"], { encoding: "utf8" }).trim();
 const LEASE = "hostpath-csi-k8s-io";
 const NS = "default";
 const CLASS = "handover";
@@ -130,6 +137,10 @@ interface Measure {
   handoverMs: number;
   /** Signal sent → the old leader's exit, ms. */
   exitMs: number;
+  /** Claims not yet Bound when the signal was sent (work in flight or queued). */
+  unboundAtSignal: number;
+  /** The host's 1-minute load average at the signal. */
+  loadAvg1: number;
   exit: string;
   /** The old leader's shutdown lines (ours), for where the time went. */
   oldLeaderLog: string[];
@@ -221,6 +232,14 @@ async function main() {
         const old = replicas.get(from)!;
         await new Promise((r) => setTimeout(r, 2_000)); // claims in flight at the signal
         const before = old.proc.lines.length;
+        const pending = await cluster.request(
+          "GET",
+          `/api/v1/namespaces/${NS}/persistentvolumeclaims`,
+        );
+        const unboundAtSignal = (
+          JSON.parse(pending.body).items as { status?: { phase?: string } }[]
+        ).filter((c) => c.status?.phase !== "Bound").length;
+        const loadAvg1 = Math.round(loadavg()[0]! * 100) / 100;
         const sent = Date.now();
         old.proc.kill(signal);
         const spec = await until(
@@ -240,6 +259,8 @@ async function main() {
           to,
           handoverMs: Math.round(parseMicroTime(spec.acquireTime!) - sent),
           exitMs,
+          unboundAtSignal,
+          loadAvg1,
           exit: exit.signal ?? `code ${exit.code}`,
           oldLeaderLog: old.proc.lines
             .slice(before)
@@ -248,7 +269,7 @@ async function main() {
         };
         results.push(m);
         log(
-          `${flavour} ${signal} ${from} → ${to}: ${m.handoverMs} ms (old leader ended: ${m.exit})`,
+          `${flavour} ${signal} ${from} → ${to}: ${m.handoverMs} ms (old leader ended: ${m.exit}; ${unboundAtSignal} claims unbound at the signal, load ${loadAvg1})`,
         );
         // The old leader comes back as the standby.
         replicas.set(from, start(from));
@@ -324,11 +345,21 @@ async function main() {
     const s = [...xs].sort((a, b) => a - b);
     return s.length === 0 ? Number.NaN : s[Math.floor((s.length - 1) / 2)]!;
   };
-  const lines = ["| Sidecar | Signal | Hand-over (ms), each run | Median |", "|---|---|---|---|"];
+  const date = new Date().toISOString();
+  const lines = [
+    `${date}, build ${COMMIT}, a claim every ${CLAIM_EVERY_MS} ms; per run: hand-over ms (claims unbound at the signal / 1-min load average)`,
+    "",
+    "| Sidecar | Signal | Hand-over (ms), each run | Median |",
+    "|---|---|---|---|",
+  ];
   for (const f of ["ours", "upstream", "upstream+release"] as Flavour[]) {
     for (const s of ["SIGTERM", "SIGKILL"]) {
+      const rs = results.filter((r) => r.flavour === f && r.signal === s);
       const xs = by(f, s);
-      if (xs.length > 0) lines.push(`| ${f} | ${s} | ${xs.join(", ")} | ${median(xs)} |`);
+      if (xs.length > 0) {
+        const each = rs.map((r) => `${r.handoverMs} (${r.unboundAtSignal}/${r.loadAvg1})`);
+        lines.push(`| ${f} | ${s} | ${each.join(", ")} | ${median(xs)} |`);
+      }
     }
   }
   lines.push(
@@ -344,7 +375,7 @@ async function main() {
   const md = `${lines.join("\n")}\n`;
   writeFileSync(
     `${OUT}.json`,
-    `${JSON.stringify({ date: new Date().toISOString(), claimEveryMs: CLAIM_EVERY_MS, results, integrity }, null, 2)}\n`,
+    `${JSON.stringify({ date, commit: COMMIT, claimEveryMs: CLAIM_EVERY_MS, results, integrity }, null, 2)}\n`,
   );
   writeFileSync(`${OUT}.md`, md);
   console.log(md);
