@@ -376,6 +376,18 @@ function sidecarEnv(): NodeJS.ProcessEnv {
   return env;
 }
 
+/**
+ * Throws when the sidecar has ended before it was stopped, with the last lines it logged, so a
+ * wait on it fails at once instead of at its deadline.
+ */
+function running(p: Proc, variant: string): void {
+  const ended = p.child.exitCode ?? p.child.signalCode;
+  if (ended === null) return;
+  throw new Error(
+    `${variant} exited (${ended}); its last lines:\n${p.lines.slice(-20).join("\n")}`,
+  );
+}
+
 async function stopSidecar(p: Proc): Promise<void> {
   p.child.kill("SIGTERM");
   const t = setTimeout(() => p.child.kill("SIGKILL"), 15_000);
@@ -549,6 +561,10 @@ interface RunResult {
   duplicateDeletes: number;
   cpuMsPerVolume: number;
   peakRssMiB: number;
+  /** Claims seen Bound (all of them: the run waits for every one). */
+  boundClaims: number;
+  /** PVs of the run's namespace still there after the delete phase (a LIST; 0 when all went). */
+  pvsLeft: number;
   /** Bound claims and deleted PVs the watch missed (seen by a LIST instead; their times are late). */
   missed: { bound: number; gone: number };
   /** First and last write of each kind, s after the first claim (create) or the first delete. */
@@ -579,7 +595,10 @@ async function provisionRun(
     ...(variant === "ours" ? OURS_FLAGS : []),
   ];
   const p = startSidecar(exe, flagsFor(env, extra), logFile);
-  await until("the sidecar to start", 120_000, () => p.lines.some((l) => READY.test(l)));
+  await until("the sidecar to start", 120_000, () => {
+    running(p, variant);
+    return p.lines.some((l) => READY.test(l));
+  });
   const probeMs = (env.proxy.firstCall ?? Number.NaN) - p.spawnedAt;
   await new Promise((r) => setTimeout(r, 3000));
   const rssIdleMiB = procStatus(p.pid).rssKiB / 1024;
@@ -629,6 +648,7 @@ async function provisionRun(
   const missed = { bound: 0, gone: 0 };
   await until("every claim Bound", 30 * 60_000, async () => {
     if (bound.size >= n) return true;
+    running(p, variant);
     if (Date.now() - lastList < 5000) return false;
     lastList = Date.now();
     const l = await env.api.req("GET", `/api/v1/namespaces/${ns}/persistentvolumeclaims`);
@@ -671,6 +691,7 @@ async function provisionRun(
   lastList = Date.now();
   await until("every PV gone", 30 * 60_000, async () => {
     if (pvGone.size >= n) return true;
+    running(p, variant);
     if (Date.now() - lastList < 5000) return false;
     lastList = Date.now();
     const l = await env.api.req("GET", "/api/v1/persistentvolumes");
@@ -692,6 +713,9 @@ async function provisionRun(
   stopPvc();
   stopPv();
   await stopSidecar(p);
+  const pvsLeft = (
+    (await env.api.req("GET", "/api/v1/persistentvolumes")).json as { items: Obj[] }
+  ).items.filter((v) => v.spec?.claimRef?.namespace === ns).length;
   await env.audit.poll();
   const deleteWrites = env.audit.sidecar(createEnd, deleteEnd + 1);
   const deletes = deleteWrites.filter(
@@ -719,6 +743,8 @@ async function provisionRun(
     conflicts: all.filter((w) => w.code === 409).length,
     duplicateDeletes: deletes.length - new Set(deletes.map((w) => w.name)).size,
     cpuMsPerVolume: (cpu1 - cpu0) / n,
+    boundClaims: bound.size,
+    pvsLeft,
     missed,
     timeline: {
       ...timeline(createWrites, firstClaim, "create phase"),
@@ -741,12 +767,15 @@ async function startupRun(env: Env, variant: string, exe: string): Promise<numbe
   env.proxy.reset();
   const p = startSidecar(exe, flagsFor(env, []), path.join(os.tmpdir(), "compare-startup.log"));
   try {
-    await until("the first gRPC call", 30_000, () => env.proxy.firstCall !== undefined);
+    await until("the first gRPC call", 30_000, () => {
+      if (env.proxy.firstCall !== undefined) return true;
+      running(p, variant);
+      return false;
+    });
     return env.proxy.firstCall! - p.spawnedAt;
   } finally {
     p.child.kill("SIGKILL");
     await p.exited;
-    void variant;
   }
 }
 
@@ -826,8 +855,12 @@ async function memoryRun(
   const load = loadavg();
   const p = startSidecar(exe, flagsFor(env, []), path.join(os.tmpdir(), "compare-mem.log"));
   try {
-    await until("the sidecar to start", 300_000, () => p.lines.some((l) => READY.test(l)));
+    await until("the sidecar to start", 300_000, () => {
+      running(p, variant);
+      return p.lines.some((l) => READY.test(l));
+    });
     await new Promise((r) => setTimeout(r, 5000));
+    running(p, variant);
     const s = procStatus(p.pid);
     const r = { variant, cached, load, rssSettledMiB: s.rssKiB / 1024, peakMiB: s.hwmKiB / 1024 };
     log(
