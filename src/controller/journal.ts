@@ -26,8 +26,10 @@
  * the next write carries all of them, so a burst of claims costs a few writes in total rather
  * than two per claim (a PVC finalizer would cost an add and a remove per claim). What a write
  * carries is decided when it gets its rate-limiter token, so under throttling it also carries
- * every change made while it waited in line with the PV writes. Removals are not urgent: they
- * ride along with the next addition or are flushed after `removeDelayMs`. Journal writes go at
+ * every change made while it waited in line with the PV writes. A Lease's next write starts
+ * `commitWindowMs` after its previous one, or as soon as `commitBatch` additions are pending (the
+ * workers that could add more are busy or waiting for it: a longer wait only adds latency).
+ * Removals are not urgent: they ride along with the next addition or are flushed after `removeDelayMs`. Journal writes go at
  * normal priority (an addition gates a CreateVolume; a flush at shutdown gates the hand-over),
  * ahead of events.
  */
@@ -96,6 +98,13 @@ export interface JournalOptions {
    * claims arriving meanwhile share it (group commit). Default 250 ms; not applied by `flush()`.
    */
   commitWindowMs?: number;
+  /**
+   * A write does not wait out the commit window once this many additions are pending: the
+   * claims that could still join it are held by workers that are busy or waiting for it, so
+   * waiting longer only adds latency. Default: half of `--worker-threads` (set by the caller),
+   * else 50.
+   */
+  commitBatch?: number;
   /**
    * Largest annotation payload per Lease, in UTF-8 bytes of keys and values (Kubernetes allows
    * 262,144). Default 250,000.
@@ -201,6 +210,8 @@ interface Shard {
   inflight: Set<string>;
   writing?: Promise<void>;
   removeTimer?: AbortController;
+  /** Ends the commit window early (enough additions are pending). */
+  windowTimer?: AbortController;
 }
 
 /** Where one recorded (or being recorded) intent lives. */
@@ -232,6 +243,7 @@ export function createIntentJournal(opts: JournalOptions): IntentJournal {
   const baseCount = Math.max(1, opts.shards ?? 1);
   const removeDelay = opts.removeDelayMs ?? 5000;
   const commitWindow = opts.commitWindowMs ?? 250;
+  const commitBatch = Math.max(1, opts.commitBatch ?? 50);
   let flushing = 0;
   const maxBytes = Math.min(opts.maxShardBytes ?? 250_000, ANNOTATIONS_MAX_BYTES);
   // Room for a part's key (prefix + uid + ".k.n").
@@ -442,7 +454,12 @@ export function createIntentJournal(opts: JournalOptions): IntentJournal {
               shard.lastWrite === undefined || flushing > 0
                 ? 0
                 : shard.lastWrite + commitWindow - opts.clock.now();
-            if (wait > 0) await opts.clock.sleep(wait);
+            if (wait > 0 && shard.adds.size < commitBatch) {
+              const window = new AbortController();
+              shard.windowTimer = window;
+              await opts.clock.sleep(wait, window.signal).catch(() => {});
+              shard.windowTimer = undefined;
+            }
             const ok = await writeOnce(shard);
             shard.lastWrite = opts.clock.now();
             if (!ok) {
@@ -503,6 +520,7 @@ export function createIntentJournal(opts: JournalOptions): IntentJournal {
       } else {
         shard.adds.set(key, { value, waiters: [{ resolve, reject }] });
       }
+      if (shard.adds.size >= commitBatch) shard.windowTimer?.abort();
       void kick(shard);
     });
   };
@@ -648,9 +666,21 @@ export function createIntentJournal(opts: JournalOptions): IntentJournal {
       entry.durable.catch(() => {});
       entries.set(intent.uid, entry);
       if (!signal) return entry.durable;
+      if (signal.aborted) return Promise.reject(signal.reason);
       return new Promise<void>((resolve, reject) => {
-        entry.durable.then(resolve, reject);
-        signal.addEventListener("abort", () => reject(signal.reason), { once: true });
+        // The listener goes once the intent settles: callers pass long-lived signals.
+        const onAbort = () => reject(signal.reason);
+        signal.addEventListener("abort", onAbort, { once: true });
+        entry.durable.then(
+          () => {
+            signal.removeEventListener("abort", onAbort);
+            resolve();
+          },
+          (err) => {
+            signal.removeEventListener("abort", onAbort);
+            reject(err);
+          },
+        );
       });
     },
     clear(uid) {

@@ -33,7 +33,13 @@ export class WorkQueue<K> {
   readonly #dirty = new Set<K>();
   readonly #failures = new Map<K, number>();
   readonly #delayed = new Map<K, { at: number; abort: AbortController }>();
-  readonly #getters: ((k: K | undefined) => void)[] = [];
+  readonly #getters: { resolve: (k: K | undefined) => void; signal?: AbortSignal }[] = [];
+  /**
+   * Signals that already have this queue's abort listener: one per signal, not one per wait
+   * (idle workers wait again after every key, and adding to a signal with many listeners is
+   * linear in their number).
+   */
+  readonly #watched = new WeakSet<AbortSignal>();
   #shutdown = false;
   /** Metrics only: when each queued key was added and each processed key was taken (ms). */
   readonly #addedAt = new Map<K, number>();
@@ -87,7 +93,7 @@ export class WorkQueue<K> {
     if (getter) {
       this.#processing.add(key);
       this.#taken(key);
-      getter(key);
+      getter.resolve(key);
       return;
     }
     if (this.#opts.metrics?.waited) this.#addedAt.set(key, this.#opts.clock.now());
@@ -171,18 +177,25 @@ export class WorkQueue<K> {
       return Promise.resolve(key);
     }
     if (this.#shutdown || signal?.aborted) return Promise.resolve(undefined);
+    if (signal && !this.#watched.has(signal)) {
+      this.#watched.add(signal);
+      signal.addEventListener(
+        "abort",
+        () => {
+          const waiting = this.#getters.filter((g) => g.signal === signal);
+          if (waiting.length === 0) return;
+          this.#getters.splice(
+            0,
+            this.#getters.length,
+            ...this.#getters.filter((g) => g.signal !== signal),
+          );
+          for (const g of waiting) g.resolve(undefined);
+        },
+        { once: true },
+      );
+    }
     return new Promise<K | undefined>((resolve) => {
-      const getter = (k: K | undefined) => {
-        signal?.removeEventListener("abort", onAbort);
-        resolve(k);
-      };
-      const onAbort = () => {
-        const i = this.#getters.indexOf(getter);
-        if (i >= 0) this.#getters.splice(i, 1);
-        resolve(undefined);
-      };
-      signal?.addEventListener("abort", onAbort, { once: true });
-      this.#getters.push(getter);
+      this.#getters.push({ resolve, signal });
     });
   }
 
@@ -203,7 +216,7 @@ export class WorkQueue<K> {
     this.#shutdown = true;
     for (const d of this.#delayed.values()) d.abort.abort();
     this.#delayed.clear();
-    for (const g of this.#getters.splice(0)) g(undefined);
+    for (const g of this.#getters.splice(0)) g.resolve(undefined);
   }
 }
 

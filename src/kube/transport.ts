@@ -472,6 +472,7 @@ export class KubeTransport {
 }
 
 async function readText(res: HttpResponse): Promise<string> {
+  if (res.text) return res.text();
   const decoder = new TextDecoder();
   let text = "";
   for await (const chunk of res.body) text += decoder.decode(chunk, { stream: true });

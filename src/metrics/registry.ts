@@ -83,10 +83,16 @@ abstract class Family<S> implements Metric {
   protected abstract init(): S;
 
   protected get(labels: Labels = {}): S {
-    const values = this.labelNames.map((n) => labels[n] ?? "");
-    const key = values.join("\u0000");
+    // The key is built without an intermediate array: this runs for every observation.
+    const names = this.labelNames;
+    let key = "";
+    for (let i = 0; i < names.length; i++) {
+      if (i > 0) key += "\u0000";
+      key += labels[names[i]!] ?? "";
+    }
     let s = this.series.get(key);
     if (!s) {
+      const values = names.map((n) => labels[n] ?? "");
       s = { values, state: this.init() };
       this.series.set(key, s);
     }

@@ -298,4 +298,70 @@ describe("createIntentJournal()", () => {
     assert.equal(done, 3);
     assert.equal(writes, 2);
   });
+
+  it("leaves no abort listener on the caller's signal once an intent is stored", async () => {
+    const leases = fakeLeases();
+    const j = journalOn(leases.client);
+    const ac = new AbortController();
+    const signal = ac.signal;
+    let listeners = 0;
+    const add = signal.addEventListener.bind(signal);
+    const remove = signal.removeEventListener.bind(signal);
+    signal.addEventListener = ((type: string, fn: EventListener, o?: AddEventListenerOptions) => {
+      listeners++;
+      add(type, fn, o);
+    }) as typeof signal.addEventListener;
+    signal.removeEventListener = ((type: string, fn: EventListener, o?: EventListenerOptions) => {
+      listeners--;
+      remove(type, fn, o);
+    }) as typeof signal.removeEventListener;
+    for (const u of ["a", "b", "c"]) await j.record(intent(u), signal);
+    assert.equal(listeners, 0, "a long-lived signal does not collect a listener per claim");
+    ac.abort(new Error("stop"));
+    await assert.rejects(j.record(intent("d"), signal), /stop/);
+  });
+
+  it("does not wait out the commit window once commitBatch additions are pending", async () => {
+    const leases = fakeLeases();
+    let writes = 0;
+    const counting = {
+      ...leases.client,
+      update: (l: Lease, o?: object) => {
+        writes++;
+        return leases.client.update(l, o);
+      },
+      create: (l: Lease, o?: object) => {
+        writes++;
+        return leases.client.create(l, o);
+      },
+    } as ResourceClient<Lease>;
+    const clock = new FakeClock();
+    const j = createIntentJournal({
+      leases: counting,
+      namespace: "ns",
+      driverName: "d",
+      clock,
+      logger: nullLogger,
+      commitWindowMs: 10_000,
+      commitBatch: 3,
+    });
+    await j.record(intent("a"));
+    const two = ["b", "c"].map((u) => j.record(intent(u)));
+    await clock.waitForSleepers(1);
+    assert.equal(writes, 1, "two pending additions wait for the window");
+    // The third pending addition ends the window: no clock advance needed.
+    await Promise.all([...two, j.record(intent("d"))]);
+    assert.equal(writes, 2, "one write carries the batch");
+    assert.deepEqual(
+      j
+        .list()
+        .map((i) => i.uid)
+        .sort(),
+      ["a", "b", "c", "d"],
+    );
+    const stored = Object.keys(
+      (await leases.client.get("d-provisioning-intents-0", "ns")).metadata.annotations ?? {},
+    );
+    assert.equal(stored.length, 4);
+  });
 });

@@ -111,4 +111,29 @@ describe("WorkQueue", () => {
     await running;
     assert.deepEqual(seen.sort(), ["a", "b", "c"]);
   });
+
+  it("a waiting get resolves undefined when its signal aborts; one listener per signal, not per wait", async () => {
+    const { q } = queue();
+    const ac = new AbortController();
+    const other = new AbortController();
+    let added = 0;
+    const add = ac.signal.addEventListener.bind(ac.signal);
+    ac.signal.addEventListener = ((t: string, fn: EventListener, o?: AddEventListenerOptions) => {
+      added++;
+      add(t, fn, o);
+    }) as typeof ac.signal.addEventListener;
+    for (let i = 0; i < 5; i++) {
+      const got = q.get(ac.signal);
+      q.add(`k${i}`);
+      assert.equal(await got, `k${i}`);
+      q.done(`k${i}`);
+    }
+    const waiting = [q.get(ac.signal), q.get(ac.signal)];
+    const unaffected = q.get(other.signal);
+    ac.abort();
+    assert.deepEqual(await Promise.all(waiting), [undefined, undefined]);
+    assert.equal(added, 1, "one abort listener for the signal over seven waits");
+    q.add("later");
+    assert.equal(await unaffected, "later", "a getter of another signal still gets keys");
+  });
 });
