@@ -164,6 +164,9 @@ describe("hand-over before CreateVolume", () => {
     const gate = new Promise<void>((r) => {
       letThrough = r;
     });
+    /** After the stop: journal writes answered and writes of the election Lease, in order. */
+    let stopping = false;
+    const seen: string[] = [];
     const apiserver = await startApiServer({
       async onRequest(info) {
         // The journal's Lease: created (the election Lease exists already) or updated.
@@ -174,6 +177,9 @@ describe("hand-over before CreateVolume", () => {
         if (holding && journal) {
           arrived();
           await gate;
+          if (stopping) seen.push("journal write answered");
+        } else if (stopping && info.verb === "update" && info.path.endsWith(`/leases/${LEASE}`)) {
+          seen.push("election Lease written");
         }
         return undefined;
       },
@@ -188,6 +194,7 @@ describe("hand-over before CreateVolume", () => {
       const c = h.apiserver.put(claim("late", "fast"));
       await journalWrite;
 
+      stopping = true;
       const stopped = a.stop();
       await eventually(
         "the leader to give the claim up",
@@ -205,10 +212,90 @@ describe("hand-over before CreateVolume", () => {
           .find((p) => p.spec.claimRef?.uid === c.metadata.uid),
       );
       assert.equal(lease(h)?.spec.holderIdentity, "replica-b");
+      assert.equal(
+        seen[0],
+        "journal write answered",
+        "the Lease was released only after the old leader's last write was answered",
+      );
+      assert.ok(seen.includes("election Lease written"));
       assert.deepEqual(
         h.driver.callsTo("createVolume").map((call) => call.request.name),
         [pv.metadata.name],
         "one CreateVolume, by the standby",
+      );
+      assert.equal(await b.stop(), 0);
+    } finally {
+      letThrough();
+      await h.close();
+      await apiserver.close();
+    }
+  });
+
+  it("never releases the Lease while a write sent before the stop is unanswered: it is left to expire", async () => {
+    let holding = false;
+    let arrived: () => void = () => {};
+    const journalWrite = new Promise<void>((r) => {
+      arrived = r;
+    });
+    let letThrough: () => void = () => {};
+    const gate = new Promise<void>((r) => {
+      letThrough = r;
+    });
+    let stopping = false;
+    const seen: string[] = [];
+    const apiserver = await startApiServer({
+      async onRequest(info) {
+        const journal =
+          info.resource === "leases" &&
+          (info.verb === "create" ||
+            (info.verb === "update" && info.path.includes("provisioning-intents")));
+        if (holding && journal) {
+          arrived();
+          await gate;
+          if (stopping) seen.push("journal write answered");
+        } else if (stopping && info.verb === "update" && info.path.endsWith(`/leases/${LEASE}`)) {
+          seen.push("election Lease written");
+        }
+        return undefined;
+      },
+    });
+    const h = await startHarness({ apiserver });
+    const short = [
+      ...FAST,
+      "--leader-election-lease-duration=5s",
+      "--leader-election-renew-deadline=1500ms",
+      "--leader-election-retry-period=1s",
+    ];
+    try {
+      const a = await h.start(short, { POD_NAME: "replica-a" });
+      await h.apiserver.waitFor(() => lease(h)?.spec.holderIdentity === "replica-a");
+      const b = await h.start(short, { POD_NAME: "replica-b" });
+      h.apiserver.put(storageClass("fast"));
+      holding = true;
+      const c = h.apiserver.put(claim("stuck", "fast"));
+      await journalWrite;
+
+      // The journal write stays on the wire past the budget and the fence's wait (2.5 s in all,
+      // well inside the 5 s lease, which was renewed at most 1 s before the stop).
+      stopping = true;
+      assert.equal(await a.stop(), 0);
+      assert.ok(h.logs.some((l) => l.includes("not releasing the leader Lease")));
+      assert.deepEqual(seen, [], "no write of the election Lease while the write is unanswered");
+      assert.equal(lease(h)?.spec.holderIdentity, "replica-a", "not released");
+
+      holding = false;
+      letThrough();
+      // The standby takes the Lease once it expires, and provisions the claim.
+      await h.apiserver.waitFor(() => lease(h)?.spec.holderIdentity === "replica-b");
+      assert.equal(seen[0], "journal write answered");
+      const pv = await h.apiserver.waitFor(() =>
+        h.apiserver
+          .objects(resources.persistentVolumes)
+          .find((p) => p.spec.claimRef?.uid === c.metadata.uid),
+      );
+      assert.deepEqual(
+        h.driver.callsTo("createVolume").map((call) => call.request.name),
+        [pv.metadata.name],
       );
       assert.equal(await b.stop(), 0);
     } finally {
