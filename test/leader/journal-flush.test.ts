@@ -1,6 +1,7 @@
 /**
- * A leader hands over only after the intent journal's flush: a removal already waiting for the
- * API budget at low priority must not hold that flush up behind PV writes and events.
+ * A leader hands over after the intent journal's flush (or at the end of its hand-over budget):
+ * a removal already waiting for the API budget at low priority must not hold that flush up
+ * behind PV writes and events.
  */
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
