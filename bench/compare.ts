@@ -105,7 +105,7 @@ const quantile = (xs: number[], q: number) => {
 
 /** The few fields of watched objects the benchmark reads. */
 interface Obj {
-  metadata?: { name?: string };
+  metadata?: { name?: string; uid?: string };
   status?: { phase?: string };
   spec?: { claimRef?: { namespace?: string } };
 }
@@ -286,8 +286,13 @@ class AuditTail {
       if (e.stage !== "ResponseComplete") continue;
       const user: string = e.user?.username ?? "";
       const resource: string = e.objectRef?.resource ?? "";
-      if (user !== SA_USER && !(resource === "persistentvolumeclaims" && e.verb === "create"))
-        continue;
+      // The sidecar's writes, claim creates, and claim updates (kube-controller-manager's
+      // provisioner annotation is its first update of a claim).
+      const claimWrite =
+        resource === "persistentvolumeclaims" &&
+        !e.objectRef?.subresource &&
+        (e.verb === "create" || e.verb === "update");
+      if (user !== SA_USER && !claimWrite) continue;
       this.writes.push({
         verb: e.verb,
         resource: e.objectRef?.subresource ? `${resource}/${e.objectRef.subresource}` : resource,
@@ -559,6 +564,11 @@ interface RunResult {
   createPerS: number;
   /** First to last claim created (audit log), s: the rate the claims arrived at. */
   claimsCreatedS: number;
+  /** Claim ready (provisioner annotation set) → its PV created, s (audit log). */
+  readyToPvP50S: number;
+  readyToPvP99S: number;
+  /** The longest time some claim was ready while the sidecar created no PV, s. */
+  maxIdleWithBacklogS: number;
   /** Longest gap between two PV creates by the sidecar while claims were pending, s. */
   maxCreateGapS: number;
   allGoneS: number;
@@ -620,8 +630,12 @@ async function provisionRun(
   const bound = new Map<string, number>();
   const pvGone = new Map<string, number>();
   const pvSeen = new Set<string>();
+  /** Claim UID → name, to match a PV (`pvc-<uid>`) to its claim. */
+  const claimOfUid = new Map<string, string>();
   const stopPvc = env.api.watch(`/api/v1/namespaces/${ns}/persistentvolumeclaims`, (ev, at) => {
     const name = ev.object?.metadata?.name ?? "";
+    const uid = ev.object?.metadata?.uid;
+    if (uid) claimOfUid.set(uid, name);
     if (ev.type === "ADDED" && !added.has(name)) added.set(name, at);
     if (ev.object?.status?.phase === "Bound" && !bound.has(name)) bound.set(name, at);
   });
@@ -700,6 +714,45 @@ async function provisionRun(
   for (let i = 1; i < pvCreates.length; i++)
     maxGap = Math.max(maxGap, (pvCreates[i]! - pvCreates[i - 1]!) / 1000);
   const createPerS = n / ((pvCreates.at(-1)! - firstClaim) / 1000);
+  // When each claim was ready for the sidecar (created with the provisioner annotation, or
+  // annotated by kube-controller-manager: its first update), and when its PV was created.
+  const ready = new Map<string, number>();
+  for (const w of env.audit.writes) {
+    if (w.resource !== "persistentvolumeclaims" || w.at < wall0 - 1000 || w.user === SA_USER)
+      continue;
+    if ((setting === "annotated" ? w.verb === "create" : w.verb === "update") && !ready.has(w.name))
+      ready.set(w.name, w.at);
+  }
+  const pvAt = new Map<string, number>();
+  for (const w of createWrites)
+    if (w.verb === "create" && w.resource === "persistentvolumes" && w.code === 201) {
+      const claim = claimOfUid.get(w.name.replace(/^pvc-/, ""));
+      if (claim !== undefined && !pvAt.has(claim)) pvAt.set(claim, w.at);
+    }
+  const readyToPv = [...pvAt]
+    .filter(([c]) => ready.has(c))
+    .map(([c, t]) => (t - ready.get(c)!) / 1000)
+    .sort((a, b) => a - b);
+  // The longest time with a ready claim but no PV created (the sidecar's own stall).
+  const events = [
+    ...[...ready.values()].map((t) => ({ t, d: 1 })),
+    ...[...pvAt.values()].map((t) => ({ t, d: -1 })),
+  ].sort((a, b) => a.t - b.t || a.d - b.d);
+  let backlog = 0;
+  /** Since when the sidecar had ready claims and made no progress. */
+  let idleSince: number | undefined;
+  let maxIdleWithBacklogS = 0;
+  for (const e of events) {
+    if (e.d > 0) {
+      if (backlog === 0) idleSince = e.t;
+      backlog++;
+      continue;
+    }
+    if (idleSince !== undefined)
+      maxIdleWithBacklogS = Math.max(maxIdleWithBacklogS, (e.t - idleSince) / 1000);
+    backlog--;
+    idleSince = backlog > 0 ? e.t : undefined;
+  }
 
   // Delete every claim; the PVs are Released and deleted by the sidecar.
   const delStart = performance.now();
@@ -753,6 +806,9 @@ async function provisionRun(
     p99BoundS: quantile(latencies, 0.99),
     createPerS,
     claimsCreatedS: (Math.max(...claimCreates) - firstClaim) / 1000,
+    readyToPvP50S: quantile(readyToPv, 0.5),
+    readyToPvP99S: quantile(readyToPv, 0.99),
+    maxIdleWithBacklogS,
     maxCreateGapS: maxGap,
     allGoneS: (tGone - delStart) / 1000,
     deletePerS: n / ((tGone - delStart) / 1000),
@@ -1005,6 +1061,14 @@ function writeResults(r: Results) {
     (x) => x.createPerS,
   );
   row("QPS 1000: longest pause between PV creates, s", "qps1000", (x) => x.maxCreateGapS, 2);
+  row("QPS 1000: claim annotated → PV created, p50 s", "qps1000", (x) => x.readyToPvP50S, 2);
+  row("QPS 1000: claim annotated → PV created, p99 s", "qps1000", (x) => x.readyToPvP99S, 2);
+  row(
+    "QPS 1000: longest time with an annotated claim and no PV created, s",
+    "qps1000",
+    (x) => x.maxIdleWithBacklogS,
+    2,
+  );
   row(
     `QPS 1000, ${ANNOTATED_CLAIMS} claims created with the provisioner annotation: create volumes/s`,
     "annotated",
@@ -1014,6 +1078,18 @@ function writeResults(r: Results) {
     "QPS 1000, annotated claims: longest pause between PV creates, s",
     "annotated",
     (x) => x.maxCreateGapS,
+    2,
+  );
+  row(
+    "QPS 1000, annotated claims: claim created → PV created, p50 s",
+    "annotated",
+    (x) => x.readyToPvP50S,
+    2,
+  );
+  row(
+    "QPS 1000, annotated claims: claim created → PV created, p99 s",
+    "annotated",
+    (x) => x.readyToPvP99S,
     2,
   );
   row(
