@@ -592,36 +592,70 @@ describe("createCapacityController() at runtime", () => {
         storageClass("slow"),
       ],
     });
+    // The informer may deliver a created object ("adopted") before the worker that created it
+    // reports "created": the initial state is complete only once both happened for every item.
     await t.log.waitFor(is("adopted"), 4);
+    await t.log.waitFor(is("created"), 4);
     t.capacity.a = 3n * Gi;
     t.capacity.b = 3n * Gi;
-    /** Runs `step` and waits until it made `n` items sync; returns the objects then. */
-    const refresh = async (step: () => void, n: number) => {
-      const before = t.log.count(synced);
+    const itemOf = (e: CapacityEvent) =>
+      "segment" in e ? `${e.storageClassName}@${Object.fromEntries(e.segment)[ZONE]}` : "";
+    /**
+     * Runs `step`, waits until each of `items` ("class@zone") synced once more, and returns the
+     * items synced meanwhile (the queue is idle before `step`) with the objects then.
+     */
+    const refresh = async (step: () => void, items: string[]) => {
+      const start = t.log.events.length;
+      const before = new Map(
+        items.map((i) => [i, t.log.count((e) => synced(e) && itemOf(e) === i)]),
+      );
       step();
-      await t.log.waitFor(synced, before + n, "the refreshed items");
-      return summary(managed(t));
+      for (const [item, n] of before) {
+        await t.log.waitFor((e) => synced(e) && itemOf(e) === item, n + 1, `a sync of ${item}`);
+      }
+      const refreshed = t.log.events.slice(start).filter(synced).map(itemOf).sort();
+      return { refreshed, objects: summary(managed(t)) };
     };
 
     assert.deepEqual(
       await refresh(
         () => t.controller.onProvisioned(pv({ zone: "a", storageClassName: "fast" })),
-        2,
+        ["fast@a", "slow@a"],
       ),
-      [`fast@a 3Gi ${owned}`, `fast@b 1Gi ${owned}`, `slow@a 3Gi ${owned}`, `slow@b 1Gi ${owned}`],
+      {
+        refreshed: ["fast@a", "slow@a"],
+        objects: [
+          `fast@a 3Gi ${owned}`,
+          `fast@b 1Gi ${owned}`,
+          `slow@a 3Gi ${owned}`,
+          `slow@b 1Gi ${owned}`,
+        ],
+      },
     );
-    assert.deepEqual(await refresh(() => t.controller.onProvisionFailed("slow"), 2), [
-      `fast@a 3Gi ${owned}`,
-      `fast@b 1Gi ${owned}`,
-      `slow@a 3Gi ${owned}`,
-      `slow@b 3Gi ${owned}`,
-    ]);
-    assert.deepEqual(await refresh(() => t.controller.onDeleted(pv({ zone: "b" })), 2), [
-      `fast@a 3Gi ${owned}`,
-      `fast@b 3Gi ${owned}`,
-      `slow@a 3Gi ${owned}`,
-      `slow@b 3Gi ${owned}`,
-    ]);
+    assert.deepEqual(
+      await refresh(() => t.controller.onProvisionFailed("slow"), ["slow@a", "slow@b"]),
+      {
+        refreshed: ["slow@a", "slow@b"],
+        objects: [
+          `fast@a 3Gi ${owned}`,
+          `fast@b 1Gi ${owned}`,
+          `slow@a 3Gi ${owned}`,
+          `slow@b 3Gi ${owned}`,
+        ],
+      },
+    );
+    assert.deepEqual(
+      await refresh(() => t.controller.onDeleted(pv({ zone: "b" })), ["fast@b", "slow@b"]),
+      {
+        refreshed: ["fast@b", "slow@b"],
+        objects: [
+          `fast@a 3Gi ${owned}`,
+          `fast@b 3Gi ${owned}`,
+          `slow@a 3Gi ${owned}`,
+          `slow@b 3Gi ${owned}`,
+        ],
+      },
+    );
     assert.equal(t.writes("update"), 4);
     // Only the refreshed items asked the driver: 4 at start, then 2 + 2 + 2.
     assert.equal(t.fake.callsTo("getCapacity").length, 10);
