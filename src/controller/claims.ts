@@ -217,7 +217,16 @@ export class ClaimSyncer {
       const waiting = this.#waitingForClass.get(decision.storageClassName) ?? new Set<string>();
       waiting.add(uid);
       this.#waitingForClass.set(decision.storageClassName, waiting);
-      o.events.event(claimSubject(claim), "Warning", "ProvisioningFailed", decision.message);
+      // No event, as upstream: kube-controller-manager annotates a claim for the driver only
+      // once it found the class, so a class this cache lacks is nearly always one its informer
+      // has not delivered yet (a "not found" warning would be false), and a class that is really
+      // gone is reported on the claim by kube-controller-manager. A failed attempt all the same.
+      const source = claim.spec.dataSource?.kind ?? claim.spec.dataSourceRef?.kind ?? "";
+      o.metrics?.provisionFailed.inc({ class: decision.storageClassName, source });
+      o.logger.info("Claim waits for its StorageClass", {
+        claim: claimKey(claim),
+        storageclass: decision.storageClassName,
+      });
       return { kind: "retry", reason: decision.message };
     }
 
