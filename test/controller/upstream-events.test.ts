@@ -40,11 +40,20 @@ function eventWaiter(h: () => Harness) {
 
 const FAST = ["--kube-api-qps=1000", "--kube-api-burst=1000"];
 
+// The StorageClasses are in the API server before the sidecar starts: it handles claims only
+// after its informers listed them. A class put at runtime reaches the sidecar's StorageClass
+// informer and the claim's informer on separate watches, so a claim put right after it may be
+// handled before the class is known, and its first ProvisioningFailed event says so.
+
 describe("ProvisioningFailed events against upstream's, driver without topology", () => {
   let h: Harness;
   const failed = eventWaiter(() => h);
   before(async () => {
     h = await startHarness();
+    h.apiserver.put(
+      storageClass("bad-parameter", { parameters: { "csi.storage.k8s.io/unknown": "x" } }),
+    );
+    h.apiserver.put(storageClass("capture-sc"));
     await h.start(FAST);
   });
   after(async () => {
@@ -52,15 +61,11 @@ describe("ProvisioningFailed events against upstream's, driver without topology"
   });
 
   it("an unknown reserved StorageClass parameter", async () => {
-    h.apiserver.put(
-      storageClass("bad-parameter", { parameters: { "csi.storage.k8s.io/unknown": "x" } }),
-    );
     h.apiserver.put(claim("bad-parameter", "bad-parameter"));
     assert.equal((await failed("bad-parameter")).message, fixture.events["bad-parameter"]);
   });
 
   it("a driver error: the gRPC error as it is", async () => {
-    h.apiserver.put(storageClass("capture-sc"));
     h.driver.once(
       "createVolume",
       fail(
@@ -90,6 +95,8 @@ describe("ProvisioningFailed events against upstream's, driver with topology", (
       metadata: { name: NODE },
       spec: { drivers: [{ name: DRIVER, nodeID: NODE, topologyKeys: [TOPOLOGY_KEY] }] },
     });
+    h.apiserver.put(storageClass("topology-late", { volumeBindingMode: "WaitForFirstConsumer" }));
+    h.apiserver.put(storageClass("topology-immediate"));
     await h.start(FAST);
   });
   after(async () => {
@@ -97,7 +104,6 @@ describe("ProvisioningFailed events against upstream's, driver with topology", (
   });
 
   it("a selected node without the topology label", async () => {
-    h.apiserver.put(storageClass("topology-late", { volumeBindingMode: "WaitForFirstConsumer" }));
     h.apiserver.put(
       claim("topology-late", "topology-late", {
         annotations: { "volume.kubernetes.io/selected-node": NODE },
@@ -107,7 +113,6 @@ describe("ProvisioningFailed events against upstream's, driver with topology", (
   });
 
   it("no node carrying the driver's topology key", async () => {
-    h.apiserver.put(storageClass("topology-immediate"));
     h.apiserver.put(claim("topology-immediate", "topology-immediate"));
     assert.equal(
       (await failed("topology-immediate")).message,
