@@ -25,6 +25,9 @@ export interface WorkQueueOptions {
   metrics?: WorkQueueMetrics;
 }
 
+/** Why a delayed add was cancelled: one shared reason (an abort without one makes an error). */
+const CANCELLED = new Error("delayed add cancelled");
+
 export class WorkQueue<K> {
   readonly #opts: WorkQueueOptions;
   readonly #queue: K[] = [];
@@ -80,7 +83,7 @@ export class WorkQueue<K> {
     if (this.#shutdown) return;
     const delayed = this.#delayed.get(key);
     if (delayed) {
-      delayed.abort.abort();
+      delayed.abort.abort(CANCELLED);
       this.#delayed.delete(key);
     }
     if (this.#processing.has(key)) {
@@ -112,7 +115,7 @@ export class WorkQueue<K> {
     const at = this.#opts.clock.now() + ms;
     const existing = this.#delayed.get(key);
     if (existing && existing.at <= at) return;
-    existing?.abort.abort();
+    existing?.abort.abort(CANCELLED);
     const abort = new AbortController();
     this.#delayed.set(key, { at, abort });
     this.#opts.clock.sleep(ms, abort.signal).then(
@@ -156,7 +159,7 @@ export class WorkQueue<K> {
   cancelDelayed(key: K): void {
     const d = this.#delayed.get(key);
     if (d) {
-      d.abort.abort();
+      d.abort.abort(CANCELLED);
       this.#delayed.delete(key);
     }
   }
@@ -214,7 +217,7 @@ export class WorkQueue<K> {
   shutDown(): void {
     if (!this.#shutdown) this.#unregisterMetrics?.();
     this.#shutdown = true;
-    for (const d of this.#delayed.values()) d.abort.abort();
+    for (const d of this.#delayed.values()) d.abort.abort(CANCELLED);
     this.#delayed.clear();
     for (const g of this.#getters.splice(0)) g.resolve(undefined);
   }

@@ -334,6 +334,8 @@ export async function connectDriver(options: ConnectDriverOptions): Promise<CsiD
   }
   logger.info("Connected to CSI driver", { address: socketPath });
 
+  /** Stops a call's deadline timer: one shared reason (an abort without one makes an error). */
+  const CALL_ENDED = new Error("the call ended");
   async function call<I extends DescMessage, O extends DescMessage>(
     method: DescMethodUnary<I, O>,
     init: MessageInitShape<I>,
@@ -353,7 +355,7 @@ export async function connectDriver(options: ConnectDriverOptions): Promise<CsiD
       cleanups.push(() => callSignal.removeEventListener("abort", onAbort));
     }
     const deadlineDone = new AbortController();
-    cleanups.push(() => deadlineDone.abort());
+    cleanups.push(() => deadlineDone.abort(CALL_ENDED));
     clock.sleep(callTimeoutMs, deadlineDone.signal).then(
       () =>
         controller.abort(

@@ -285,11 +285,7 @@ export class KubeTransport {
       if (write && writes.aborted) throw closed();
       const queued = req.onThrottled ? this.#clock.now() : 0;
       try {
-        await this.#limiter.acquire(
-          write ? (signal ? AbortSignal.any([signal, writes]) : writes) : signal,
-          req.priority,
-          req.expedite,
-        );
+        await this.#limiter.acquire(signal, req.priority, req.expedite, write ? writes : undefined);
       } catch (err) {
         if (write && writes.aborted && !signal?.aborted) throw closed();
         throw err;
@@ -424,9 +420,10 @@ export class KubeTransport {
       () => {},
     );
     this.#onWire.add(tracked);
-    const stopTimer = new AbortController();
+    // Made only when the caller gives up (most writes are answered first).
+    let stopTimer: AbortController | undefined;
     void tracked.then(() => {
-      stopTimer.abort();
+      stopTimer?.abort();
       this.#onWire.delete(tracked);
       for (const f of this.#wireSettled.splice(0)) f();
     });
@@ -439,6 +436,8 @@ export class KubeTransport {
           (r) => r.close(),
           () => {},
         );
+        if (!this.#onWire.has(tracked)) return;
+        stopTimer = new AbortController();
         this.#clock.sleep(this.#abandonWriteMs, stopTimer.signal).then(
           () => kill.abort(signal.reason),
           () => {},

@@ -69,6 +69,33 @@ describe("TokenBucket", () => {
     assert.deepEqual(order, ["pv save", "late pv save", "normal0", "normal1", "event"]);
   });
 
+  it("a waiting caller rejects when its fence aborts, and its place goes to the next", async () => {
+    const clock = new FakeClock();
+    const bucket = new TokenBucket({ qps: 1, burst: 1, clock });
+    await bucket.acquire();
+    const fence = new AbortController();
+    const fenced = bucket.acquire(undefined, "normal", undefined, fence.signal);
+    const other = bucket.acquire();
+    let otherDone = false;
+    void other.then(() => {
+      otherDone = true;
+    });
+    fence.abort(new Error("writes stopped"));
+    await assert.rejects(fenced, /writes stopped/);
+    await clock.advance(1000);
+    await settle();
+    assert.equal(otherDone, true, "the next caller gets the token");
+    await assert.rejects(
+      bucket.acquire(undefined, "normal", undefined, fence.signal),
+      /writes stopped/,
+      "an aborted fence rejects at once",
+    );
+    await assert.rejects(
+      unlimited.acquire(undefined, "normal", undefined, fence.signal),
+      /writes stopped/,
+    );
+  });
+
   it("an expedited caller that aborts gives its place back", async () => {
     const clock = new FakeClock();
     const bucket = new TokenBucket({ qps: 1, burst: 1, clock });
