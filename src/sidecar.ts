@@ -56,6 +56,7 @@ import {
 import { migratedProvisionerNames } from "./migration/registry.ts";
 import { provisionerIdentity } from "./provision/names.ts";
 import type { ProvisionerConfig } from "./provision/request.ts";
+import { releaseMemory } from "./runtime/memory.ts";
 import { type ServedServer, serve } from "./runtime/serve.ts";
 import type { Clock, Random } from "./util/clock.ts";
 import { errorText } from "./util/errors.ts";
@@ -478,6 +479,8 @@ function buildControllers(config: Config, deps: RunDeps, p: Parts): Manager {
       text: "Started provisioning controller",
       fields: { driver: p.info.name, workers },
     },
+    // Start-up's garbage (module evaluation, the initial lists) goes back to the system once.
+    onStarted: releaseMemory,
   });
 }
 

@@ -156,6 +156,8 @@ export interface ManagerOptions {
   elector?: Elector;
   /** Logged once the workers run. */
   startedMessage?: { text: string; fields: Record<string, unknown> };
+  /** Called once the workers run (each term): the initial lists are done. */
+  onStarted?: () => void;
 }
 
 export interface Manager {
@@ -336,6 +338,7 @@ export function createManager(o: ManagerOptions): Manager {
           .catch((err) => logger.error("A secondary controller stopped", { name: r.name, err })),
       );
       if (o.startedMessage) logger.info(o.startedMessage.text, o.startedMessage.fields);
+      o.onStarted?.();
       await aborted(signal);
       await stopWork(peers.controllers, workers, runnables, ops, background);
     } finally {

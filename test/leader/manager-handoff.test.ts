@@ -164,6 +164,27 @@ describe("manager hand-over", () => {
     ]);
   });
 
+  it("calls onStarted once per term, after the fence opened and the workers run", async () => {
+    const order: string[] = [];
+    const w = world(order, { onStarted: () => order.push("on started") });
+    const stop = new AbortController();
+    const done = w.manager.run(stop.signal);
+    await settle();
+    assert.equal(order.filter((x) => x === "on started").length, 1);
+    assert.ok(order.indexOf("on started") > order.indexOf("fence opened"));
+    stop.abort();
+    let ended = false;
+    void done.then(() => {
+      ended = true;
+    });
+    for (let i = 0; i < 20 && !ended; i++) {
+      await w.clock.advance(500);
+      await settle();
+    }
+    assert.ok(ended, "the manager stopped");
+    assert.equal(order.filter((x) => x === "on started").length, 1);
+  });
+
   it("hands off at the end of the budget even when the journal's flush cannot finish", async () => {
     const order: string[] = [];
     const journal = deferred();
