@@ -292,7 +292,9 @@ class AuditTail {
         resource === "persistentvolumeclaims" &&
         !e.objectRef?.subresource &&
         (e.verb === "create" || e.verb === "update");
-      if (user !== SA_USER && !claimWrite) continue;
+      // kube-controller-manager's PV status updates (Bound, then Released).
+      const pvStatus = resource === "persistentvolumes" && e.objectRef?.subresource === "status";
+      if (user !== SA_USER && !claimWrite && !pvStatus) continue;
       this.writes.push({
         verb: e.verb,
         resource: e.objectRef?.subresource ? `${resource}/${e.objectRef.subresource}` : resource,
@@ -569,6 +571,11 @@ interface RunResult {
   readyToPvP99S: number;
   /** The longest time some claim was ready while the sidecar created no PV, s. */
   maxIdleWithBacklogS: number;
+  /** PV marked Released by kube-controller-manager → the sidecar's DELETE of it, s. */
+  releasedToDeleteP50S: number;
+  releasedToDeleteP99S: number;
+  /** The longest time some PV was Released while the sidecar deleted none, s. */
+  maxIdleWithReleasedS: number;
   /** Longest gap between two PV creates by the sidecar while claims were pending, s. */
   maxCreateGapS: number;
   allGoneS: number;
@@ -590,6 +597,31 @@ interface RunResult {
   /** First and last write of each kind, s after the first claim (create) or the first delete. */
   timeline: Record<string, [number, number]>;
   exit: number | null;
+}
+
+/**
+ * The longest stretch, in s, during which some item was ready (`readyAt`) and none was done
+ * (`doneAt`): a stall of whoever does the items, unlike a gap between two done items, which
+ * also counts waiting for items to become ready.
+ */
+function longestIdle(readyAt: number[], doneAt: number[]): number {
+  const events = [...readyAt.map((t) => ({ t, d: 1 })), ...doneAt.map((t) => ({ t, d: -1 }))].sort(
+    (a, b) => a.t - b.t || a.d - b.d,
+  );
+  let backlog = 0;
+  let idleSince: number | undefined;
+  let longest = 0;
+  for (const e of events) {
+    if (e.d > 0) {
+      if (backlog === 0) idleSince = e.t;
+      backlog++;
+      continue;
+    }
+    if (idleSince !== undefined) longest = Math.max(longest, (e.t - idleSince) / 1000);
+    backlog = Math.max(0, backlog - 1);
+    idleSince = backlog > 0 ? e.t : undefined;
+  }
+  return longest;
 }
 
 async function provisionRun(
@@ -734,25 +766,7 @@ async function provisionRun(
     .map(([c, t]) => (t - ready.get(c)!) / 1000)
     .sort((a, b) => a - b);
   // The longest time with a ready claim but no PV created (the sidecar's own stall).
-  const events = [
-    ...[...ready.values()].map((t) => ({ t, d: 1 })),
-    ...[...pvAt.values()].map((t) => ({ t, d: -1 })),
-  ].sort((a, b) => a.t - b.t || a.d - b.d);
-  let backlog = 0;
-  /** Since when the sidecar had ready claims and made no progress. */
-  let idleSince: number | undefined;
-  let maxIdleWithBacklogS = 0;
-  for (const e of events) {
-    if (e.d > 0) {
-      if (backlog === 0) idleSince = e.t;
-      backlog++;
-      continue;
-    }
-    if (idleSince !== undefined)
-      maxIdleWithBacklogS = Math.max(maxIdleWithBacklogS, (e.t - idleSince) / 1000);
-    backlog--;
-    idleSince = backlog > 0 ? e.t : undefined;
-  }
+  const maxIdleWithBacklogS = longestIdle([...ready.values()], [...pvAt.values()]);
 
   // Delete every claim; the PVs are Released and deleted by the sidecar.
   const delStart = performance.now();
@@ -794,6 +808,24 @@ async function provisionRun(
     (w) => w.verb === "delete" && w.resource === "persistentvolumes",
   );
   const all = [...createWrites, ...deleteWrites];
+  // Per PV: kube-controller-manager marks it Released (its first status update after the
+  // claims were deleted), then the sidecar deletes it.
+  const released = new Map<string, number>();
+  for (const w of env.audit.writes)
+    if (
+      w.resource === "persistentvolumes/status" &&
+      w.user !== SA_USER &&
+      w.at >= delWall - 1000 &&
+      pvSeen.has(w.name) &&
+      !released.has(w.name)
+    )
+      released.set(w.name, w.at);
+  const deletedAt = new Map<string, number>();
+  for (const w of deletes) if (!deletedAt.has(w.name)) deletedAt.set(w.name, w.at);
+  const releasedToDelete = [...deletedAt]
+    .filter(([v]) => released.has(v))
+    .map(([v, t]) => (t - released.get(v)!) / 1000)
+    .sort((a, b) => a - b);
   const r: RunResult = {
     variant,
     setting,
@@ -809,6 +841,9 @@ async function provisionRun(
     readyToPvP50S: quantile(readyToPv, 0.5),
     readyToPvP99S: quantile(readyToPv, 0.99),
     maxIdleWithBacklogS,
+    releasedToDeleteP50S: quantile(releasedToDelete, 0.5),
+    releasedToDeleteP99S: quantile(releasedToDelete, 0.99),
+    maxIdleWithReleasedS: longestIdle([...released.values()], [...deletedAt.values()]),
     maxCreateGapS: maxGap,
     allGoneS: (tGone - delStart) / 1000,
     deletePerS: n / ((tGone - delStart) / 1000),
@@ -1098,6 +1133,24 @@ function writeResults(r: Results) {
     (x) => x.cpuMsPerVolume,
   );
   row("QPS 1000: delete volumes/s", "qps1000", (x) => x.deletePerS);
+  row(
+    "QPS 1000: PV Released → deleted by the sidecar, p50 s",
+    "qps1000",
+    (x) => x.releasedToDeleteP50S,
+    2,
+  );
+  row(
+    "QPS 1000: PV Released → deleted by the sidecar, p99 s",
+    "qps1000",
+    (x) => x.releasedToDeleteP99S,
+    2,
+  );
+  row(
+    "QPS 1000: longest time with a Released PV and no PV deleted, s",
+    "qps1000",
+    (x) => x.maxIdleWithReleasedS,
+    2,
+  );
   row("writes per volume, create (default)", "default", (x) => x.writesPerVolumeCreate, 2);
   row("writes per volume, create (QPS 1000)", "qps1000", (x) => x.writesPerVolumeCreate, 2);
   row("writes per volume, delete (default)", "default", (x) => x.writesPerVolumeDelete, 2);
