@@ -81,6 +81,25 @@ function intent(uid: string): Intent {
   };
 }
 
+/** `client` with its creates and updates counted. */
+function countingWrites(client: ResourceClient<Lease>) {
+  const counter = {
+    writes: 0,
+    client: {
+      ...client,
+      update: (l: Lease, o?: object) => {
+        counter.writes++;
+        return client.update(l, o);
+      },
+      create: (l: Lease, o?: object) => {
+        counter.writes++;
+        return client.create(l, o);
+      },
+    } as ResourceClient<Lease>,
+  };
+  return counter;
+}
+
 /** A one-shard journal of driver `d` in namespace `ns` over `leases`. */
 function journalOn(leases: ResourceClient<Lease>, clock = new FakeClock()) {
   return createIntentJournal({
@@ -151,21 +170,11 @@ describe("createIntentJournal()", () => {
 
   it("group-commits the intents of concurrent claims into few writes", async () => {
     const leases = fakeLeases();
-    let writes = 0;
-    const counting = {
-      ...leases.client,
-      update: (l: Lease) => {
-        writes++;
-        return leases.client.update(l);
-      },
-      create: (l: Lease) => {
-        writes++;
-        return leases.client.create(l);
-      },
-    } as ResourceClient<Lease>;
+    const counter = countingWrites(leases.client);
+    const counting = counter.client;
     const j = journalOn(counting);
     await Promise.all(Array.from({ length: 50 }, (_, i) => j.record(intent(`u${i}`))));
-    assert.ok(writes <= 2, `50 intents took ${writes} writes`);
+    assert.ok(counter.writes <= 2, `50 intents took ${counter.writes} writes`);
     assert.equal(j.list().length, 50);
   });
 
@@ -240,18 +249,8 @@ describe("createIntentJournal()", () => {
 
   it("folds intents that arrive while a write waits for its turn into that write", async () => {
     const leases = fakeLeases();
-    let writes = 0;
-    const counting = {
-      ...leases.client,
-      update: (l: Lease, o?: object) => {
-        writes++;
-        return leases.client.update(l, o);
-      },
-      create: (l: Lease, o?: object) => {
-        writes++;
-        return leases.client.create(l, o);
-      },
-    } as ResourceClient<Lease>;
+    const counter = countingWrites(leases.client);
+    const counting = counter.client;
     const j = journalOn(counting);
     leases.hold();
     const first = j.record(intent("a"));
@@ -259,25 +258,15 @@ describe("createIntentJournal()", () => {
     const later = [j.record(intent("b")), j.record(intent("c"))];
     leases.release();
     await Promise.all([first, ...later]);
-    assert.equal(writes, 1);
+    assert.equal(counter.writes, 1);
     const again = journalOn(leases.client);
     assert.deepEqual((await again.load()).map((i) => i.uid).sort(), ["a", "b", "c"]);
   });
 
   it("starts a write at least the commit window after the previous one, with every claim that came meanwhile", async () => {
     const leases = fakeLeases();
-    let writes = 0;
-    const counting = {
-      ...leases.client,
-      update: (l: Lease, o?: object) => {
-        writes++;
-        return leases.client.update(l, o);
-      },
-      create: (l: Lease, o?: object) => {
-        writes++;
-        return leases.client.create(l, o);
-      },
-    } as ResourceClient<Lease>;
+    const counter = countingWrites(leases.client);
+    const counting = counter.client;
     const clock = new FakeClock();
     const j = createIntentJournal({
       leases: counting,
@@ -288,15 +277,15 @@ describe("createIntentJournal()", () => {
       commitWindowMs: 100,
     });
     await j.record(intent("a"));
-    assert.equal(writes, 1, "the first write goes at once");
+    assert.equal(counter.writes, 1, "the first write goes at once");
     let done = 0;
     const later = ["b", "c", "d"].map((u) => j.record(intent(u)).then(() => void done++));
     await clock.waitForSleepers(1);
-    assert.equal(writes, 1, "the next one waits for the window");
+    assert.equal(counter.writes, 1, "the next one waits for the window");
     await clock.advance(100);
     await Promise.all(later);
     assert.equal(done, 3);
-    assert.equal(writes, 2);
+    assert.equal(counter.writes, 2);
   });
 
   it("leaves no abort listener on the caller's signal once an intent is stored", async () => {
@@ -323,18 +312,8 @@ describe("createIntentJournal()", () => {
 
   it("does not wait out the commit window once commitBatch additions are pending", async () => {
     const leases = fakeLeases();
-    let writes = 0;
-    const counting = {
-      ...leases.client,
-      update: (l: Lease, o?: object) => {
-        writes++;
-        return leases.client.update(l, o);
-      },
-      create: (l: Lease, o?: object) => {
-        writes++;
-        return leases.client.create(l, o);
-      },
-    } as ResourceClient<Lease>;
+    const counter = countingWrites(leases.client);
+    const counting = counter.client;
     const clock = new FakeClock();
     const j = createIntentJournal({
       leases: counting,
@@ -348,10 +327,10 @@ describe("createIntentJournal()", () => {
     await j.record(intent("a"));
     const two = ["b", "c"].map((u) => j.record(intent(u)));
     await clock.waitForSleepers(1);
-    assert.equal(writes, 1, "two pending additions wait for the window");
+    assert.equal(counter.writes, 1, "two pending additions wait for the window");
     // The third pending addition ends the window: no clock advance needed.
     await Promise.all([...two, j.record(intent("d"))]);
-    assert.equal(writes, 2, "one write carries the batch");
+    assert.equal(counter.writes, 2, "one write carries the batch");
     assert.deepEqual(
       j
         .list()
