@@ -29,9 +29,9 @@
  * every change made while it waited in line with the PV writes. A Lease's next write starts
  * `commitWindowMs` after its previous one, or as soon as `commitBatch` additions are pending (the
  * workers that could add more are busy or waiting for it: a longer wait only adds latency).
- * Removals are not urgent: they ride along with the next addition or are flushed after `removeDelayMs`. Journal writes go at
- * normal priority (an addition gates a CreateVolume; a flush at shutdown gates the hand-over),
- * ahead of events.
+ * Removals are not urgent: they ride along with the next addition or are flushed after
+ * `removeDelayMs`. Journal writes go at normal priority (an addition gates a CreateVolume; a
+ * flush at shutdown gates the hand-over), ahead of events.
  */
 import type { JsonValue } from "@bufbuild/protobuf";
 import type { ResourceClient } from "../kube/api.ts";

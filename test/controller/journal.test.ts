@@ -1,6 +1,10 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { createIntentJournal, type Intent } from "../../src/controller/journal.ts";
+import {
+  createIntentJournal,
+  type Intent,
+  type JournalOptions,
+} from "../../src/controller/journal.ts";
 import type { ResourceClient } from "../../src/kube/api.ts";
 import { KubeApiError } from "../../src/kube/errors.ts";
 import type { Lease } from "../../src/kube/objects.ts";
@@ -101,7 +105,11 @@ function countingWrites(client: ResourceClient<Lease>) {
 }
 
 /** A one-shard journal of driver `d` in namespace `ns` over `leases`. */
-function journalOn(leases: ResourceClient<Lease>, clock = new FakeClock()) {
+function journalOn(
+  leases: ResourceClient<Lease>,
+  clock = new FakeClock(),
+  options: Partial<JournalOptions> = {},
+) {
   return createIntentJournal({
     leases,
     namespace: "ns",
@@ -110,6 +118,7 @@ function journalOn(leases: ResourceClient<Lease>, clock = new FakeClock()) {
     logger: nullLogger,
     shards: 1,
     commitWindowMs: 0,
+    ...options,
   });
 }
 
@@ -266,16 +275,8 @@ describe("createIntentJournal()", () => {
   it("starts a write at least the commit window after the previous one, with every claim that came meanwhile", async () => {
     const leases = fakeLeases();
     const counter = countingWrites(leases.client);
-    const counting = counter.client;
     const clock = new FakeClock();
-    const j = createIntentJournal({
-      leases: counting,
-      namespace: "ns",
-      driverName: "d",
-      clock,
-      logger: nullLogger,
-      commitWindowMs: 100,
-    });
+    const j = journalOn(counter.client, clock, { commitWindowMs: 100 });
     await j.record(intent("a"));
     assert.equal(counter.writes, 1, "the first write goes at once");
     let done = 0;
@@ -313,17 +314,8 @@ describe("createIntentJournal()", () => {
   it("does not wait out the commit window once commitBatch additions are pending", async () => {
     const leases = fakeLeases();
     const counter = countingWrites(leases.client);
-    const counting = counter.client;
     const clock = new FakeClock();
-    const j = createIntentJournal({
-      leases: counting,
-      namespace: "ns",
-      driverName: "d",
-      clock,
-      logger: nullLogger,
-      commitWindowMs: 10_000,
-      commitBatch: 3,
-    });
+    const j = journalOn(counter.client, clock, { commitWindowMs: 10_000, commitBatch: 3 });
     await j.record(intent("a"));
     const two = ["b", "c"].map((u) => j.record(intent(u)));
     await clock.waitForSleepers(1);
