@@ -539,6 +539,7 @@ export class Reflector<T extends KubeObject> {
     const started = clock.now();
     let events = 0;
     let iterator: AsyncIterator<WatchEvent<T>> | undefined;
+    let removeStreamAbort: (() => void) | undefined;
     let finished = false;
     try {
       const ws = await raceAbort(
@@ -559,11 +560,24 @@ export class Reflector<T extends KubeObject> {
       );
       lastActivity = clock.now();
       iterator = ws[Symbol.asyncIterator]();
-      // One abort listener for the whole stream, not one per event.
-      const aborted = raceAbort(new Promise<never>(() => {}), stream.signal);
-      aborted.catch(() => {});
+      const it = iterator;
+      // One abort listener for the whole stream, rejecting the read in progress. (Racing each
+      // read against one never-settling promise would leave a reaction on it per event, and with
+      // it the event, until the stream ends.)
+      let interrupt: ((reason: unknown) => void) | undefined;
+      const onStreamAbort = () => interrupt?.(stream.signal.reason);
+      stream.signal.addEventListener("abort", onStreamAbort, { once: true });
+      removeStreamAbort = () => stream.signal.removeEventListener("abort", onStreamAbort);
+      const read = (
+        resolve: (r: IteratorResult<WatchEvent<T>>) => void,
+        reject: (e: unknown) => void,
+      ) => {
+        interrupt = reject;
+        it.next().then(resolve, reject);
+      };
       for (;;) {
-        const r = await Promise.race([iterator.next(), aborted]);
+        if (stream.signal.aborted) throw stream.signal.reason;
+        const r = await new Promise(read);
         if (r.done) {
           finished = true;
           return { kind: "ended", events, durationMs: clock.now() - started };
@@ -581,6 +595,7 @@ export class Reflector<T extends KubeObject> {
     } finally {
       stopWatchdog.abort();
       signal.removeEventListener("abort", onAbort);
+      removeStreamAbort?.();
       if (!finished) {
         stream.abort(new Error("watch stream closed by the reflector"));
         iterator?.return?.()?.catch(() => {});

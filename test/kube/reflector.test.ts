@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { afterEach, describe, it } from "node:test";
-import type { KubeObject, PersistentVolumeClaim } from "../../src/kube/objects.ts";
+import type { KubeObject, PersistentVolumeClaim, WatchEvent } from "../../src/kube/objects.ts";
 import type { ReflectorOptions } from "../../src/kube/reflector.ts";
 import { Backoff, defaultErrorPredicates, Reflector } from "../../src/kube/reflector.ts";
 import { resources } from "../../src/kube/resources.ts";
@@ -472,6 +472,46 @@ describe("Reflector", () => {
     ctl.abort();
     await run;
     await sync;
+  });
+
+  it("stops a stream whose reads ignore the signal, and closes it", async () => {
+    let closed = false;
+    let reads = 0;
+    const ctl = new AbortController();
+    const sink = new Store<FakeObject>();
+    const reflector = new Reflector<FakeObject>({
+      client: {
+        list: async () => ({ metadata: { resourceVersion: "1" }, items: [] }),
+        watch: async () => {
+          const iterator: AsyncIterator<WatchEvent<FakeObject>> = {
+            next() {
+              reads++;
+              // The first read yields an event; the second never settles, whatever the signal.
+              return reads === 1
+                ? Promise.resolve({ done: false, value: { type: "ADDED", object: pvc("a") } })
+                : new Promise(() => {});
+            },
+            async return() {
+              closed = true;
+              return { done: true, value: undefined };
+            },
+          };
+          return { [Symbol.asyncIterator]: () => iterator };
+        },
+      },
+      sink: {
+        replace: (items, rv) => sink.replace(items, rv),
+        apply: (_type, obj) => sink.upsert(obj),
+      },
+      clock: new FakeClock(),
+      random: () => 0,
+    });
+    const run = reflector.run(ctl.signal);
+    await until(() => reads === 2, "second read");
+    assert.equal(sink.size, 1);
+    ctl.abort();
+    await run;
+    assert.ok(closed, "the stream was closed");
   });
 
   it("refuses to run twice at the same time", async () => {
