@@ -2,7 +2,7 @@
  * HTTP(S) client I/O for the Kubernetes transport: the only module that opens connections to the
  * API server. Built on `node:http` / `node:https`, whose `{ ca, cert, key }` options honour a
  * private CA and a client certificate on Bun, Deno and Node alike (client-node's undici-based
- * calls do not under Bun; see DESIGN.md section 2).
+ * calls do not under Bun; see DESIGN.md section 2); on Bun, on `fetch` (see below).
  *
  * - Responses stream: `body` yields chunks as they arrive, so a watch can be read line by line.
  *   A `gzip` content-encoding is decoded here.
@@ -49,7 +49,8 @@ export interface HttpRequestOptions {
   /**
    * Use a connection of its own instead of the keep-alive pool; default false. For long-lived
    * streams (watches): nothing is gained by pooling them, and Deno's `node:http` re-sends an
-   * aborted request that waits for headers on a reused connection.
+   * aborted request that waits for headers on a reused connection. The connection is closed
+   * when the response ends, is closed, or the signal aborts.
    */
   dedicatedConnection?: boolean;
 }
@@ -136,10 +137,13 @@ function portOf(u: URL): number {
 }
 
 /**
- * On Bun, pooled requests (everything but watches and proxied calls) go through Bun's own
- * `fetch`, which takes the CA, client certificate and key in its `tls` option: it spends about a
- * quarter of the CPU per request of Bun's `node:https` (0.07 vs 0.31 ms, bench/README.md).
- * It decodes gzip itself and pools connections per TLS configuration.
+ * On Bun, every request but proxied ones goes through Bun's own `fetch`, which takes the CA,
+ * client certificate and key in its `tls` option: it spends about a quarter of the CPU per
+ * request of Bun's `node:https` (0.07 vs 0.31 ms, bench/README.md), and a watch read from it
+ * costs the JavaScript thread less per event (bench/watch-cpu.ts). It decodes gzip itself and
+ * pools connections per TLS configuration; a `dedicatedConnection` request is sent with
+ * `keepalive: false`, so it gets a connection of its own that closes when the body ends or is
+ * cancelled (an abort cancels it).
  */
 const bunFetch = typeof (globalThis as { Bun?: unknown }).Bun !== "undefined";
 
@@ -153,6 +157,8 @@ async function fetchRequest(opts: HttpRequestOptions, secure: boolean): Promise<
     signal,
     redirect: "manual",
   };
+  // A connection of its own, closed when the body ends or is cancelled, never pooled.
+  if (opts.dedicatedConnection) init.keepalive = false;
   if (secure && t) {
     const tlsInit: Record<string, unknown> = {};
     if (t.ca !== undefined) tlsInit.ca = toTlsInput(t.ca);
@@ -312,7 +318,7 @@ export async function httpRequest(opts: HttpRequestOptions): Promise<HttpRespons
       `unsupported proxy scheme ${proxy.protocol}: only http:// proxies are supported`,
     );
   }
-  if (bunFetch && !proxy && !opts.dedicatedConnection) {
+  if (bunFetch && !proxy) {
     try {
       return await fetchRequest(opts, secure);
     } catch (err) {

@@ -135,6 +135,41 @@ describe("loadKubeConnection()", () => {
       assert.equal(res.json.authorization, null);
     });
 
+    it("watches over TLS with the CA, client certificate and key, and closes the stream on abort", async () => {
+      let closed!: () => void;
+      const serverSawClose = new Promise<void>((r) => {
+        closed = r;
+      });
+      mtls.handler = (req, res) => {
+        res.writeHead(200, { "content-type": "application/json" });
+        res.write(`${JSON.stringify({ type: "ADDED", watch: req.query.get("watch") })}\n`);
+        res.on("close", () => closed());
+      };
+      const conn = await load(
+        kubeconfig({
+          server: mtls.url,
+          cluster: { "certificate-authority-data": b64(pki.caPem) },
+          user: {
+            "client-certificate-data": b64(pki.clientCertPem),
+            "client-key-data": b64(pki.clientKeyPem),
+          },
+        }),
+      );
+      const t = new KubeTransport({ connection: conn, version: "test", clock, random: () => 0.5 });
+      const ac = new AbortController();
+      const stream = await t.stream<{ type: string; watch: string }>({
+        method: "GET",
+        path: "/api/v1/persistentvolumes",
+        query: { watch: "true" },
+        signal: ac.signal,
+      });
+      assert.deepEqual((await stream.next()).value, { type: "ADDED", watch: "true" });
+      const pending = stream.next();
+      ac.abort(new Error("done watching"));
+      await assert.rejects(pending, /done watching/);
+      await serverSawClose;
+    });
+
     it("connects with certificate files given relative to the kubeconfig's directory", async () => {
       await writeFile(join(dir, "ca.pem"), pki.caPem);
       await writeFile(join(dir, "client.pem"), pki.clientCertPem);

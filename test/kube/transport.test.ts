@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { after, afterEach, before, beforeEach, describe, it } from "node:test";
-import { gzipSync } from "node:zlib";
+import { createGzip, gzipSync } from "node:zlib";
 import { type AuthProvider, noAuth } from "../../src/kube/auth.ts";
 import {
   isConflict,
@@ -479,6 +479,65 @@ describe("KubeTransport.stream()", () => {
     ac.abort(new Error("stop watching"));
     await assert.rejects(pending, /stop watching/);
     await serverSawClose;
+  });
+
+  it("reads a watch on a connection of its own and closes it on abort; the pool is untouched", async () => {
+    let watchClosed!: () => void;
+    const serverSawWatchClose = new Promise<void>((r) => {
+      watchClosed = r;
+    });
+    const ports: Record<string, number[]> = { get: [], watch: [] };
+    server.handler = (req, res, raw) => {
+      const port = raw.socket.remotePort ?? 0;
+      if (req.path === "/get") {
+        ports.get!.push(port);
+        sendJson(res, 200, {});
+        return;
+      }
+      ports.watch!.push(port);
+      res.writeHead(200);
+      res.write('{"n":1}\n');
+      raw.socket.on("close", () => watchClosed());
+    };
+    const t = transport();
+    await t.request({ method: "GET", path: "/get" });
+    const ac = new AbortController();
+    const stream = await t.stream<{ n: number }>({ method: "GET", path: "/w", signal: ac.signal });
+    assert.deepEqual((await stream.next()).value, { n: 1 });
+    const pending = stream.next();
+    ac.abort(new Error("stop watching"));
+    await assert.rejects(pending, /stop watching/);
+    await serverSawWatchClose;
+    await t.request({ method: "GET", path: "/get" });
+    assert.equal(ports.watch!.length, 1);
+    assert.ok(
+      !ports.get!.includes(ports.watch![0]!),
+      "the watch did not take the pooled connection",
+    );
+    assert.equal(ports.get![1], ports.get![0], "the pooled connection was reused after the watch");
+  });
+
+  it("decodes a gzip-encoded watch as it streams", async () => {
+    let more!: () => void;
+    const secondWanted = new Promise<void>((r) => {
+      more = r;
+    });
+    server.handler = async (_req, res) => {
+      res.writeHead(200, { "content-encoding": "gzip" });
+      const gz = createGzip();
+      gz.pipe(res);
+      gz.write('{"n":1}\n{"n":');
+      gz.flush();
+      await secondWanted;
+      gz.end("2}\n");
+    };
+    const stream = await transport().stream<{ n: number }>({ method: "GET", path: "/w" });
+    // The first line arrives while the server still holds the rest back.
+    assert.deepEqual((await stream.next()).value, { n: 1 });
+    more();
+    const rest: unknown[] = [];
+    for await (const v of stream) rest.push(v);
+    assert.deepEqual(rest, [{ n: 2 }]);
   });
 
   it("rejects with a transport error when the connection breaks mid-stream", async () => {
