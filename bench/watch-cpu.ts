@@ -16,8 +16,10 @@
  *     [--label=<name>] [--out=bench/results/watch-cpu.json]
  *   (node_modules/.bin/node or `deno run -A` work the same way)
  *
- * Merges `<label>/<runtime>` into the output file: CPU µs per event (user + system) for each
- * round and their median; the first round also warms up the JIT, so compare medians.
+ * Merges `<label>/<runtime>` into the output file: CPU µs per event (user + system, and the main
+ * thread's share from /proc on Linux) for each round and their medians, and the heap in use once
+ * the streams caught up (after a full GC on Bun, or with `--expose-gc`); the first round also
+ * warms up the JIT, so compare medians.
  */
 import { Buffer } from "node:buffer";
 import { spawn } from "node:child_process";
