@@ -225,76 +225,7 @@ export function createUnixH2Connection(socketPath: string): UnixH2Connection {
           new H2StreamError(`not connected to the CSI driver at ${socketPath}`, undefined),
         );
       }
-      return new Promise<H2Exchange>((resolve, reject) => {
-        let stream: http2.ClientHttp2Stream;
-        try {
-          stream = s.request(headers);
-        } catch (err) {
-          reject(
-            new H2StreamError(
-              `cannot start a stream to the CSI driver at ${socketPath}`,
-              undefined,
-              {
-                cause: err,
-              },
-            ),
-          );
-          return;
-        }
-        let done = false;
-        let ended = false;
-        let streamError: unknown;
-        let resHeaders: H2Fields | undefined;
-        let trailers: H2Fields | undefined;
-        const chunks: Uint8Array[] = [];
-        const onAbort = () => {
-          if (done) return;
-          done = true;
-          stream.close(H2_CANCEL);
-          reject(signal.reason);
-        };
-        stream.on("response", (h) => {
-          resHeaders = h;
-        });
-        stream.on("trailers", (t) => {
-          trailers = t;
-        });
-        stream.on("data", (chunk: Uint8Array) => {
-          chunks.push(chunk);
-        });
-        stream.on("end", () => {
-          ended = true;
-        });
-        stream.on("error", (err) => {
-          streamError = err;
-        });
-        stream.once("close", () => {
-          signal.removeEventListener("abort", onAbort);
-          if (done) return;
-          done = true;
-          if (ended && resHeaders !== undefined) {
-            resolve({ headers: resHeaders, trailers, body: chunks });
-            return;
-          }
-          const code = stream.rstCode;
-          const cut = lost || closing || s.destroyed || s.closed;
-          reject(
-            new H2StreamError(
-              cut || code === undefined
-                ? `the connection to the CSI driver at ${socketPath} closed during the call`
-                : `the CSI driver reset the stream (HTTP/2 error code ${code})`,
-              cut ? undefined : code,
-              streamError === undefined ? undefined : { cause: streamError },
-            ),
-          );
-        });
-        if (signal.aborted) {
-          onAbort();
-          return;
-        }
-        signal.addEventListener("abort", onAbort, { once: true });
-        stream.end(body);
-      });
+      return exchangeOn(s, socketPath, headers, body, signal, () => lost || closing);
     },
     onConnectionLost(listener) {
       lostListener = listener;
@@ -311,4 +242,86 @@ export function createUnixH2Connection(socketPath: string): UnixH2Connection {
       socket = undefined;
     },
   };
+}
+
+/**
+ * One request on `session`: sends the headers and the whole body, resolves with the response
+ * once it has ended. `ending()` tells whether the connection is going away (its close then cuts
+ * the stream, rather than the driver resetting it).
+ */
+function exchangeOn(
+  session: http2.ClientHttp2Session,
+  socketPath: string,
+  headers: Record<string, string>,
+  body: Uint8Array,
+  signal: AbortSignal,
+  ending: () => boolean,
+): Promise<H2Exchange> {
+  return new Promise<H2Exchange>((resolve, reject) => {
+    let stream: http2.ClientHttp2Stream;
+    try {
+      stream = session.request(headers);
+    } catch (err) {
+      reject(
+        new H2StreamError(`cannot start a stream to the CSI driver at ${socketPath}`, undefined, {
+          cause: err,
+        }),
+      );
+      return;
+    }
+    let done = false;
+    let ended = false;
+    let streamError: unknown;
+    let resHeaders: H2Fields | undefined;
+    let trailers: H2Fields | undefined;
+    const chunks: Uint8Array[] = [];
+    const onAbort = () => {
+      if (done) return;
+      done = true;
+      stream.close(H2_CANCEL);
+      reject(signal.reason);
+    };
+    stream.on("response", (h) => {
+      resHeaders = h;
+    });
+    stream.on("trailers", (t) => {
+      trailers = t;
+    });
+    stream.on("data", (chunk: Uint8Array) => {
+      chunks.push(chunk);
+    });
+    stream.on("end", () => {
+      ended = true;
+    });
+    stream.on("error", (err) => {
+      streamError = err;
+    });
+    stream.once("close", () => {
+      signal.removeEventListener("abort", onAbort);
+      if (done) return;
+      done = true;
+      if (ended && resHeaders !== undefined) {
+        resolve({ headers: resHeaders, trailers, body: chunks });
+        return;
+      }
+      // Bun reports a reset by the peer with rstCode 0; Node and Deno with the peer's code.
+      const code = stream.rstCode;
+      const cut = ending() || session.destroyed || session.closed;
+      reject(
+        new H2StreamError(
+          cut || code === undefined
+            ? `the connection to the CSI driver at ${socketPath} closed during the call`
+            : `the CSI driver reset the stream (HTTP/2 error code ${code})`,
+          cut ? undefined : code,
+          streamError === undefined ? undefined : { cause: streamError },
+        ),
+      );
+    });
+    if (signal.aborted) {
+      onAbort();
+      return;
+    }
+    signal.addEventListener("abort", onAbort, { once: true });
+    stream.end(body);
+  });
 }
