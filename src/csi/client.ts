@@ -42,16 +42,11 @@ import {
   type NodeGetInfoResponse,
   type ProbeResponse,
 } from "../gen/csi/v1/csi_pb.js";
-import {
-  createUnixGrpcTransport,
-  type SocketAccess,
-  socketAccess,
-  socketPathState,
-  type UnixGrpcTransport,
-} from "../runtime/unix-socket.ts";
+import { type SocketAccess, socketAccess, socketPathState } from "../runtime/unix-socket.ts";
 import type { Clock } from "../util/clock.ts";
 import type { Logger } from "../util/log.ts";
 import { toConnectError } from "./errors.ts";
+import { createUnixGrpcTransport, type UnixGrpcTransport } from "./grpc-transport.ts";
 import {
   type CsiCallRecord,
   callGuardInterceptor,

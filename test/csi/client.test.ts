@@ -14,8 +14,8 @@ import {
   encodeGrpcTimeout,
 } from "../../src/csi/client.ts";
 import { exitOnConnectionLoss } from "../../src/csi/connection-loss.ts";
+import { createUnixGrpcTransport, type UnixGrpcTransport } from "../../src/csi/grpc-transport.ts";
 import { Controller, VolumeCapability_AccessMode_Mode } from "../../src/gen/csi/v1/csi_pb.js";
-import { createUnixGrpcTransport, type UnixGrpcTransport } from "../../src/runtime/unix-socket.ts";
 import { memoryLogger, nullLogger } from "../../src/util/log.ts";
 import {
   type FakeDriver,
