@@ -150,15 +150,25 @@ const bunFetch = typeof (globalThis as { Bun?: unknown }).Bun !== "undefined";
 async function fetchRequest(opts: HttpRequestOptions, secure: boolean): Promise<HttpResponse> {
   const { signal } = opts;
   const t = opts.tls;
-  const init: RequestInit & { tls?: Record<string, unknown>; decompress?: boolean } = {
+  const init: RequestInit & {
+    tls?: Record<string, unknown>;
+    decompress?: boolean;
+    timeout?: boolean;
+  } = {
     method: opts.method,
     headers: opts.headers,
     body: opts.body as BodyInit | undefined,
     signal,
     redirect: "manual",
   };
-  // A connection of its own, closed when the body ends or is cancelled, never pooled.
-  if (opts.dedicatedConnection) init.keepalive = false;
+  if (opts.dedicatedConnection) {
+    // A connection of its own, closed when the body ends or is cancelled, never pooled.
+    init.keepalive = false;
+    // And no idle timer of Bun's (300 s by default in some versions; 1.4.5 left a body silent
+    // for 330 s open): the caller decides when a silent stream is dead (the reflector's
+    // watchdog).
+    init.timeout = false;
+  }
   if (secure && t) {
     const tlsInit: Record<string, unknown> = {};
     if (t.ca !== undefined) tlsInit.ca = toTlsInput(t.ca);
