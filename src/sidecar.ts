@@ -228,7 +228,7 @@ export async function startSidecar(
       driverName: info.name,
       clock,
       logger: logger.named("journal"),
-      commitBatch: Math.ceil(Math.max(1, config.workerThreads) / 2),
+      commitBatch: Math.ceil(Math.max(1, config.workerThreads) / 4),
     });
     const events = createEventRecorder({
       events: api.resource(resources.coreEvents),

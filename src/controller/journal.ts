@@ -101,8 +101,9 @@ export interface JournalOptions {
   /**
    * A write does not wait out the commit window once this many additions are pending: the
    * claims that could still join it are held by workers that are busy or waiting for it, so
-   * waiting longer only adds latency. Default: half of `--worker-threads` (set by the caller),
-   * else 50.
+   * waiting longer only adds latency. With W workers and a backlog, about W − commitBatch of
+   * them are past the journal at any time, so a smaller batch keeps more of them working; each
+   * batch costs one write. Default: a quarter of `--worker-threads` (set by the caller), else 50.
    */
   commitBatch?: number;
   /**
