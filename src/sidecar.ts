@@ -57,7 +57,7 @@ import { migratedProvisionerNames } from "./migration/registry.ts";
 import { provisionerIdentity } from "./provision/names.ts";
 import type { ProvisionerConfig } from "./provision/request.ts";
 import { releaseMemory } from "./runtime/memory.ts";
-import { type ServedServer, serve } from "./runtime/serve.ts";
+import type { ServedServer } from "./runtime/serve.ts";
 import type { Clock, Random } from "./util/clock.ts";
 import { errorText } from "./util/errors.ts";
 import type { Logger } from "./util/log.ts";
@@ -617,6 +617,8 @@ async function serveDiagnostics(
   const address = config.httpEndpoint || config.metricsAddress;
   if (!address) return undefined;
   const { hostname, port } = parseListenAddress(address);
+  // Loaded only when serving: node:http and node:https cost ~2 MiB of resident runtime code.
+  const { serve } = await import("./runtime/serve.ts");
   const server = await serve(
     createEndpointHandler({
       registry: metrics.registry,
