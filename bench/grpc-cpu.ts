@@ -112,7 +112,7 @@ try {
   const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
   const report = {
     date: new Date().toISOString(),
-    runtime: `${process.release.name} ${process.version}`,
+    runtime: process.versions.bun ? `bun ${process.versions.bun}` : `node ${process.version}`,
     calls,
     parallel,
     rounds,
