@@ -32,6 +32,7 @@ import {
   H2_CANCEL,
   H2_REFUSED_STREAM,
   type H2Exchange,
+  type H2Fields,
   H2StreamError,
   type UnixH2Connection,
 } from "../runtime/unix-socket.ts";
@@ -88,7 +89,7 @@ function exchangeFailure(error: unknown, signal: AbortSignal): ConnectError {
 }
 
 /** Response headers or trailers as `Headers`, built only when an interceptor asks. */
-function lazyHeaders(fields: H2Exchange["headers"] | undefined): () => Headers {
+function lazyHeaders(fields: H2Fields | undefined): () => Headers {
   let built: Headers | undefined;
   return () => {
     built ??= toHeaders(fields);

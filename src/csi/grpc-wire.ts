@@ -12,6 +12,7 @@
  * Everything here returns or builds a `ConnectError`, the one error type of the driver edge.
  */
 import { Code, ConnectError } from "@connectrpc/connect";
+import type { H2Fields } from "../runtime/unix-socket.ts";
 
 /** `content-type` of the requests, and the prefix every response must carry. */
 export const GRPC_CONTENT_TYPE = "application/grpc+proto";
@@ -104,9 +105,6 @@ export function codeFromHttpStatus(status: number): Code {
       return Code.Unknown;
   }
 }
-
-/** Header or trailer fields as `node:http2` delivers them (lower-case names). */
-export type H2Fields = Readonly<Record<string, string | string[] | number | undefined>>;
 
 function field(fields: H2Fields | undefined, name: string): string | undefined {
   const v = fields?.[name];

@@ -131,29 +131,17 @@ async function fetchRequest(opts: HttpRequestOptions, secure: boolean): Promise<
   };
   const body: AsyncIterable<Uint8Array> = {
     [Symbol.asyncIterator]() {
-      if (!stream) {
-        return {
-          next: async () => ({ done: true, value: undefined }),
-          return: async () => ({ done: true, value: undefined }),
-        };
-      }
-      reader = stream.getReader();
-      const r = reader;
-      return {
-        async next() {
-          try {
-            const c = await r.read();
-            return c.done ? { done: true, value: undefined } : { done: false, value: c.value };
-          } catch (err) {
-            close();
-            throw signal?.aborted ? abortError(signal) : err;
-          }
+      if (!stream) return bodyIterator(async () => DONE, close, signal);
+      const r = stream.getReader();
+      reader = r;
+      return bodyIterator(
+        async () => {
+          const c = await r.read();
+          return c.done ? DONE : { done: false, value: c.value };
         },
-        async return() {
-          close();
-          return { done: true, value: undefined };
-        },
-      };
+        close,
+        signal,
+      );
     },
   };
   const text = async () => {
@@ -173,6 +161,33 @@ function isHandshakeFailure(err: unknown): boolean {
 
 export function abortError(signal: AbortSignal): unknown {
   return signal.reason ?? new DOMException("The operation was aborted", "AbortError");
+}
+
+const DONE: IteratorReturnResult<undefined> = { done: true, value: undefined };
+
+/**
+ * A response body's iterator over `read`: a failed read closes the connection and rejects with
+ * the signal's reason if it aborted (else the read's error); `return()` closes it.
+ */
+export function bodyIterator(
+  read: () => Promise<IteratorResult<Uint8Array>>,
+  close: () => void,
+  signal: AbortSignal | undefined,
+): AsyncIterator<Uint8Array> {
+  return {
+    async next() {
+      try {
+        return await read();
+      } catch (err) {
+        close();
+        throw signal?.aborted ? abortError(signal) : err;
+      }
+    },
+    async return() {
+      close();
+      return DONE;
+    },
+  };
 }
 
 type NodeHttp = typeof import("./node-http.ts");

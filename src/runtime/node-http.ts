@@ -20,6 +20,7 @@ import tls from "node:tls";
 import zlib from "node:zlib";
 import {
   abortError,
+  bodyIterator,
   type HttpRequestOptions,
   type HttpResponse,
   type TlsConfig,
@@ -236,22 +237,15 @@ export async function nodeRequest(
       const bodyIterable: AsyncIterable<Uint8Array> = {
         [Symbol.asyncIterator]() {
           const it = s[Symbol.asyncIterator]() as AsyncIterator<Uint8Array>;
-          return {
-            async next() {
-              try {
-                const r = await it.next();
-                if (r.done) detach();
-                return r;
-              } catch (err) {
-                close();
-                throw signal?.aborted ? abortError(signal) : err;
-              }
+          return bodyIterator(
+            async () => {
+              const r = await it.next();
+              if (r.done) detach();
+              return r;
             },
-            async return() {
-              close();
-              return { done: true, value: undefined };
-            },
-          };
+            close,
+            signal,
+          );
         },
       };
       settled = true;

@@ -149,6 +149,8 @@ export function createUnixH2Connection(socketPath: string): UnixH2Connection {
   let session: http2.ClientHttp2Session | undefined;
   let socket: Socket | undefined;
 
+  const closedError = () => new Error(`Connection to CSI driver at ${socketPath} is closed`);
+
   const reportLoss = (reason: string) => {
     if (closing || lost) return;
     lost = true;
@@ -159,7 +161,6 @@ export function createUnixH2Connection(socketPath: string): UnixH2Connection {
   const open = () =>
     new Promise<void>((resolve, reject) => {
       const sock = netConnect(socketPath);
-      let connected = false;
       let settled = false;
       let opened = false;
       let lastError: unknown;
@@ -171,7 +172,7 @@ export function createUnixH2Connection(socketPath: string): UnixH2Connection {
       };
       sock.on("error", (err) => {
         lastError = err;
-        if (!connected) fail(err);
+        fail(err);
       });
       sock.once("close", () => {
         if (socket === sock) socket = undefined;
@@ -186,9 +187,8 @@ export function createUnixH2Connection(socketPath: string): UnixH2Connection {
         reportLoss(`Lost connection to CSI driver at ${socketPath}: ${cause}`);
       });
       sock.once("connect", () => {
-        connected = true;
         if (closing) {
-          fail(new Error(`Connection to CSI driver at ${socketPath} is closed`));
+          fail(closedError());
           return;
         }
         const s = http2.connect("http://localhost", { createConnection: () => sock });
@@ -202,6 +202,11 @@ export function createUnixH2Connection(socketPath: string): UnixH2Connection {
           sock.destroy();
         });
         s.once("connect", () => {
+          if (closing) {
+            s.destroy();
+            fail(closedError());
+            return;
+          }
           if (settled) return;
           settled = true;
           opened = true;
@@ -214,7 +219,7 @@ export function createUnixH2Connection(socketPath: string): UnixH2Connection {
 
   return {
     async connect() {
-      if (closing) throw new Error(`Connection to CSI driver at ${socketPath} is closed`);
+      if (closing) throw closedError();
       if (session !== undefined && !session.closed && !session.destroyed) return;
       await open();
     },
