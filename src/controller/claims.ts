@@ -549,7 +549,7 @@ export class ClaimSyncer {
     try {
       const onThrottled = o.onApiWait && ((ms: number) => o.onApiWait?.(labels.class, ms));
       // The volume exists: when stopping, its PV goes ahead of every other request in line.
-      await pvs.create(pv, { signal, onThrottled, expedite: stopping });
+      await pvs.create(pv, { signal, onThrottled, expedite: stopping, discardResult: true });
     } catch (err) {
       if (!isAlreadyExists(err)) {
         this.#unsaved.set(uid, pv);

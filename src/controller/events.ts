@@ -126,7 +126,7 @@ export function createEventRecorder(opts: EventRecorderOptions): EventRecorder {
           "strategic",
           { count: prev.count + 1, lastTimestamp: now, message: item.message },
           prev.namespace,
-          { priority: "low" },
+          { priority: "low", discardResult: true },
         );
         prev.count++;
         prev.lastSeen = item.at;
@@ -153,7 +153,7 @@ export function createEventRecorder(opts: EventRecorderOptions): EventRecorder {
       reportingComponent: opts.component,
       reportingInstance: opts.host ?? "",
     };
-    await opts.events.create(ev, { priority: "low" });
+    await opts.events.create(ev, { priority: "low", discardResult: true });
     sent.set(key, { name, namespace, count: 1, firstTimestamp: now, lastSeen: item.at });
     if (sent.size > 4096) {
       for (const [k, v] of sent) if (item.at - v.lastSeen > window) sent.delete(k);

@@ -131,7 +131,7 @@ export class VolumeSyncer {
         "merge",
         { metadata: { finalizers, resourceVersion: pv.metadata.resourceVersion } },
         undefined,
-        { signal },
+        { signal, discardResult: true },
       );
   }
 
@@ -226,7 +226,7 @@ export class VolumeSyncer {
           "strategic",
           { metadata: { uid, "$deleteFromPrimitiveList/finalizers": [FINALIZER_PV] } },
           undefined,
-          { signal },
+          { signal, discardResult: true },
         );
       } catch (err) {
         if (!isNotFound(err)) {

@@ -12,6 +12,7 @@
 import type {
   CallOptions,
   DeleteOptions,
+  DiscardResult,
   KubeApi,
   LatestOption,
   ListOptions,
@@ -154,7 +155,12 @@ class HttpResourceClient<T extends KubeObject> implements ResourceClient<T> {
     });
   }
 
-  async create(obj: T, opts?: WriteOptions & LatestOption<T>): Promise<T> {
+  create(obj: T, opts: WriteOptions & LatestOption<T> & DiscardResult): Promise<T | undefined>;
+  create(obj: T, opts?: WriteOptions & LatestOption<T>): Promise<T>;
+  async create(
+    obj: T,
+    opts?: WriteOptions & LatestOption<T> & Partial<DiscardResult>,
+  ): Promise<T | undefined> {
     const r = this.resource;
     const ns = obj.metadata?.namespace;
     const label = obj.metadata?.name ?? `${obj.metadata?.generateName ?? ""}*`;
@@ -179,6 +185,7 @@ class HttpResourceClient<T extends KubeObject> implements ResourceClient<T> {
       onThrottled: opts?.onThrottled,
       verb: "create",
       target: this.#target(label, ns),
+      discardBody: opts?.discardResult,
     });
     return res.json;
   }
@@ -216,13 +223,27 @@ class HttpResourceClient<T extends KubeObject> implements ResourceClient<T> {
     return res.json;
   }
 
-  async patch(
+  patch(
+    name: string,
+    type: PatchType,
+    patch: unknown,
+    namespace: string | undefined,
+    opts: WriteOptions & { subresource?: string } & DiscardResult,
+  ): Promise<T | undefined>;
+  patch(
     name: string,
     type: PatchType,
     patch: unknown,
     namespace?: string,
     opts?: WriteOptions & { subresource?: string },
-  ): Promise<T> {
+  ): Promise<T>;
+  async patch(
+    name: string,
+    type: PatchType,
+    patch: unknown,
+    namespace?: string,
+    opts?: WriteOptions & { subresource?: string } & Partial<DiscardResult>,
+  ): Promise<T | undefined> {
     const contentType = PATCH_CONTENT_TYPES[type];
     if (contentType === undefined) throw new TypeError(`Unknown patch type ${String(type)}`);
     const res = await this.#t.request<T>({
@@ -237,6 +258,7 @@ class HttpResourceClient<T extends KubeObject> implements ResourceClient<T> {
       onThrottled: opts?.onThrottled,
       verb: "patch",
       target: this.#target(name, namespace, opts?.subresource),
+      discardBody: opts?.discardResult,
     });
     return res.json;
   }
@@ -260,6 +282,8 @@ class HttpResourceClient<T extends KubeObject> implements ResourceClient<T> {
       onThrottled: opts?.onThrottled,
       verb: "delete",
       target: this.#target(name, namespace),
+      // The answer (the object or a Status) is not used.
+      discardBody: true,
     });
   }
 }

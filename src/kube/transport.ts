@@ -43,6 +43,11 @@ export interface KubeRequest {
   bodyAtSend?: () => unknown;
   /** Default `application/json` when there is a body. */
   contentType?: string;
+  /**
+   * The caller does not read a successful answer: it is drained without being parsed and `json`
+   * is undefined. Error answers are parsed as always.
+   */
+  discardBody?: boolean;
   signal?: AbortSignal;
   /** Place in the rate limiter's line (default normal). */
   priority?: Priority;
@@ -195,7 +200,7 @@ export class KubeTransport {
       throw this.#transportError(req, ctx, err);
     }
     let json: unknown;
-    if (text.trim() !== "") {
+    if (!req.discardBody && text.trim() !== "") {
       try {
         json = JSON.parse(text);
       } catch (err) {

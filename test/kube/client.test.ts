@@ -150,6 +150,32 @@ describe("createKubeApi()", () => {
     assert.equal(created.kind, "PersistentVolume");
   });
 
+  it("resolves a create or patch with discardResult to undefined without parsing the answer", async () => {
+    // An answer that is not JSON: it would fail the call if it were parsed.
+    server.handler = (req, res) => {
+      res.writeHead(req.method === "POST" ? 201 : 200, { "content-type": "application/json" });
+      res.end("{not json");
+    };
+    const pvs = createKubeApi(transport).resource(resources.persistentVolumes);
+    const created = await pvs.create({ metadata: { name: "pv-1" } } as PersistentVolume, {
+      discardResult: true,
+    });
+    assert.equal(created, undefined);
+    assert.equal(JSON.parse(last().body).kind, "PersistentVolume");
+    const patched = await pvs.patch("pv-1", "merge", { metadata: { finalizers: [] } }, undefined, {
+      discardResult: true,
+    });
+    assert.equal(patched, undefined);
+    assert.equal(last().method, "PATCH");
+    // delete never reads its answer.
+    await pvs.delete("pv-1");
+    assert.equal(last().method, "DELETE");
+    // Without the option the answer is parsed, and a body that is not JSON is an error.
+    const err = await pvs
+      .create({ metadata: { name: "pv-2" } } as PersistentVolume)
+      .catch((e: unknown) => e);
+    assert.match((err as Error).message, /not valid JSON/);
+  });
   it("reports AlreadyExists on create", async () => {
     server.handler = (_req, res) =>
       sendJson(

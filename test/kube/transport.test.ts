@@ -77,6 +77,46 @@ describe("KubeTransport", () => {
     assert.deepEqual(res.json, big);
   });
 
+  it("drains without parsing an answer the caller discards; the connection is reused", async () => {
+    // Not JSON: a parse would fail the request, so success shows the body was not parsed.
+    server.handler = (_req, res) => {
+      res.writeHead(201, { "content-type": "application/json" });
+      res.end("{not json");
+    };
+    const t = transport();
+    const first = await t.request({
+      method: "POST",
+      path: "/api/v1/namespaces/ns/events",
+      body: {},
+      discardBody: true,
+    });
+    assert.equal(first.status, 201);
+    assert.equal(first.json, undefined);
+    const parsed = await t
+      .request({ method: "POST", path: "/api/v1/namespaces/ns/events", body: {} })
+      .catch((e: unknown) => e);
+    assert.ok(parsed instanceof KubeApiError);
+    assert.match(parsed.message, /the response body is not valid JSON/);
+    // The discarded body was read to its end, so both requests shared one connection.
+    assert.equal(new Set(server.requests.map((r) => r.remotePort)).size, 1);
+  });
+
+  it("still parses an error answer of a discarding request into a KubeApiError", async () => {
+    server.handler = (_req, res) =>
+      sendJson(res, 409, statusBody(409, "Conflict", "the object has been modified"));
+    const err = await transport()
+      .request({
+        method: "PATCH",
+        path: "/api/v1/persistentvolumes/pv-1",
+        body: {},
+        discardBody: true,
+        target: "persistentvolumes pv-1",
+      })
+      .catch((e: unknown) => e);
+    assert.ok(isConflict(err));
+    assert.match((err as Error).message, /409 Conflict: the object has been modified/);
+  });
+
   it("turns each error answer into a KubeApiError", async () => {
     server.handler = (_req, res) =>
       sendJson(res, 409, statusBody(409, "Conflict", "the object has been modified"));

@@ -15,6 +15,8 @@ export interface RecordedRequest {
   query: URLSearchParams;
   headers: http.IncomingHttpHeaders;
   body: string;
+  /** The client's port: requests with the same one came over one connection. */
+  remotePort: number;
 }
 
 export type Handler = (
@@ -88,6 +90,7 @@ export async function startLoopback(opts: {
         query: u.searchParams,
         headers: raw.headers,
         body: Buffer.concat(chunks).toString("utf8"),
+        remotePort: raw.socket.remotePort ?? 0,
       };
       requests.push(rec);
       Promise.resolve(state.handler(rec, res, raw)).catch((err) => {
