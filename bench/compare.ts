@@ -15,7 +15,14 @@
  * Bound as seen on a watch. See bench/README.md for what each figure means.
  */
 import { type ChildProcess, execFileSync, spawn } from "node:child_process";
-import { createReadStream, existsSync, readFileSync, statSync, writeFileSync } from "node:fs";
+import {
+  createReadStream,
+  existsSync,
+  readdirSync,
+  readFileSync,
+  statSync,
+  writeFileSync,
+} from "node:fs";
 import { mkdtemp, readFile, rm, stat, writeFile } from "node:fs/promises";
 import * as https from "node:https";
 import * as net from "node:net";
@@ -408,10 +415,20 @@ async function stopSidecar(p: Proc): Promise<void> {
   clearTimeout(t);
 }
 
-function procStatus(pid: number): { rssKiB: number; hwmKiB: number } {
+function procStatus(pid: number): {
+  rssKiB: number;
+  hwmKiB: number;
+  anonKiB: number;
+  fileKiB: number;
+} {
   const s = readFileSync(`/proc/${pid}/status`, "utf8");
   const kib = (k: string) => Number(new RegExp(`^${k}:\\s+(\\d+)`, "m").exec(s)?.[1] ?? Number.NaN);
-  return { rssKiB: kib("VmRSS"), hwmKiB: kib("VmHWM") };
+  return {
+    rssKiB: kib("VmRSS"),
+    hwmKiB: kib("VmHWM"),
+    anonKiB: kib("RssAnon"),
+    fileKiB: kib("RssFile"),
+  };
 }
 
 const CLK_TCK = 100;
@@ -419,6 +436,29 @@ function cpuMs(pid: number): number {
   const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
   const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
   return ((Number(fields[11]) + Number(fields[12])) * 1000) / CLK_TCK;
+}
+
+/** CPU ms per thread name (`comm`), summed over the threads of that name. */
+function cpuMsByThread(pid: number): Map<string, number> {
+  const out = new Map<string, number>();
+  let tids: string[] = [];
+  try {
+    tids = readdirSync(`/proc/${pid}/task`);
+  } catch {
+    return out;
+  }
+  for (const tid of tids) {
+    try {
+      const stat = readFileSync(`/proc/${pid}/task/${tid}/stat`, "utf8");
+      const name = stat.slice(stat.indexOf("(") + 1, stat.lastIndexOf(")")).replace(/[0-9]+$/, "#");
+      const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+      const ms = ((Number(fields[11]) + Number(fields[12])) * 1000) / CLK_TCK;
+      out.set(name, (out.get(name) ?? 0) + ms);
+    } catch {
+      // the thread ended meanwhile
+    }
+  }
+  return out;
 }
 
 const loadavg = () => os.loadavg().map((x) => Math.round(x * 100) / 100);
@@ -559,6 +599,9 @@ interface RunResult {
   load: number[];
   probeMs: number;
   rssIdleMiB: number;
+  /** The idle RSS split: anonymous memory (heaps) and pages of the executable and libraries. */
+  rssIdleAnonMiB: number;
+  rssIdleFileMiB: number;
   allBoundS: number;
   p50BoundS: number;
   p99BoundS: number;
@@ -587,6 +630,8 @@ interface RunResult {
   conflicts: number;
   duplicateDeletes: number;
   cpuMsPerVolume: number;
+  /** CPU ms of the create + delete phases per thread name (Go names all its threads alike). */
+  cpuByThreadMs: Record<string, number>;
   peakRssMiB: number;
   /** Claims seen Bound (all of them: the run waits for every one). */
   boundClaims: number;
@@ -653,7 +698,11 @@ async function provisionRun(
   });
   const probeMs = (env.proxy.firstCall ?? Number.NaN) - p.spawnedAt;
   await new Promise((r) => setTimeout(r, 3000));
-  const rssIdleMiB = procStatus(p.pid).rssKiB / 1024;
+  const idle = procStatus(p.pid);
+  const rssIdleMiB = idle.rssKiB / 1024;
+  log(
+    `${variant} idle: RSS ${(idle.rssKiB / 1024).toFixed(1)} MiB = anon ${(idle.anonKiB / 1024).toFixed(1)} + file ${(idle.fileKiB / 1024).toFixed(1)}`,
+  );
 
   // Watches from now on.
   const added = new Map<string, number>();
@@ -681,6 +730,7 @@ async function provisionRun(
   await new Promise((r) => setTimeout(r, 500));
 
   const cpu0 = cpuMs(p.pid);
+  const threads0 = cpuMsByThread(p.pid);
   const names = Array.from({ length: n }, (_, i) => `c-${i}`);
   const t0 = performance.now();
   const wall0 = Date.now();
@@ -795,6 +845,17 @@ async function provisionRun(
   const tGone = Math.max(...pvGone.values());
   const deleteEnd = await env.audit.quiet(5000, 120_000);
   const cpu1 = cpuMs(p.pid);
+  const cpuByThreadMs = Object.fromEntries(
+    [...cpuMsByThread(p.pid)]
+      .map(([name, ms]) => [name, ms - (threads0.get(name) ?? 0)] as const)
+      .filter(([, ms]) => ms > 0)
+      .sort((a, b) => b[1] - a[1]),
+  );
+  log(
+    `${variant} ${setting} CPU by thread, ms: ${Object.entries(cpuByThreadMs)
+      .map(([n, ms]) => `${n} ${ms}`)
+      .join(", ")}`,
+  );
   const { hwmKiB } = procStatus(p.pid);
   stopPvc();
   stopPv();
@@ -833,6 +894,8 @@ async function provisionRun(
     load,
     probeMs,
     rssIdleMiB,
+    rssIdleAnonMiB: idle.anonKiB / 1024,
+    rssIdleFileMiB: idle.fileKiB / 1024,
     allBoundS: (tBound - t0) / 1000,
     p50BoundS: quantile(latencies, 0.5),
     p99BoundS: quantile(latencies, 0.99),
@@ -854,6 +917,7 @@ async function provisionRun(
     conflicts: all.filter((w) => w.code === 409).length,
     duplicateDeletes: deletes.length - new Set(deletes.map((w) => w.name)).size,
     cpuMsPerVolume: (cpu1 - cpu0) / n,
+    cpuByThreadMs,
     boundClaims: bound.size,
     pvsLeft,
     missed,
