@@ -432,10 +432,14 @@ function procStatus(pid: number): {
 }
 
 const CLK_TCK = 100;
-function cpuMs(pid: number): number {
-  const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+/** `utime + stime` in ms from the text of a `/proc/<pid>[/task/<tid>]/stat` file. */
+function statCpuMs(stat: string): number {
   const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
   return ((Number(fields[11]) + Number(fields[12])) * 1000) / CLK_TCK;
+}
+
+function cpuMs(pid: number): number {
+  return statCpuMs(readFileSync(`/proc/${pid}/stat`, "utf8"));
 }
 
 /** CPU ms per thread name (`comm`), summed over the threads of that name. */
@@ -451,9 +455,7 @@ function cpuMsByThread(pid: number): Map<string, number> {
     try {
       const stat = readFileSync(`/proc/${pid}/task/${tid}/stat`, "utf8");
       const name = stat.slice(stat.indexOf("(") + 1, stat.lastIndexOf(")")).replace(/[0-9]+$/, "#");
-      const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-      const ms = ((Number(fields[11]) + Number(fields[12])) * 1000) / CLK_TCK;
-      out.set(name, (out.get(name) ?? 0) + ms);
+      out.set(name, (out.get(name) ?? 0) + statCpuMs(stat));
     } catch {
       // the thread ended meanwhile
     }
@@ -701,7 +703,7 @@ async function provisionRun(
   const idle = procStatus(p.pid);
   const rssIdleMiB = idle.rssKiB / 1024;
   log(
-    `${variant} idle: RSS ${(idle.rssKiB / 1024).toFixed(1)} MiB = anon ${(idle.anonKiB / 1024).toFixed(1)} + file ${(idle.fileKiB / 1024).toFixed(1)}`,
+    `${variant} idle: RSS ${rssIdleMiB.toFixed(1)} MiB = anon ${(idle.anonKiB / 1024).toFixed(1)} + file ${(idle.fileKiB / 1024).toFixed(1)}`,
   );
 
   // Watches from now on.

@@ -54,11 +54,6 @@ export interface WriteOptions extends CallOptions {
 }
 
 /**
- * For create and update: called when the request has its rate-limiter token, just before it is
- * sent (again on every retry); the object it returns is sent instead of `obj`. A writer that
- * group-commits (the intent journal) folds in what arrived while the request waited its turn.
- */
-/**
  * For a write whose answer the caller does not read: the answer is drained without being parsed
  * and the call resolves to undefined. A burst's PV creates, events, finalizer patches and deletes
  * all answer with the whole object, and parsing answers nobody reads cost ~3 % of the sidecar's
@@ -68,6 +63,11 @@ export interface DiscardResult {
   discardResult: true;
 }
 
+/**
+ * For create and update: called when the request has its rate-limiter token, just before it is
+ * sent (again on every retry); the object it returns is sent instead of `obj`. A writer that
+ * group-commits (the intent journal) folds in what arrived while the request waited its turn.
+ */
 export interface LatestOption<T> {
   latest?: () => T;
 }

@@ -155,12 +155,9 @@ class HttpResourceClient<T extends KubeObject> implements ResourceClient<T> {
     });
   }
 
-  create(obj: T, opts: WriteOptions & LatestOption<T> & DiscardResult): Promise<T | undefined>;
-  create(obj: T, opts?: WriteOptions & LatestOption<T>): Promise<T>;
-  async create(
-    obj: T,
-    opts?: WriteOptions & LatestOption<T> & Partial<DiscardResult>,
-  ): Promise<T | undefined> {
+  // One signature for both of ResourceClient's overloads: with `discardResult` the answer's
+  // `json` is undefined, which only the interface's first overload promises its callers.
+  async create(obj: T, opts?: WriteOptions & LatestOption<T> & Partial<DiscardResult>): Promise<T> {
     const r = this.resource;
     const ns = obj.metadata?.namespace;
     const label = obj.metadata?.name ?? `${obj.metadata?.generateName ?? ""}*`;
@@ -223,27 +220,13 @@ class HttpResourceClient<T extends KubeObject> implements ResourceClient<T> {
     return res.json;
   }
 
-  patch(
-    name: string,
-    type: PatchType,
-    patch: unknown,
-    namespace: string | undefined,
-    opts: WriteOptions & { subresource?: string } & DiscardResult,
-  ): Promise<T | undefined>;
-  patch(
-    name: string,
-    type: PatchType,
-    patch: unknown,
-    namespace?: string,
-    opts?: WriteOptions & { subresource?: string },
-  ): Promise<T>;
   async patch(
     name: string,
     type: PatchType,
     patch: unknown,
     namespace?: string,
     opts?: WriteOptions & { subresource?: string } & Partial<DiscardResult>,
-  ): Promise<T | undefined> {
+  ): Promise<T> {
     const contentType = PATCH_CONTENT_TYPES[type];
     if (contentType === undefined) throw new TypeError(`Unknown patch type ${String(type)}`);
     const res = await this.#t.request<T>({

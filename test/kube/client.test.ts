@@ -176,6 +176,7 @@ describe("createKubeApi()", () => {
       .catch((e: unknown) => e);
     assert.match((err as Error).message, /not valid JSON/);
   });
+
   it("reports AlreadyExists on create", async () => {
     server.handler = (_req, res) =>
       sendJson(
