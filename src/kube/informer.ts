@@ -163,8 +163,13 @@ export class Informer<T extends KubeObject, P extends KubeObject = T> {
     const sink: ReflectorSink<T> = {
       // List items are projected page by page (prepare), so replace() receives projections.
       prepare: (obj) => this.#store.project(obj) as unknown as T,
+      // Before any handler is registered (the first list) no delta is built: a handler added
+      // later gets the store's content as adds.
       replace: (items, rv) =>
-        this.#dispatch(this.#store.replaceProjected(items as unknown as P[], rv), true),
+        this.#dispatch(
+          this.#store.replaceProjected(items as unknown as P[], rv, this.#listeners.size > 0),
+          true,
+        ),
       apply: (type, obj) => {
         const events = type === "DELETED" ? this.#store.delete(obj) : this.#store.upsert(obj);
         this.#store.setResourceVersion(obj.metadata.resourceVersion);

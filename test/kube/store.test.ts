@@ -115,6 +115,44 @@ describe("Store", () => {
     assert.equal(s.getByUid("u-c2")?.metadata.name, "c");
   });
 
+  it("fills an empty store from a list in list order, with indexes, and builds no delta unless asked", () => {
+    const indexers = { node: (o: Obj) => (o.spec?.node ? [o.spec.node] : []) };
+    const listed = () => [obj("b", "2", "ub", "n1"), obj("a", "1", "ua", "n1"), obj("c", "3")];
+    const quiet = new Store<Obj>({ indexers });
+    assert.deepEqual(quiet.replaceProjected(listed(), "3", false), []);
+    assert.deepEqual(quiet.keys(), ["ns/b", "ns/a", "ns/c"]);
+    assert.equal(quiet.getByUid("ua")?.metadata.name, "a");
+    assert.deepEqual(
+      quiet.byIndex("node", "n1").map((o) => o.metadata.name),
+      ["b", "a"],
+    );
+    assert.equal(quiet.resourceVersion, "3");
+    // Later lists still report the delta, and `emit: false` leaves it out there too.
+    assert.deepEqual(show(quiet.replaceProjected([obj("a", "4", "ua")], "4")), [
+      "delete ns/b@2",
+      "delete ns/c@3",
+      "update ns/a 1->4",
+    ]);
+    assert.deepEqual(quiet.replaceProjected([obj("d", "5")], "5", false), []);
+    assert.deepEqual(quiet.keys(), ["ns/d"]);
+    assert.deepEqual(quiet.byIndex("node", "n1"), []);
+
+    const loud = new Store<Obj>({ indexers });
+    assert.deepEqual(show(loud.replaceProjected(listed(), "3")), [
+      "add ns/b@2",
+      "add ns/a@1",
+      "add ns/c@3",
+    ]);
+  });
+
+  it("takes an object listed twice into an empty store as an add, then an update", () => {
+    const s = new Store<Obj>();
+    const delta = s.replace([obj("a", "1"), obj("b", "2"), obj("a", "3")], "3");
+    assert.deepEqual(show(delta), ["add ns/a@1", "add ns/b@2", "update ns/a 1->3"]);
+    assert.equal(s.get("ns/a")?.metadata.resourceVersion, "3");
+    assert.equal(s.size, 2);
+  });
+
   it("compares resourceVersions for equality only", () => {
     const s = new Store<Obj>();
     s.upsert(obj("a", "10"));
