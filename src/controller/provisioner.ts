@@ -304,8 +304,12 @@ export function createProvisionControllers(o: ProvisionControllersOptions): Prov
       }
       for (const i of intents) claimQueue.add(i.uid);
       claims.addEventHandler({
-        onAdd: (c) => claimQueue.add(c.metadata.uid ?? ""),
-        onUpdate: (_old, c) => claimQueue.add(c.metadata.uid ?? ""),
+        onAdd: (c) => {
+          if (claimSyncer.needsSync(c)) claimQueue.add(c.metadata.uid ?? "");
+        },
+        onUpdate: (_old, c) => {
+          if (claimSyncer.needsSync(c)) claimQueue.add(c.metadata.uid ?? "");
+        },
         onDelete: (c) => {
           const uid = c.metadata.uid ?? "";
           if (o.latency && isAbandoned(c)) o.latency.abandoned(c);
@@ -338,8 +342,12 @@ export function createProvisionControllers(o: ProvisionControllersOptions): Prov
     workers,
     start() {
       volumes.addEventHandler({
-        onAdd: (v) => volumeQueue.add(v.metadata.name ?? ""),
-        onUpdate: (_old, v) => volumeQueue.add(v.metadata.name ?? ""),
+        onAdd: (v) => {
+          if (volumeSyncer.needsSync(v)) volumeQueue.add(v.metadata.name ?? "");
+        },
+        onUpdate: (_old, v) => {
+          if (volumeSyncer.needsSync(v)) volumeQueue.add(v.metadata.name ?? "");
+        },
         onDelete: (v) => {
           volumeSyncer.forgetVolume(v.metadata.uid ?? "");
           volumeQueue.cancelDelayed(v.metadata.name ?? "");

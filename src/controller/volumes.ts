@@ -30,6 +30,7 @@ import {
   finalizerAction,
   isProvisionerForVolume,
   shouldDelete,
+  volumeNeedsAction,
   volumeStorageClassName,
   withFinalizer,
   withoutFinalizer,
@@ -81,8 +82,22 @@ export class VolumeSyncer {
   /** PVs (by UID) whose deletion this process has begun: what is done already. */
   readonly #deleting = new Map<string, DeleteState>();
 
+  /** The names a PV of this driver may carry: the driver's, and its in-tree plugin's. */
+  readonly #names: readonly string[];
+
   constructor(opts: VolumeSyncerOptions) {
     this.#o = opts;
+    this.#names = [opts.driverName, ...migratedProvisionerNames(opts.driverName)];
+  }
+
+  /**
+   * Whether a sync of `pv` could do anything, asked by the informer's handler before it queues the
+   * PV: yes for this driver's PVs whose finalizer must change or whose volume must be deleted, and
+   * for a PV whose deletion this process has begun. A Bound PV with its finalizer, or another
+   * driver's PV, would sync to nothing, so a restart does not queue every PV of the cluster.
+   */
+  needsSync(pv: PersistentVolume): boolean {
+    return this.#deleting.has(pv.metadata.uid ?? "") || volumeNeedsAction(pv, this.#names);
   }
 
   /** Called when a PV left the cache. */
@@ -93,8 +108,7 @@ export class VolumeSyncer {
   async syncVolume(name: string, signal?: AbortSignal): Promise<VolumeSyncResult> {
     const o = this.#o;
     const pv = o.volumes.store.get(name);
-    const names = [o.driverName, ...migratedProvisionerNames(o.driverName)];
-    if (!pv || !isProvisionerForVolume(pv, names)) return { kind: "done" };
+    if (!pv || !isProvisionerForVolume(pv, this.#names)) return { kind: "done" };
     // An in-tree PV (CSI migration) is compared in the driver's topology keys.
     if (o.nodeSegments && !volumeIsAccessible(csiNodeAffinityOfVolume(pv), o.nodeSegments)) {
       return { kind: "done" };

@@ -27,7 +27,8 @@ export const FINALIZER_PV = "external-provisioner.volume.kubernetes.io/finalizer
  * annotation is absent, `volume.beta.kubernetes.io/storage-provisioner`.
  */
 export function claimProvisionerName(claim: PersistentVolumeClaim): string | undefined {
-  const annotations = claim.metadata.annotations ?? {};
+  const annotations = claim.metadata.annotations;
+  if (!annotations) return undefined;
   if (Object.hasOwn(annotations, ANN_STORAGE_PROVISIONER))
     return annotations[ANN_STORAGE_PROVISIONER];
   return annotations[ANN_BETA_STORAGE_PROVISIONER];
@@ -62,6 +63,34 @@ export function claimSelectedNode(claim: PersistentVolumeClaim): string | undefi
     if (Object.hasOwn(annotations, key)) return annotations[key] || undefined;
   }
   return undefined;
+}
+
+/**
+ * Whether the claim's storage-provisioner annotation (with its beta fallback) names `driverName`,
+ * or one of `additionalNames` while `pv.kubernetes.io/migrated-to` names `driverName` (a claim of
+ * an in-tree plugin this driver took over). Allocates nothing: informers ask it of every claim.
+ */
+export function isClaimForDriver(
+  claim: PersistentVolumeClaim,
+  driverName: string,
+  additionalNames: readonly string[] = [],
+): boolean {
+  const requested = claimProvisionerName(claim);
+  if (requested === driverName) return true;
+  if (requested === undefined || !additionalNames.includes(requested)) return false;
+  return claim.metadata.annotations?.[ANN_MIGRATED_TO] === driverName;
+}
+
+/**
+ * Whether a PV needs the volume controller now: it is this driver's (see
+ * {@link isProvisionerForVolume}) and its finalizer must be added or removed
+ * ({@link finalizerAction}) or its volume deleted ({@link shouldDelete}). Any other PV would sync
+ * to nothing.
+ */
+export function volumeNeedsAction(pv: PersistentVolume, knownNames: readonly string[]): boolean {
+  return (
+    isProvisionerForVolume(pv, knownNames) && (finalizerAction(pv) !== "none" || shouldDelete(pv))
+  );
 }
 
 export interface ShouldProvisionOptions {
@@ -111,12 +140,8 @@ export function shouldProvision(
   const known = (name: string | undefined) =>
     name !== undefined &&
     (name === options.driverName || (options.additionalProvisionerNames ?? []).includes(name));
-  const requested = claimProvisionerName(claim);
-  const migratedTo = claim.metadata.annotations?.[ANN_MIGRATED_TO];
-  if (
-    !known(requested) ||
-    (requested !== options.driverName && migratedTo !== options.driverName)
-  ) {
+  if (!isClaimForDriver(claim, options.driverName, options.additionalProvisionerNames)) {
+    const requested = claimProvisionerName(claim);
     return {
       kind: "skip",
       reason: `Claim ${key} asks for provisioner ${JSON.stringify(requested ?? "")}, not ${options.driverName}`,

@@ -13,6 +13,7 @@ import {
 } from "../../src/gen/csi/v1/csi_pb.js";
 import type { CoreEvent, Lease, PersistentVolume } from "../../src/kube/objects.ts";
 import { resources } from "../../src/kube/resources.ts";
+import { FINALIZER_PV } from "../../src/provision/should-provision.ts";
 import { fail, hangForever } from "../support/fake-driver.ts";
 import {
   claim,
@@ -293,6 +294,76 @@ describe("provisioning controller", () => {
     const mine = h.apiserver.put(claim("mine", "fast"));
     await h.apiserver.waitFor(() => pvOf(h, mine.metadata.uid!));
     assert.equal(h.driver.callsTo("createVolume").length, 1);
+  });
+
+  it("queues at start only the claims and PVs that need work", async () => {
+    h.apiserver.put(storageClass("fast"));
+    const volume = (
+      name: string,
+      driver: string,
+      phase: "Bound" | "Released",
+      finalizers: string[],
+    ): PersistentVolume => ({
+      apiVersion: "v1",
+      kind: "PersistentVolume",
+      metadata: {
+        name,
+        annotations: { "pv.kubernetes.io/provisioned-by": driver },
+        ...(finalizers.length > 0 ? { finalizers } : {}),
+      },
+      spec: {
+        accessModes: ["ReadWriteOnce"],
+        capacity: { storage: "1Gi" },
+        claimRef: { apiVersion: "v1", kind: "PersistentVolumeClaim", namespace: "default", name },
+        csi: { driver, volumeHandle: `handle-${name}` },
+        persistentVolumeReclaimPolicy: "Delete",
+        storageClassName: "fast",
+      },
+      status: { phase },
+    });
+    // Nothing to do for these: a bound claim, another provisioner's claim, a Bound PV of this
+    // driver with its finalizer, another driver's Released PV.
+    h.apiserver.put(claim("settled", "fast", { volumeName: "settled" }));
+    h.apiserver.put(
+      claim("theirs", "fast", {
+        annotations: { "volume.kubernetes.io/storage-provisioner": "other.example.com" },
+      }),
+    );
+    h.apiserver.put(volume("settled", DRIVER, "Bound", [FINALIZER_PV]));
+    h.apiserver.put(volume("foreign", "other.example.com", "Released", [FINALIZER_PV]));
+    // Work: a claim to provision, a PV without its finalizer, a Released PV to delete.
+    const pending = h.apiserver.put(claim("pending", "fast"));
+    h.apiserver.put(volume("unprotected", DRIVER, "Bound", []));
+    h.apiserver.put(volume("released", DRIVER, "Released", [FINALIZER_PV]));
+
+    const s = await h.start(FAST);
+    await h.apiserver.waitFor(() => pvOf(h, pending.metadata.uid!));
+    await h.apiserver.waitFor(() =>
+      h.apiserver
+        .get(resources.persistentVolumes, "unprotected")
+        ?.metadata.finalizers?.includes(FINALIZER_PV),
+    );
+    await h.apiserver.waitFor(() => !h.apiserver.get(resources.persistentVolumes, "released"));
+    assert.deepEqual(
+      h.driver.callsTo("deleteVolume").map((c) => c.request.volumeId),
+      ["handle-released"],
+    );
+    assert.ok(h.apiserver.get(resources.persistentVolumes, "foreign"));
+    assert.deepEqual(h.apiserver.get(resources.persistentVolumes, "settled")?.metadata.finalizers, [
+      FINALIZER_PV,
+    ]);
+    // The claims that need nothing were never synced (a sync logs "Not provisioning claim").
+    for (const name of ["settled", "theirs"]) {
+      assert.equal(
+        h.logs.some((l) => l.includes("Not provisioning claim") && l.includes(`default/${name}`)),
+        false,
+        name,
+      );
+    }
+    // The volume queue took the two PVs that needed work and nothing else at start (a third add
+    // is the deleted PV's last update, when it arrives after its sync ended).
+    const adds = /workqueue_adds_total\{name="volumes"\} (\d+)/.exec(s.metrics.registry.render());
+    assert.ok(Number(adds?.[1]) >= 2 && Number(adds?.[1]) < 4, `volume adds: ${adds?.[1]}`);
   });
 
   it("refuses to delete a volume a VolumeAttachment still references, then deletes it", async () => {

@@ -14,10 +14,12 @@ import {
   claimStorageClassName,
   FINALIZER_PV,
   finalizerAction,
+  isClaimForDriver,
   isProvisionerForVolume,
   nodeDeploymentDecision,
   shouldDelete,
   shouldProvision,
+  volumeNeedsAction,
   volumeStorageClassName,
   withFinalizer,
   withoutFinalizer,
@@ -163,6 +165,57 @@ describe("shouldProvision()", () => {
       ).kind,
       "provision",
     );
+  });
+});
+
+describe("isClaimForDriver()", () => {
+  const inTree = "kubernetes.io/gce-pd";
+  it("agrees with shouldProvision() on whose claim it is", () => {
+    const cases: [Record<string, string>, boolean][] = [
+      [OURS, true],
+      [{ "volume.beta.kubernetes.io/storage-provisioner": DRIVER }, true],
+      [
+        {
+          "volume.kubernetes.io/storage-provisioner": "other.example.com",
+          "volume.beta.kubernetes.io/storage-provisioner": DRIVER,
+        },
+        false,
+      ],
+      [{ "volume.kubernetes.io/storage-provisioner": "other.example.com" }, false],
+      [{}, false],
+      [{ "volume.kubernetes.io/storage-provisioner": inTree }, false],
+      [
+        {
+          "volume.kubernetes.io/storage-provisioner": inTree,
+          "pv.kubernetes.io/migrated-to": DRIVER,
+        },
+        true,
+      ],
+      [
+        {
+          "volume.kubernetes.io/storage-provisioner": inTree,
+          "pv.kubernetes.io/migrated-to": "other.example.com",
+        },
+        false,
+      ],
+    ];
+    const migrating = { ...options, additionalProvisionerNames: [inTree] };
+    for (const [annotations, ours] of cases) {
+      const c = claim(annotations, { storageClassName: "fast" });
+      assert.equal(isClaimForDriver(c, DRIVER, [inTree]), ours, JSON.stringify(annotations));
+      assert.equal(
+        shouldProvision(c, migrating).kind !== "skip",
+        ours,
+        JSON.stringify(annotations),
+      );
+    }
+    // Without the additional name, a migrated claim is not this driver's.
+    const migrated = claim({
+      "volume.kubernetes.io/storage-provisioner": inTree,
+      "pv.kubernetes.io/migrated-to": DRIVER,
+    });
+    assert.equal(isClaimForDriver(migrated, DRIVER), false);
+    assert.equal(isClaimForDriver({ metadata: { name: "bare" }, spec: {} }, DRIVER), false);
   });
 });
 
@@ -360,6 +413,47 @@ describe("shouldDelete()", () => {
   it("skips a PV being deleted whose finalizer is already gone", () => {
     assert.equal(
       shouldDelete(pv({ phase: "Released", policy: "Delete", deletionTimestamp: "t" })),
+      false,
+    );
+  });
+});
+
+describe("volumeNeedsAction()", () => {
+  const ours = { "pv.kubernetes.io/provisioned-by": DRIVER };
+  it("is true for this driver's PVs whose finalizer must change or whose volume must go", () => {
+    assert.equal(volumeNeedsAction(pv({ annotations: ours, policy: "Delete" }), [DRIVER]), true);
+    assert.equal(
+      volumeNeedsAction(pv({ annotations: ours, policy: "Retain", finalizers: [FINALIZER_PV] }), [
+        DRIVER,
+      ]),
+      true,
+    );
+    assert.equal(
+      volumeNeedsAction(
+        pv({ annotations: ours, policy: "Delete", phase: "Released", finalizers: [FINALIZER_PV] }),
+        [DRIVER],
+      ),
+      true,
+    );
+  });
+
+  it("is false for a Bound PV with its finalizer, a Retain PV without it, and other drivers' PVs", () => {
+    assert.equal(
+      volumeNeedsAction(pv({ annotations: ours, policy: "Delete", finalizers: [FINALIZER_PV] }), [
+        DRIVER,
+      ]),
+      false,
+    );
+    assert.equal(volumeNeedsAction(pv({ annotations: ours, policy: "Retain" }), [DRIVER]), false);
+    assert.equal(
+      volumeNeedsAction(
+        pv({
+          annotations: { "pv.kubernetes.io/provisioned-by": "other.example.com" },
+          policy: "Delete",
+          phase: "Released",
+        }),
+        [DRIVER],
+      ),
       false,
     );
   });
