@@ -82,11 +82,14 @@ export function createSharedInformers(o: SharedInformersOptions): SharedInformer
     ...base,
     client: o.api.resource(resources.persistentVolumes),
     project: projectPersistentVolume,
+    // Only claims are looked up by UID (their work queue is keyed by it).
+    uidIndex: false,
   });
   const classes = new Informer<StorageClass>({
     ...base,
     client: o.api.resource(resources.storageClasses),
     project: projectStorageClass,
+    uidIndex: false,
   });
   const attachments = o.watchAttachments
     ? new Informer<VolumeAttachment>({
@@ -94,6 +97,7 @@ export function createSharedInformers(o: SharedInformersOptions): SharedInformer
         client: o.api.resource(resources.volumeAttachments),
         project: projectVolumeAttachment,
         indexers: { [ATTACHMENTS_BY_PV]: volumeAttachmentsByPv },
+        uidIndex: false,
       })
     : undefined;
   const csiNodes = o.watchNodes
@@ -101,10 +105,16 @@ export function createSharedInformers(o: SharedInformersOptions): SharedInformer
         ...base,
         client: o.api.resource(resources.csiNodes),
         project: projectCSINode,
+        uidIndex: false,
       })
     : undefined;
   const nodes = o.watchNodes
-    ? new Informer<Node>({ ...base, client: o.api.resource(resources.nodes), project: projectNode })
+    ? new Informer<Node>({
+        ...base,
+        client: o.api.resource(resources.nodes),
+        project: projectNode,
+        uidIndex: false,
+      })
     : undefined;
   const all = [claims, volumes, classes, attachments, csiNodes, nodes].filter(
     (i) => i !== undefined,

@@ -57,6 +57,8 @@ export interface InformerOptions<T extends KubeObject, P extends KubeObject>
   project?: (obj: T) => P;
   /** Custom store indexes, for `store.byIndex(name, value)`. Default: none. */
   indexers?: Record<string, IndexFunc<P>>;
+  /** Keep the store's UID index (`store.getByUid`). Default true. */
+  uidIndex?: boolean;
   /**
    * Every this many milliseconds, each handler gets `onUpdate(obj, obj)` for every cached object
    * (upstream's resync, which re-queues work). 0 disables it. Default 0.
@@ -159,7 +161,11 @@ export class Informer<T extends KubeObject, P extends KubeObject = T> {
   #started = false;
 
   constructor(opts: InformerOptions<T, P>) {
-    this.#store = new Store<T, P>({ project: opts.project, indexers: opts.indexers });
+    this.#store = new Store<T, P>({
+      project: opts.project,
+      indexers: opts.indexers,
+      uidIndex: opts.uidIndex,
+    });
     const sink: ReflectorSink<T> = {
       // List items are projected page by page (prepare), so replace() receives projections.
       prepare: (obj) => this.#store.project(obj) as unknown as T,

@@ -145,6 +145,16 @@ describe("Store", () => {
     ]);
   });
 
+  it("keeps no UID index when told not to, and says so when asked by UID", () => {
+    const s = new Store<Obj>({ uidIndex: false });
+    s.replace([obj("a", "1", "ua"), obj("b", "2", "ub")], "2");
+    s.upsert(obj("a", "3", "ua2"));
+    s.delete(obj("b", "4", "ub"));
+    assert.deepEqual(s.keys(), ["ns/a"]);
+    assert.equal(s.get("ns/a")?.metadata.uid, "ua2");
+    assert.throws(() => s.getByUid("ua2"), /keeps no UID index/);
+  });
+
   it("takes an object listed twice into an empty store as an add, then an update", () => {
     const s = new Store<Obj>();
     const delta = s.replace([obj("a", "1"), obj("b", "2"), obj("a", "3")], "3");
