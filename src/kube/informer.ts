@@ -79,6 +79,9 @@ type Notification<P> =
 class Listener<P> {
   readonly #handler: EventHandler<P>;
   readonly #onError: (e: unknown, n: Notification<P>) => void;
+  /** Objects the store held when the handler was added, delivered as adds before the queue. */
+  #replay: readonly P[] = [];
+  #replayAt = 0;
   #queue: Notification<P>[] = [];
   #head = 0;
   #pumping = false;
@@ -91,16 +94,24 @@ class Listener<P> {
   }
 
   get pending(): number {
-    return this.#queue.length - this.#head;
+    return this.#replay.length - this.#replayAt + this.#queue.length - this.#head;
+  }
+
+  /**
+   * Delivers `objs` as adds ahead of everything pushed later, without a notification object
+   * each: a handler added to a store of 20,000 objects would otherwise queue 20,000 of them.
+   */
+  replay(objs: readonly P[]): void {
+    if (this.#removed || objs.length === 0) return;
+    this.#replay = objs;
+    this.#replayAt = 0;
+    this.#schedule();
   }
 
   push(ns: readonly Notification<P>[]): void {
     if (this.#removed || ns.length === 0) return;
     for (const n of ns) this.#queue.push(n);
-    if (!this.#pumping) {
-      this.#pumping = true;
-      queueMicrotask(() => void this.#pump());
-    }
+    this.#schedule();
   }
 
   drained(): Promise<void> {
@@ -110,22 +121,47 @@ class Listener<P> {
 
   remove(): void {
     this.#removed = true;
+    this.#replay = [];
+    this.#replayAt = 0;
     this.#queue = [];
     this.#head = 0;
   }
 
+  #schedule(): void {
+    if (this.#pumping) return;
+    this.#pumping = true;
+    queueMicrotask(() => void this.#pump());
+  }
+
+  /**
+   * Delivers in order until nothing is left. A handler that returns a promise is awaited before
+   * the next notification; one that returns nothing costs no await (no promise, no microtask).
+   */
   async #pump(): Promise<void> {
-    while (!this.#removed && this.#head < this.#queue.length) {
-      const n = this.#queue[this.#head]!;
-      this.#queue[this.#head++] = undefined as unknown as Notification<P>;
-      if (this.#head > 1024 && this.#head * 2 > this.#queue.length) {
-        this.#queue = this.#queue.slice(this.#head);
-        this.#head = 0;
+    while (!this.#removed) {
+      let n: Notification<P> | undefined;
+      let obj: P | undefined;
+      if (this.#replayAt < this.#replay.length) {
+        obj = this.#replay[this.#replayAt++]!;
+        if (this.#replayAt === this.#replay.length) {
+          this.#replay = [];
+          this.#replayAt = 0;
+        }
+      } else if (this.#head < this.#queue.length) {
+        n = this.#queue[this.#head]!;
+        this.#queue[this.#head++] = undefined as unknown as Notification<P>;
+        if (this.#head > 1024 && this.#head * 2 > this.#queue.length) {
+          this.#queue = this.#queue.slice(this.#head);
+          this.#head = 0;
+        }
+      } else {
+        break;
       }
       try {
-        await this.#deliver(n);
+        const r = n ? this.#deliver(n) : this.#handler.onAdd?.(obj!);
+        if (r !== undefined) await r;
       } catch (e) {
-        this.#onError(e, n);
+        this.#onError(e, n ?? { type: "add", obj: obj! });
       }
     }
     this.#pumping = false;
@@ -239,7 +275,7 @@ export class Informer<T extends KubeObject, P extends KubeObject = T> {
       });
     });
     this.#listeners.add(listener);
-    listener.push(this.#store.list().map((obj) => ({ type: "add", obj })));
+    listener.replay(this.#store.list());
     return {
       remove: () => {
         listener.remove();

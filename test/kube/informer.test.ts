@@ -209,6 +209,45 @@ describe("Informer", () => {
     assert.equal(late.log.length, 3, "no notifications after remove()");
   });
 
+  it("replays the cache ahead of later events, counts it as pending, and logs a replayed add that throws", async () => {
+    const h = start({ seed: (s) => createAll(s, ["a", "b", "c"]) });
+    await h.informer.waitForSync();
+    let release!: () => void;
+    const gate = new Promise<void>((r) => {
+      release = r;
+    });
+    const seen: string[] = [];
+    const reg = h.informer.addEventHandler({
+      onAdd: (o) => {
+        seen.push(`add ${o.metadata.name}`);
+        if (o.metadata.name === "a") return gate;
+        if (o.metadata.name === "b") throw new Error("replay boom");
+      },
+    });
+    h.server.create(pvc("d"));
+    await caughtUp(h);
+    await until(() => seen.length === 1, "the first replayed add");
+    assert.equal(h.informer.stats.pendingNotifications, 3, "b and c replayed, d queued");
+    release();
+    await reg.drained();
+    assert.deepEqual(seen, ["add a", "add b", "add c", "add d"]);
+    assert.equal(h.informer.stats.handlerErrors, 1);
+    assert.ok(
+      h.logger.lines.some((l) => l.includes("Event handler for objects ns/b failed: replay boom")),
+    );
+  });
+
+  it("delivers the whole replay to a synchronous handler in one turn, without an await each", async () => {
+    const names = Array.from({ length: 200 }, (_, i) => `p${i}`);
+    const h = start({ seed: (s) => createAll(s, names) });
+    await h.informer.waitForSync();
+    const late = recorder();
+    h.informer.addEventHandler(late);
+    await Promise.resolve();
+    await Promise.resolve();
+    assert.equal(late.log.length, 200);
+  });
+
   it("notifies a relist after 410 as deletes (final state unknown), updates and adds", async () => {
     const rec = recorder();
     const h = start({
