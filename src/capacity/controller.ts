@@ -919,8 +919,9 @@ class Controller implements CapacityController {
     if (maximumVolumeSize === undefined) delete next.maximumVolumeSize;
     else next.maximumVolumeSize = maximumVolumeSize;
     const name = existing.metadata.name ?? "";
+    let saved: CSIStorageCapacity;
     try {
-      await this.#client.update(next, { signal });
+      saved = await this.#client.update(next, { signal });
     } catch (e) {
       if (isNotFound(e) && this.#items.get(key) === item && item.object === existing) {
         // Deleted under us and the event has not arrived yet: create it anew.
@@ -931,6 +932,10 @@ class Controller implements CapacityController {
         { cause: e },
       );
     }
+    // The next sync compares with (and updates from) what was just written, not with the cached
+    // object the watch has not replaced yet: a refresh in between would send the old
+    // resourceVersion and fail with a conflict.
+    if (this.#items.get(key) === item && item.object === existing) item.object = saved;
     this.#counters.updates++;
     this.#log.v(5).info("Updated CSIStorageCapacity", {
       capacity: name,
