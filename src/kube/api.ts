@@ -10,7 +10,7 @@ export type PatchType = "merge" | "strategic" | "json";
 
 export interface CallOptions {
   signal?: AbortSignal;
-  /** Place in the client-side rate limiter's line; `"low"` waits behind every normal request. */
+  /** Place in the client-side rate limiter's lines (see `Priority`); default `"normal"`. */
   priority?: Priority;
   /** Once this aborts, the request goes ahead of every other one waiting for the rate limiter. */
   expedite?: AbortSignal;

@@ -12,9 +12,9 @@
 import type { Clock } from "../util/clock.ts";
 
 /**
- * `"low"`: a request that may wait behind every normal one (events, removals from the intent
- * journal): with the bucket empty, normal requests are served first, so a PV create never waits
- * behind an event.
+ * `"low"`: a request that waits behind every normal one (events) and takes a token only from a
+ * full bucket: it never spends the burst that the next normal requests may need, so a PV create
+ * never waits behind an event, not even one sent a moment before it.
  */
 export type Priority = "normal" | "low";
 
@@ -63,8 +63,9 @@ interface Waiter {
 
 /**
  * A token bucket with three waiting lines. A caller takes a token at once when one is there and
- * nobody waits; otherwise it queues, and each refilled token goes to the first expedited caller,
- * else the first normal-priority one, else the first low-priority one.
+ * nobody it would wait behind waits; otherwise it queues, and each refilled token goes to the
+ * first expedited caller, else the first normal-priority one, else — from a full bucket — the
+ * first low-priority one.
  */
 export class TokenBucket implements RateLimiter {
   readonly qps: number;
@@ -76,6 +77,7 @@ export class TokenBucket implements RateLimiter {
   #normal: Waiter[] = [];
   #low: Waiter[] = [];
   #timer: AbortController | undefined;
+  #timerAt = 0;
 
   constructor(opts: { qps: number; burst: number; clock: Clock }) {
     if (!(opts.qps > 0)) throw new RangeError(`qps must be positive, got ${opts.qps}`);
@@ -105,7 +107,12 @@ export class TokenBucket implements RateLimiter {
     if (signal?.aborted) return Promise.reject(signal.reason);
     if (fence?.aborted) return Promise.reject(fence.reason);
     this.#refill();
-    if (this.#tokens >= 1 && this.#waiting() === 0) {
+    // With a token left, only low-priority callers can be waiting (for a full bucket).
+    if (
+      this.#tokens >= 1 &&
+      this.#urgent.length + this.#normal.length === 0 &&
+      (priority !== "low" || (this.#low.length === 0 && this.#tokens >= this.burst))
+    ) {
       this.#tokens -= 1;
       return Promise.resolve();
     }
@@ -148,26 +155,43 @@ export class TokenBucket implements RateLimiter {
     });
   }
 
+  /** The next caller to serve when a token is there, removed from its line. */
+  #next(): Waiter | undefined {
+    if (this.#urgent.length > 0) return this.#urgent.shift();
+    if (this.#normal.length > 0) return this.#normal.shift();
+    if (this.#low.length > 0 && this.#tokens >= this.burst) return this.#low.shift();
+    return undefined;
+  }
+
   #schedule(): void {
     this.#refill();
     while (this.#tokens >= 1) {
-      const w = this.#urgent.shift() ?? this.#normal.shift() ?? this.#low.shift();
-      if (!w) return;
+      const w = this.#next();
+      if (!w) break;
       this.#tokens -= 1;
       w.done = true;
       w.resolve();
     }
-    if (this.#timer || this.#waiting() === 0) return;
+    if (this.#waiting() === 0) return;
+    // Only low-priority callers left: they wait for a full bucket.
+    const target = this.#waiting() === this.#low.length ? this.burst : 1;
+    const waitMs = Math.max(1, Math.ceil(((target - this.#tokens) / this.qps) * 1000));
+    const at = this.#clock.now() + waitMs;
+    if (this.#timer) {
+      // A caller that needs fewer tokens than the one the timer waits for came in.
+      if (at >= this.#timerAt) return;
+      this.#timer.abort();
+    }
     const ac = new AbortController();
     this.#timer = ac;
-    const waitMs = Math.max(1, Math.ceil(((1 - this.#tokens) / this.qps) * 1000));
+    this.#timerAt = at;
     this.#clock.sleep(waitMs, ac.signal).then(
       () => {
-        this.#timer = undefined;
+        if (this.#timer === ac) this.#timer = undefined;
         this.#schedule();
       },
       () => {
-        this.#timer = undefined;
+        if (this.#timer === ac) this.#timer = undefined;
       },
     );
   }

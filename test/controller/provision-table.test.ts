@@ -706,9 +706,10 @@ describe("provisioning table: which claims are provisioned", () => {
         const live = h.apiserver.get(resources.persistentVolumeClaims, "lost-node", "default");
         return live && !live.metadata.annotations?.["volume.kubernetes.io/selected-node"];
       });
-      const ev = h.apiserver
-        .objects(resources.coreEvents)
-        .find((e) => e.reason === "ProvisioningFailed");
+      // Events wait for a full rate-limiter bucket: the event may come a moment later.
+      const ev = await h.apiserver.waitFor(() =>
+        h.apiserver.objects(resources.coreEvents).find((e) => e.reason === "ProvisioningFailed"),
+      );
       assert.match(ev?.message ?? "", /failed to get target node: nodes "gone-node" not found/);
       assert.equal(h.driver.callsTo("createVolume").length, 0);
     } finally {

@@ -49,6 +49,50 @@ describe("TokenBucket", () => {
     assert.deepEqual(order, ["normal0", "normal1", "low0", "low1"]);
   });
 
+  it("lets a low-priority caller take a token only from a full bucket", async () => {
+    const clock = new FakeClock();
+    const bucket = new TokenBucket({ qps: 2, burst: 3, clock });
+    let events = 0;
+    await bucket.acquire(undefined, "low"); // full bucket: at once
+    events++;
+    const event = bucket.acquire(undefined, "low").then(() => events++);
+    await settle();
+    assert.equal(events, 1, "two tokens left of three: the event waits");
+    // The burst stays for the normal requests that come next.
+    const { done } = startMany(bucket, 2);
+    await settle();
+    assert.deepEqual(done, [0, 1]);
+    assert.equal(events, 1);
+    // Empty now; the event goes once the bucket has refilled (3 tokens at 2/s), not at 1.
+    await clock.advance(1499);
+    assert.equal(events, 1);
+    await clock.advance(1);
+    await event;
+    assert.equal(events, 2);
+    assert.equal(Math.round(bucket.tokens), 2);
+  });
+
+  it("a normal caller arriving while a low one waits for a full bucket waits only for one token", async () => {
+    const clock = new FakeClock();
+    const bucket = new TokenBucket({ qps: 1, burst: 5, clock });
+    const { done: first } = startMany(bucket, 5);
+    await settle();
+    assert.equal(first.length, 5);
+    let event = false;
+    void bucket.acquire(undefined, "low").then(() => {
+      event = true;
+    });
+    await clock.waitForSleepers(1); // the timer for a full bucket: 5 s
+    const normal = startMany(bucket, 1);
+    await clock.advance(1000);
+    assert.deepEqual(normal.done, [0], "served after 1 s, not after the low caller's 5 s");
+    assert.equal(event, false);
+    await clock.advance(4000);
+    assert.equal(event, false, "the normal caller took a token: 4 of 5");
+    await clock.advance(1000);
+    assert.equal(event, true);
+  });
+
   it("serves an expedited caller first, also one that was already waiting", async () => {
     const clock = new FakeClock();
     const bucket = new TokenBucket({ qps: 1, burst: 1, clock });
