@@ -462,10 +462,20 @@ function buildControllers(config: Config, deps: RunDeps, p: Parts): Manager {
     logger,
     build: () => buildPeers(config, deps, p),
     handOffFlushers: [() => p.journal.flush()],
-    flushers: [(deadline) => p.events.flush(deadline)],
+    flushers: [
+      (deadline) => {
+        // The workers are done: no PV write follows, so the last events need not wait for a
+        // full rate-limiter bucket (still behind the journal's flush).
+        for (const t of p.writers) t.keepBurst(false);
+        return p.events.flush(deadline);
+      },
+    ],
     fence: {
       open() {
-        for (const t of p.writers) t.openWrites();
+        for (const t of p.writers) {
+          t.openWrites();
+          t.keepBurst(true);
+        }
       },
       async close(deadline) {
         const answered = await Promise.all(p.writers.map((t) => t.closeWrites(deadline)));

@@ -12,9 +12,10 @@
 import type { Clock } from "../util/clock.ts";
 
 /**
- * `"low"`: a request that waits behind every normal one (events) and takes a token only from a
- * full bucket: it never spends the burst that the next normal requests may need, so a PV create
- * never waits behind an event, not even one sent a moment before it.
+ * `"low"`: a request that waits behind every normal one (events) and, while the limiter keeps
+ * its burst for normal requests (the default, see {@link RateLimiter.keepBurst}), takes a token
+ * only from a full bucket: it never spends the burst that the next normal requests may need, so
+ * a PV create never waits behind an event, not even one sent a moment before it.
  */
 export type Priority = "normal" | "low";
 
@@ -32,6 +33,11 @@ export interface RateLimiter {
     expedite?: AbortSignal,
     fence?: AbortSignal,
   ): Promise<void>;
+  /**
+   * Whether low-priority requests wait for a full bucket (true, the default). A controller that
+   * is stopping turns it off: no normal request follows, so its last events need not wait.
+   */
+  keepBurst(keep: boolean): void;
 }
 
 export interface TokenBucketOptions {
@@ -54,6 +60,7 @@ export const unlimited: RateLimiter = {
     if (fence?.aborted) return Promise.reject(fence.reason);
     return Promise.resolve();
   },
+  keepBurst() {},
 };
 
 interface Waiter {
@@ -78,6 +85,8 @@ export class TokenBucket implements RateLimiter {
   #low: Waiter[] = [];
   #timer: AbortController | undefined;
   #timerAt = 0;
+  /** Tokens a low-priority caller needs in the bucket before it takes one. */
+  #lowNeeds: number;
 
   constructor(opts: { qps: number; burst: number; clock: Clock }) {
     if (!(opts.qps > 0)) throw new RangeError(`qps must be positive, got ${opts.qps}`);
@@ -85,7 +94,13 @@ export class TokenBucket implements RateLimiter {
     this.burst = Math.max(1, Math.floor(opts.burst));
     this.#clock = opts.clock;
     this.#tokens = this.burst;
+    this.#lowNeeds = this.burst;
     this.#last = opts.clock.now();
+  }
+
+  keepBurst(keep: boolean): void {
+    this.#lowNeeds = keep ? this.burst : 1;
+    this.#schedule();
   }
 
   /** Tokens available now, less one per waiting caller (negative while callers wait). */
@@ -111,7 +126,7 @@ export class TokenBucket implements RateLimiter {
     if (
       this.#tokens >= 1 &&
       this.#urgent.length + this.#normal.length === 0 &&
-      (priority !== "low" || (this.#low.length === 0 && this.#tokens >= this.burst))
+      (priority !== "low" || (this.#low.length === 0 && this.#tokens >= this.#lowNeeds))
     ) {
       this.#tokens -= 1;
       return Promise.resolve();
@@ -159,7 +174,7 @@ export class TokenBucket implements RateLimiter {
   #next(): Waiter | undefined {
     if (this.#urgent.length > 0) return this.#urgent.shift();
     if (this.#normal.length > 0) return this.#normal.shift();
-    if (this.#low.length > 0 && this.#tokens >= this.burst) return this.#low.shift();
+    if (this.#low.length > 0 && this.#tokens >= this.#lowNeeds) return this.#low.shift();
     return undefined;
   }
 
@@ -173,8 +188,8 @@ export class TokenBucket implements RateLimiter {
       w.resolve();
     }
     if (this.#waiting() === 0) return;
-    // Only low-priority callers left: they wait for a full bucket.
-    const target = this.#waiting() === this.#low.length ? this.burst : 1;
+    // Only low-priority callers left: they may wait for a full bucket.
+    const target = this.#waiting() === this.#low.length ? this.#lowNeeds : 1;
     const waitMs = Math.max(1, Math.ceil(((target - this.#tokens) / this.qps) * 1000));
     const at = this.#clock.now() + waitMs;
     if (this.#timer) {

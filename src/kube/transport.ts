@@ -179,6 +179,11 @@ export class KubeTransport {
     if (this.#writes.signal.aborted) this.#writes = new AbortController();
   }
 
+  /** See {@link RateLimiter.keepBurst}: false once the controllers stop, true when they start. */
+  keepBurst(keep: boolean): void {
+    this.#limiter.keepBurst(keep);
+  }
+
   /** Writes sent and not yet answered. */
   get writesOnWire(): number {
     return this.#onWire.size;

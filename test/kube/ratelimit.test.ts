@@ -93,6 +93,29 @@ describe("TokenBucket", () => {
     assert.equal(event, true);
   });
 
+  it("keepBurst(false) lets low-priority callers take any token (a stopping controller's last events)", async () => {
+    const clock = new FakeClock();
+    const bucket = new TokenBucket({ qps: 1, burst: 5, clock });
+    startMany(bucket, 5);
+    await settle();
+    const events: number[] = [];
+    for (const i of [0, 1]) void bucket.acquire(undefined, "low").then(() => events.push(i));
+    await clock.advance(1000);
+    assert.equal(events.length, 0, "one token of five: held back");
+    bucket.keepBurst(false);
+    await settle();
+    assert.deepEqual(events, [0], "the token there goes at once");
+    await clock.advance(1000);
+    assert.deepEqual(events, [0, 1]);
+    bucket.keepBurst(true);
+    const later = bucket.acquire(undefined, "low").then(() => events.push(2));
+    await clock.advance(4000);
+    assert.deepEqual(events, [0, 1], "4 of 5 tokens: held back again");
+    await clock.advance(1000);
+    await later;
+    assert.deepEqual(events, [0, 1, 2]);
+  });
+
   it("serves an expedited caller first, also one that was already waiting", async () => {
     const clock = new FakeClock();
     const bucket = new TokenBucket({ qps: 1, burst: 1, clock });
