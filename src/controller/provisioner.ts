@@ -313,13 +313,12 @@ export function createProvisionControllers(o: ProvisionControllersOptions): Prov
         });
       }
       for (const i of intents) claimQueue.add(i.uid);
+      const enqueue = (c: PersistentVolumeClaim) => {
+        if (claimSyncer.needsSync(c)) claimQueue.add(c.metadata.uid ?? "");
+      };
       claims.addEventHandler({
-        onAdd: (c) => {
-          if (claimSyncer.needsSync(c)) claimQueue.add(c.metadata.uid ?? "");
-        },
-        onUpdate: (_old, c) => {
-          if (claimSyncer.needsSync(c)) claimQueue.add(c.metadata.uid ?? "");
-        },
+        onAdd: enqueue,
+        onUpdate: (_old, c) => enqueue(c),
         onDelete: (c) => {
           const uid = c.metadata.uid ?? "";
           if (o.latency && isAbandoned(c)) o.latency.abandoned(c);
@@ -351,13 +350,12 @@ export function createProvisionControllers(o: ProvisionControllersOptions): Prov
     queue: volumeQueue,
     workers,
     start() {
+      const enqueue = (v: PersistentVolume) => {
+        if (volumeSyncer.needsSync(v)) volumeQueue.add(v.metadata.name ?? "");
+      };
       volumes.addEventHandler({
-        onAdd: (v) => {
-          if (volumeSyncer.needsSync(v)) volumeQueue.add(v.metadata.name ?? "");
-        },
-        onUpdate: (_old, v) => {
-          if (volumeSyncer.needsSync(v)) volumeQueue.add(v.metadata.name ?? "");
-        },
+        onAdd: enqueue,
+        onUpdate: (_old, v) => enqueue(v),
         onDelete: (v) => {
           volumeSyncer.forgetVolume(v.metadata.uid ?? "");
           volumeQueue.cancelDelayed(v.metadata.name ?? "");
