@@ -465,7 +465,7 @@ function buildControllers(config: Config, deps: RunDeps, p: Parts): Manager {
     flushers: [
       (deadline) => {
         // The workers are done: no PV write follows, so the last events need not wait for a
-        // (nearly) full rate-limiter bucket (still behind the journal's flush).
+        // full rate-limiter bucket (still behind the journal's flush).
         for (const t of p.writers) t.keepBurst(false);
         return p.events.flush(deadline);
       },

@@ -14,10 +14,8 @@ import type { Clock } from "../util/clock.ts";
 /**
  * `"low"`: a request that waits behind every normal one (events) and, while the limiter keeps
  * its burst for normal requests (the default, see {@link RateLimiter.keepBurst}), takes a token
- * only from a bucket that is full but for what refills in {@link LOW_BORROW_MS}: it never spends
- * the burst that the next normal requests may need, so a PV create never waits behind an event,
- * not even one sent a moment before it. (At 5 QPS with a burst of 10 that is 9.5 tokens; at 1,000
- * QPS with a burst of 1,000 an event waits only while normal requests have drawn 100 or more.)
+ * only from a full bucket: it never spends the burst that the next normal requests may need, so
+ * a PV create never waits behind an event, not even one sent a moment before it.
  */
 export type Priority = "normal" | "low";
 
@@ -36,14 +34,11 @@ export interface RateLimiter {
     fence?: AbortSignal,
   ): Promise<void>;
   /**
-   * Whether low-priority requests wait for a (nearly) full bucket (true, the default). A controller that
+   * Whether low-priority requests wait for a full bucket (true, the default). A controller that
    * is stopping turns it off: no normal request follows, so its last events need not wait.
    */
   keepBurst(keep: boolean): void;
 }
-
-/** The refill time a low-priority request may draw on while the limiter keeps its burst. */
-export const LOW_BORROW_MS = 100;
 
 export interface TokenBucketOptions {
   /** Tokens per second. 0 means client-go's default 5; negative disables limiting. */
@@ -76,8 +71,8 @@ interface Waiter {
 /**
  * A token bucket with three waiting lines. A caller takes a token at once when one is there and
  * nobody it would wait behind waits; otherwise it queues, and each refilled token goes to the
- * first expedited caller, else the first normal-priority one, else — from a (nearly) full bucket —
- * the first low-priority one.
+ * first expedited caller, else the first normal-priority one, else — from a full bucket — the
+ * first low-priority one.
  */
 export class TokenBucket implements RateLimiter {
   readonly qps: number;
@@ -92,7 +87,6 @@ export class TokenBucket implements RateLimiter {
   #timerAt = 0;
   /** Tokens a low-priority caller needs in the bucket before it takes one. */
   #lowNeeds: number;
-  readonly #keptBurst: number;
 
   constructor(opts: { qps: number; burst: number; clock: Clock }) {
     if (!(opts.qps > 0)) throw new RangeError(`qps must be positive, got ${opts.qps}`);
@@ -100,13 +94,12 @@ export class TokenBucket implements RateLimiter {
     this.burst = Math.max(1, Math.floor(opts.burst));
     this.#clock = opts.clock;
     this.#tokens = this.burst;
-    this.#keptBurst = Math.max(1, this.burst - (this.qps * LOW_BORROW_MS) / 1000);
-    this.#lowNeeds = this.#keptBurst;
+    this.#lowNeeds = this.burst;
     this.#last = opts.clock.now();
   }
 
   keepBurst(keep: boolean): void {
-    this.#lowNeeds = keep ? this.#keptBurst : 1;
+    this.#lowNeeds = keep ? this.burst : 1;
     this.#schedule();
   }
 
@@ -195,7 +188,7 @@ export class TokenBucket implements RateLimiter {
       w.resolve();
     }
     if (this.#waiting() === 0) return;
-    // Only low-priority callers left: they may wait for a (nearly) full bucket.
+    // Only low-priority callers left: they may wait for a full bucket.
     const target = this.#waiting() === this.#low.length ? this.#lowNeeds : 1;
     const waitMs = Math.max(1, Math.ceil(((target - this.#tokens) / this.qps) * 1000));
     const at = this.#clock.now() + waitMs;
