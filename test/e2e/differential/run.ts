@@ -331,14 +331,20 @@ function outcomeOf(s: ClaimState | undefined): Outcome {
 }
 
 /**
- * Whether a claim has reached what its case expects: bound, failed (and, for a reschedule, the
+ * Whether a claim has reached what its case expects: bound with its `ProvisioningSucceeded`
+ * event (a claim bound to a static PV has none), failed (and, for a reschedule, the
  * selected-node annotation removed), or, for "ignored", at once. A transient failure of a claim
- * expected to bind does not count: it is waited for until bound.
+ * expected to bind does not count: it is waited for until bound. Both sidecars write events
+ * after the PV and at their own pace (ours only from a full rate-limiter bucket), so a claim is
+ * not observed between its binding and its event.
  */
 function settled(k: Case, s: ClaimState | undefined): boolean {
   if (k.expect === "ignored") return true;
   if (k.expect !== outcomeOf(s)) return false;
   if (k.rescheduled) return s?.claim.metadata?.annotations?.[ANN_SELECTED_NODE] === undefined;
+  if (k.expect === "provisioned" && !k.claim.staticVolume) {
+    return s?.events.some((e) => e.reason === "ProvisioningSucceeded") === true;
+  }
   return true;
 }
 
