@@ -161,9 +161,16 @@ export function createEventRecorder(opts: EventRecorderOptions): EventRecorder {
   };
 
   const drain = async () => {
+    // Started with an item queued, so the first `await` comes before the loop can find the
+    // queue empty: the caller has stored this promise by the time the loop clears it. Cleared in
+    // the same turn as the loop finds the queue empty, an event queued after that turn starts a
+    // new loop and never waits in a queue that no loop reads.
     for (;;) {
       const item = queue.shift();
-      if (!item) return;
+      if (!item) {
+        running = undefined;
+        return;
+      }
       try {
         await write(item);
         opts.logger.info("Event", {
@@ -192,11 +199,7 @@ export function createEventRecorder(opts: EventRecorderOptions): EventRecorder {
       }
       const item = { obj, type, reason, message, at: opts.clock.now() };
       queue.push(item);
-      if (!running) {
-        running = drain().finally(() => {
-          running = undefined;
-        });
-      }
+      if (!running) running = drain();
       return () => {
         const i = queue.indexOf(item);
         if (i < 0) return false;

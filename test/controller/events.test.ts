@@ -200,6 +200,46 @@ describe("createEventRecorder()", () => {
     assert.notEqual(events.calls[3]?.name, events.calls[0]?.name);
   });
 
+  it("writes an event queued in any turn after its loop's last write (none is stranded)", async () => {
+    // The writing loop ends a few microtask turns after its last write returns; an event queued
+    // in between must start a new loop or be taken by the old one, whichever turn it comes in.
+    for (let turns = 0; turns < 12; turns++) {
+      const clock = new FakeClock(0);
+      const reasons: string[] = [];
+      let bothWritten: () => void = () => {};
+      const both = new Promise<void>((r) => {
+        bothWritten = r;
+      });
+      let recorder: ReturnType<typeof createEventRecorder> | undefined;
+      const client = {
+        async create(obj: CoreEvent) {
+          reasons.push(obj.reason ?? "");
+          if (reasons.length === 2) bothWritten();
+          if (obj.reason === "First") {
+            let p = Promise.resolve();
+            for (let i = 0; i < turns; i++) p = p.then(() => undefined);
+            void p.then(() => recorder?.event(claim, "Normal", "Late", "late"));
+          }
+          return obj;
+        },
+      } as unknown as ResourceClient<CoreEvent>;
+      recorder = createEventRecorder({
+        events: client,
+        clock,
+        logger: memoryLogger(clock, 0),
+        component: "c",
+      });
+      recorder.event(claim, "Normal", "First", "first");
+      await within(
+        both,
+        2000,
+        () => `the event queued ${turns} turns after the first write (written: ${reasons})`,
+      );
+      await recorder.flush();
+      assert.deepEqual(reasons, ["First", "Late"]);
+    }
+  });
+
   it("withdraws an event still waiting for the API, but not one already written", async () => {
     const { events, recorder, logger } = setup();
     events.hold();
