@@ -5,12 +5,18 @@
  * the same event repeats within ten minutes instead of a new object.
  *
  * Recording never blocks the caller: events go through a bounded in-memory queue written by a
- * background loop at low priority on the client's rate limiter (a PV write never waits behind an
- * event); a failed write is logged and dropped (events are best effort, as upstream). An event is
- * logged once, when it was written (or dropped), so the log says what the API received.
+ * background loop; a failed write is logged and dropped (events are best effort, as upstream). An
+ * event is logged once, when it was written (or dropped), so the log says what the API received.
+ *
+ * Normal events are written at low priority on the client's rate limiter (a PV write never waits
+ * behind one; they trail while PV writes keep the budget busy). Warning events — what an operator
+ * acts on, e.g. `ProvisioningFailed` — have their own queue and loop at normal priority, so they
+ * reach `kubectl describe` in the API budget's first-come order (as all of upstream's events do)
+ * even while a stream of PV writes holds the Normal ones back.
  */
 import type { ResourceClient } from "../kube/api.ts";
 import type { CoreEvent, KubeObject, ObjectReference } from "../kube/objects.ts";
+import type { Priority } from "../kube/ratelimit.ts";
 import type { Clock } from "../util/clock.ts";
 import type { Logger } from "../util/log.ts";
 
@@ -87,15 +93,24 @@ function rfc3339(ms: number): string {
 export function createEventRecorder(opts: EventRecorderOptions): EventRecorder {
   const maxQueued = opts.maxQueued ?? 1000;
   const window = opts.aggregateWindowMs ?? 10 * 60_000;
-  const queue: {
-    obj: EventSubject;
-    type: EventType;
-    reason: string;
-    message: string;
-    at: number;
-  }[] = [];
+  type Item = { obj: EventSubject; type: EventType; reason: string; message: string; at: number };
+  /** One queue and one writing loop per event type; see the module comment. */
+  interface Line {
+    queue: Item[];
+    /**
+     * The writing loop while it runs. Cleared by the loop itself in the same turn as it finds the
+     * queue empty: an event queued after that turn starts a new loop, never waits in a queue
+     * that no loop will read.
+     */
+    running: Promise<void> | undefined;
+    priority: Priority;
+  }
+  const lines: Record<EventType, Line> = {
+    Normal: { queue: [], running: undefined, priority: "low" },
+    Warning: { queue: [], running: undefined, priority: "normal" },
+  };
+  const queued = () => lines.Normal.queue.length + lines.Warning.queue.length;
   const sent = new Map<string, Sent>();
-  let running: Promise<void> | undefined;
   let lastNanos = 0n;
 
   const uniqueNanos = (ms: number): bigint => {
@@ -105,7 +120,7 @@ export function createEventRecorder(opts: EventRecorderOptions): EventRecorder {
     return n;
   };
 
-  const write = async (item: (typeof queue)[number]) => {
+  const write = async (item: Item, priority: Priority) => {
     const ref = referenceOf(item.obj);
     const namespace = item.obj.metadata.namespace || "default";
     const key = [
@@ -126,7 +141,7 @@ export function createEventRecorder(opts: EventRecorderOptions): EventRecorder {
           "strategic",
           { count: prev.count + 1, lastTimestamp: now, message: item.message },
           prev.namespace,
-          { priority: "low", discardResult: true },
+          { priority, discardResult: true },
         );
         prev.count++;
         prev.lastSeen = item.at;
@@ -153,26 +168,24 @@ export function createEventRecorder(opts: EventRecorderOptions): EventRecorder {
       reportingComponent: opts.component,
       reportingInstance: opts.host ?? "",
     };
-    await opts.events.create(ev, { priority: "low", discardResult: true });
+    await opts.events.create(ev, { priority, discardResult: true });
     sent.set(key, { name, namespace, count: 1, firstTimestamp: now, lastSeen: item.at });
     if (sent.size > 4096) {
       for (const [k, v] of sent) if (item.at - v.lastSeen > window) sent.delete(k);
     }
   };
 
-  const drain = async () => {
+  const drain = async (line: Line) => {
     // Started with an item queued, so the first `await` comes before the loop can find the
-    // queue empty: the caller has stored this promise by the time the loop clears it. Cleared in
-    // the same turn as the loop finds the queue empty, an event queued after that turn starts a
-    // new loop and never waits in a queue that no loop reads.
+    // queue empty: the caller has stored this promise by the time the loop clears it.
     for (;;) {
-      const item = queue.shift();
+      const item = line.queue.shift();
       if (!item) {
-        running = undefined;
+        line.running = undefined;
         return;
       }
       try {
-        await write(item);
+        await write(item, line.priority);
         opts.logger.info("Event", {
           object: objectName(item.obj),
           kind: item.obj.kind,
@@ -193,17 +206,18 @@ export function createEventRecorder(opts: EventRecorderOptions): EventRecorder {
   return {
     event(obj, type, reason, message) {
       const name = objectName(obj);
-      if (queue.length >= maxQueued) {
+      if (queued() >= maxQueued) {
         opts.logger.warn("Event queue full; dropping event", { object: name, reason });
         return () => false;
       }
       const item = { obj, type, reason, message, at: opts.clock.now() };
-      queue.push(item);
-      if (!running) running = drain();
+      const line = lines[type];
+      line.queue.push(item);
+      if (!line.running) line.running = drain(line);
       return () => {
-        const i = queue.indexOf(item);
+        const i = line.queue.indexOf(item);
         if (i < 0) return false;
-        queue.splice(i, 1);
+        line.queue.splice(i, 1);
         opts.logger
           .v(4)
           .info("Event withdrawn before it was written", { object: name, reason: item.reason });
@@ -212,18 +226,26 @@ export function createEventRecorder(opts: EventRecorderOptions): EventRecorder {
     },
     async flush(signal) {
       const onAbort = () => {
-        if (queue.length > 0) {
-          opts.logger.warn("Dropping events not written before shutdown", { count: queue.length });
-          queue.length = 0;
+        const count = queued();
+        if (count > 0) {
+          opts.logger.warn("Dropping events not written before shutdown", { count });
+          lines.Normal.queue.length = 0;
+          lines.Warning.queue.length = 0;
         }
+      };
+      const running = () => {
+        const r = [lines.Normal.running, lines.Warning.running].filter((p) => p !== undefined);
+        return r.length > 0 ? Promise.all(r) : undefined;
       };
       if (signal?.aborted) onAbort();
       signal?.addEventListener("abort", onAbort, { once: true });
       try {
-        while (running && !signal?.aborted) {
+        for (let r = running(); r && !signal?.aborted; r = running()) {
           await Promise.race([
-            running,
-            new Promise<void>((r) => signal?.addEventListener("abort", () => r(), { once: true })),
+            r,
+            new Promise<void>((done) =>
+              signal?.addEventListener("abort", () => done(), { once: true }),
+            ),
           ]);
         }
       } finally {

@@ -296,7 +296,8 @@ export function createManager(o: ManagerOptions): Manager {
       ops.abort();
       await Promise.all(runnables);
       if (!cancelled) logger.v(2).info("Operations in flight finished");
-      // Events are written meanwhile at low priority, behind the journal's writes.
+      // Events are written meanwhile: Normal ones at low priority, behind the journal's writes;
+      // a Warning (one in flight at most) takes its turn among them.
       const events = flushAll(o.flushers ?? [], bestEffort.signal);
       await flushAll(o.handOffFlushers ?? [], end.signal);
       if (!o.elector) await Promise.race([events, aborted(end.signal)]);

@@ -12,10 +12,10 @@
 import type { Clock } from "../util/clock.ts";
 
 /**
- * `"low"`: a request that waits behind every normal one (events) and, while the limiter keeps
- * its burst for normal requests (the default, see {@link RateLimiter.keepBurst}), takes a token
- * only from a full bucket: it never spends the burst that the next normal requests may need, so
- * a PV create never waits behind an event, not even one sent a moment before it.
+ * `"low"`: a request that waits behind every normal one (Normal events) and, while the limiter
+ * keeps its burst for normal requests (the default, see {@link RateLimiter.keepBurst}), takes a
+ * token only from a full bucket: it never spends the burst that the next normal requests may
+ * need, so a PV create never waits behind such an event, not even one sent a moment before it.
  */
 export type Priority = "normal" | "low";
 

@@ -24,15 +24,19 @@ interface Call {
   priority: unknown;
 }
 
-/** Records writes; `hold()` makes writes wait until `release()`; `failNext` fails the next one. */
+/**
+ * Records writes; `hold()` makes writes (or only those of one rate-limiter priority) wait until
+ * `release()`; `failNext` fails the next one.
+ */
 function fakeEvents() {
   const calls: Call[] = [];
   let gate: Promise<void> | undefined;
+  let gated: string | undefined;
   let open: (() => void) | undefined;
   let failures = 0;
   const written = new Set<() => void>();
-  const pass = async () => {
-    if (gate) await gate;
+  const pass = async (priority: string | undefined) => {
+    if (gate && (gated === undefined || gated === priority)) await gate;
     if (failures > 0) {
       failures--;
       throw new Error("injected failure");
@@ -43,7 +47,7 @@ function fakeEvents() {
   };
   const client = {
     async create(obj: CoreEvent, opts?: { priority?: string }) {
-      await pass();
+      await pass(opts?.priority);
       calls.push({
         verb: "create",
         name: obj.metadata.name ?? "",
@@ -61,7 +65,7 @@ function fakeEvents() {
       namespace: string,
       opts?: { priority?: string },
     ) {
-      await pass();
+      await pass(opts?.priority);
       calls.push({ verb: "patch", name, namespace, body, priority: opts?.priority });
       notify();
       return {} as CoreEvent;
@@ -70,7 +74,8 @@ function fakeEvents() {
   return {
     client,
     calls,
-    hold() {
+    hold(priority?: string) {
+      gated = priority;
       gate = new Promise((r) => {
         open = r;
       });
@@ -129,7 +134,7 @@ function setup(extra: Partial<EventRecorderOptions> = {}) {
 }
 
 describe("createEventRecorder()", () => {
-  it("writes a core/v1 Event as client-go's recorder does, at low priority", async () => {
+  it("writes a core/v1 Event as client-go's recorder does, a Normal one at low priority", async () => {
     const { events, recorder } = setup();
     recorder.event(claim, "Normal", "Provisioning", "External provisioner is provisioning");
     await recorder.flush();
@@ -200,6 +205,45 @@ describe("createEventRecorder()", () => {
     assert.notEqual(events.calls[3]?.name, events.calls[0]?.name);
   });
 
+  it("writes Warning events at normal priority, not held back by Normal ones waiting for the budget", async () => {
+    const { events, recorder, logger } = setup();
+    // Normal events wait (as for a full rate-limiter bucket while PV writes keep it busy).
+    events.hold("low");
+    recorder.event(claim, "Normal", "ProvisioningSucceeded", "ok");
+    recorder.event(volume, "Normal", "Other", "queued behind");
+    recorder.event(claim, "Warning", "ProvisioningFailed", "why it failed");
+    await events.writes(1);
+    assert.deepEqual(
+      events.calls.map((c) => [(c.body as CoreEvent).reason, c.priority]),
+      [["ProvisioningFailed", "normal"]],
+    );
+    // A repeat of the Warning is a PATCH of its count, also at normal priority.
+    recorder.event(claim, "Warning", "ProvisioningFailed", "why it failed");
+    await events.writes(2);
+    assert.deepEqual(
+      events.calls.map((c) => [c.verb, c.priority]),
+      [
+        ["create", "normal"],
+        ["patch", "normal"],
+      ],
+    );
+    // flush waits for both queues.
+    let flushed = false;
+    const flushing = recorder.flush().then(() => {
+      flushed = true;
+    });
+    await Promise.resolve();
+    assert.equal(flushed, false, "the Normal events are not written yet");
+    events.release();
+    await flushing;
+    assert.deepEqual(
+      events.calls.map((c) => (c.body as CoreEvent).reason ?? c.verb),
+      ["ProvisioningFailed", "patch", "ProvisioningSucceeded", "Other"],
+    );
+    assert.equal(events.calls.filter((c) => c.priority === "low").length, 2);
+    assert.ok(!logger.lines.some((l) => l.includes("Could not record event")));
+  });
+
   it("writes an event queued in any turn after its loop's last write (none is stranded)", async () => {
     // The writing loop ends a few microtask turns after its last write returns; an event queued
     // in between must start a new loop or be taken by the old one, whichever turn it comes in.
@@ -240,6 +284,23 @@ describe("createEventRecorder()", () => {
     }
   });
 
+  it("withdraws a queued event of either type, but not one already written", async () => {
+    const { events, recorder } = setup();
+    events.hold();
+    recorder.event(claim, "Warning", "ProvisioningFailed", "taken by its writer");
+    const warning = recorder.event(claim, "Warning", "ProvisioningFailed", "queued");
+    recorder.event(claim, "Normal", "Provisioning", "taken by its writer");
+    const normal = recorder.event(claim, "Normal", "Provisioning", "queued");
+    assert.equal(warning(), true);
+    assert.equal(normal(), true);
+    events.release();
+    await recorder.flush();
+    assert.deepEqual(events.calls.map((c) => (c.body as CoreEvent).message).sort(), [
+      "taken by its writer",
+      "taken by its writer",
+    ]);
+  });
+
   it("withdraws an event still waiting for the API, but not one already written", async () => {
     const { events, recorder, logger } = setup();
     events.hold();
@@ -256,6 +317,28 @@ describe("createEventRecorder()", () => {
       ["first"],
     );
     assert.ok(logger.lines.some((l) => l.includes("Event withdrawn before it was written")));
+  });
+
+  it("bounds both queues together", async () => {
+    const { events, recorder, logger } = setup({ maxQueued: 2 });
+    events.hold();
+    recorder.event(claim, "Normal", "A", "a"); // taken by the Normal writer at once
+    recorder.event(claim, "Warning", "B", "b"); // taken by the Warning writer at once
+    recorder.event(claim, "Normal", "C", "c");
+    recorder.event(claim, "Warning", "D", "d");
+    assert.equal(recorder.event(claim, "Warning", "E", "e")(), false);
+    assert.equal(
+      logger.lines.filter((l) => l.includes("Event queue full; dropping event")).length,
+      1,
+    );
+    events.release();
+    await recorder.flush();
+    assert.deepEqual(events.calls.map((c) => (c.body as CoreEvent).reason).sort(), [
+      "A",
+      "B",
+      "C",
+      "D",
+    ]);
   });
 
   it("drops events beyond the queue bound, with a log line", async () => {

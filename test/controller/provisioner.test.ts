@@ -270,7 +270,8 @@ describe("provisioning controller", () => {
     );
     h.apiserver.put(storageClass("later"));
     await h.apiserver.waitFor(() => pvOf(h, c.metadata.uid!));
-    // Events are written in order: once ProvisioningSucceeded is there, an earlier one would be.
+    // Once ProvisioningSucceeded is there, an earlier event would be: a Normal one is written in
+    // order, a Warning ahead of the Normal ones queued after it.
     await h.apiserver.waitFor(() => events(h, "ProvisioningSucceeded")[0]);
     // As upstream: a class missing from the cache (here: not created yet; mostly an informer
     // that lags behind the claim's) is no ProvisioningFailed event; kube-controller-manager
