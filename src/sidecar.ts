@@ -56,7 +56,7 @@ import {
 import { migratedProvisionerNames } from "./migration/registry.ts";
 import { provisionerIdentity } from "./provision/names.ts";
 import type { ProvisionerConfig } from "./provision/request.ts";
-import { releaseMemory } from "./runtime/memory.ts";
+import { collectGarbage, releaseMemory } from "./runtime/memory.ts";
 import type { ServedServer } from "./runtime/serve.ts";
 import type { Clock, Random } from "./util/clock.ts";
 import { errorText } from "./util/errors.ts";
@@ -503,6 +503,7 @@ function buildPeers(config: Config, deps: RunDeps, p: Parts): Peers {
     clock,
     random,
     logger: logger.named("informers"),
+    collectGarbage,
     watchAttachments: info.controllerCapabilities.has(Cap.PUBLISH_UNPUBLISH_VOLUME),
     // Nodes and CSINodes: for topology, and for capacity tracking's segments (not in node
     // mode, where NodeGetInfo describes the only node).

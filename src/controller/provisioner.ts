@@ -68,10 +68,17 @@ export interface SharedInformersOptions {
   watchAttachments: boolean;
   /** Watch Nodes and CSINodes (topology or capacity segments, not in node mode). */
   watchNodes: boolean;
+  /** Called while a streaming list decodes many objects (see `ReflectorOptions`). */
+  collectGarbage?: () => void;
 }
 
 export function createSharedInformers(o: SharedInformersOptions): SharedInformers {
-  const base = { clock: o.clock, random: o.random, logger: o.logger };
+  const base = {
+    clock: o.clock,
+    random: o.random,
+    logger: o.logger,
+    collectGarbage: o.collectGarbage,
+  };
   const claims = new Informer<PersistentVolumeClaim>({
     ...base,
     client: o.api.resource(resources.persistentVolumeClaims),

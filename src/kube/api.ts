@@ -35,6 +35,13 @@ export interface WatchOptions extends CallOptions {
   resourceVersion?: string;
   allowWatchBookmarks?: boolean;
   timeoutSeconds?: number;
+  /**
+   * A streaming list ("watch-list"): the stream first carries every current object as ADDED,
+   * then a BOOKMARK annotated `k8s.io/initial-events-end`, then the changes. Needs
+   * `resourceVersionMatch: "NotOlderThan"`.
+   */
+  sendInitialEvents?: boolean;
+  resourceVersionMatch?: "NotOlderThan";
   /** Told about every stream line that is not a watch event (it is skipped, never fatal). */
   onMalformedLine?: (info: { line: string; error: string }) => void;
 }

@@ -142,6 +142,8 @@ class HttpResourceClient<T extends KubeObject> implements ResourceClient<T> {
         fieldSelector: opts?.fieldSelector,
         resourceVersion: opts?.resourceVersion,
         allowWatchBookmarks: opts?.allowWatchBookmarks ? "true" : undefined,
+        sendInitialEvents: opts?.sendInitialEvents ? "true" : undefined,
+        resourceVersionMatch: opts?.resourceVersionMatch,
         timeoutSeconds: opts?.timeoutSeconds,
       },
       signal: opts?.signal,

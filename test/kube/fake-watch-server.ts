@@ -137,6 +137,14 @@ interface Watcher<T extends KubeObject> {
 export interface FakeWatchServerOptions {
   /** How a watch from a compacted resourceVersion is refused. Default "event". */
   goneAs?: "event" | "http";
+  /**
+   * A watch with `sendInitialEvents` (a streaming list): "supported" sends the current objects as
+   * ADDED and then a bookmark annotated `k8s.io/initial-events-end` (1.27+ with WatchList on);
+   * "rejected" answers 422 (WatchList off, or a server before 1.27); "ignored" treats it as a
+   * plain watch with no resourceVersion (a server that does not know the parameter): the objects
+   * as ADDED and no end bookmark. Default "supported".
+   */
+  watchList?: "supported" | "rejected" | "ignored";
 }
 
 export type FakeObject = KubeObject & { spec?: Record<string, unknown> };
@@ -154,6 +162,7 @@ export class FakeWatchServer<T extends KubeObject = FakeObject> {
   #failWatch: unknown[] = [];
   #silentWatches = 0;
   #goneAs: "event" | "http";
+  #watchList: "supported" | "rejected" | "ignored";
   /** Every list and watch call, in order. */
   readonly calls: ({ op: "list"; opts: ListOptions } | { op: "watch"; opts: WatchOptions })[] = [];
   /** Runs at the start of every list call (lets a test compact between pages). */
@@ -161,6 +170,7 @@ export class FakeWatchServer<T extends KubeObject = FakeObject> {
 
   constructor(opts: FakeWatchServerOptions = {}) {
     this.#goneAs = opts.goneAs ?? "event";
+    this.#watchList = opts.watchList ?? "supported";
   }
 
   static rv(n: number): string {
@@ -347,7 +357,35 @@ export class FakeWatchServer<T extends KubeObject = FakeObject> {
       return channel; // never registered: nothing is ever pushed
     }
     const rv = opts.resourceVersion;
-    if (!rv) {
+    if (opts.sendInitialEvents && this.#watchList !== "ignored") {
+      if (this.#watchList === "rejected") {
+        throw apiError(
+          422,
+          "Invalid",
+          "sendInitialEvents: Forbidden: sendInitialEvents is forbidden for watch unless the WatchList feature gate is enabled",
+        );
+      }
+      if (opts.resourceVersionMatch !== "NotOlderThan" || rv) {
+        throw apiError(
+          422,
+          "Invalid",
+          "resourceVersionMatch: Forbidden (fake: only NotOlderThan, no rv)",
+        );
+      }
+      const items = [...this.#objects.values()].sort((a, b) =>
+        objectKey(a).localeCompare(objectKey(b)),
+      );
+      for (const o of items) channel.push({ type: "ADDED", object: structuredClone(o) });
+      channel.push({
+        type: "BOOKMARK",
+        object: {
+          metadata: {
+            resourceVersion: this.resourceVersion,
+            annotations: { "k8s.io/initial-events-end": "true" },
+          },
+        } as unknown as T,
+      });
+    } else if (!rv) {
       for (const o of this.#objects.values()) {
         channel.push({ type: "ADDED", object: structuredClone(o) });
       }

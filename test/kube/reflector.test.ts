@@ -2,7 +2,12 @@ import assert from "node:assert/strict";
 import { afterEach, describe, it } from "node:test";
 import type { KubeObject, PersistentVolumeClaim, WatchEvent } from "../../src/kube/objects.ts";
 import type { ReflectorOptions } from "../../src/kube/reflector.ts";
-import { Backoff, defaultErrorPredicates, Reflector } from "../../src/kube/reflector.ts";
+import {
+  Backoff,
+  defaultErrorPredicates,
+  garbageEvery,
+  Reflector,
+} from "../../src/kube/reflector.ts";
 import { resources } from "../../src/kube/resources.ts";
 import type { StoreEvent } from "../../src/kube/store.ts";
 import { Store } from "../../src/kube/store.ts";
@@ -70,6 +75,8 @@ function start(
         h.events.push(...(type === "DELETED" ? store.delete(obj) : store.upsert(obj))),
       bookmark: (rv) => store.setResourceVersion(rv),
     },
+    // Paged lists unless a test asks for streaming ones (tested on their own below).
+    streamingList: false,
     ...opts.reflector,
   });
   h.done = h.reflector.run(ctl.signal);
@@ -505,6 +512,7 @@ describe("Reflector", () => {
       },
       clock: new FakeClock(),
       random: () => 0,
+      streamingList: false,
     });
     const run = reflector.run(ctl.signal);
     await until(() => reads === 2, "second read");
@@ -517,6 +525,251 @@ describe("Reflector", () => {
   it("refuses to run twice at the same time", async () => {
     const h = start();
     await assert.rejects(h.reflector.run(new AbortController().signal), /already running/);
+  });
+});
+
+describe("Reflector: streaming lists (sendInitialEvents)", () => {
+  const endBookmark = (rv: string) => ({
+    type: "BOOKMARK",
+    object: {
+      metadata: { resourceVersion: rv, annotations: { "k8s.io/initial-events-end": "true" } },
+    },
+  });
+
+  it("syncs with one watch that streams the objects first, then goes on with the same stream", async () => {
+    const h = start({
+      seed: (s) => createAll(s, ["b", "a", "c"]),
+      reflector: { streamingList: true, random: () => 0.5 },
+    });
+    await h.reflector.waitForSync();
+    assert.equal(h.server.listCalls.length, 0, "no list request");
+    const [watch] = h.server.watchCalls;
+    assert.equal(watch!.sendInitialEvents, true);
+    assert.equal(watch!.resourceVersionMatch, "NotOlderThan");
+    assert.equal(watch!.resourceVersion, undefined, "a consistent read: the latest state");
+    assert.equal(watch!.allowWatchBookmarks, true);
+    assert.equal(watch!.timeoutSeconds, 450);
+    assert.equal(h.replaces, 1);
+    assert.deepEqual(summary(h.events), ["add a@rv-2", "add b@rv-1", "add c@rv-3"]);
+    assert.equal(h.reflector.lastSyncResourceVersion, "rv-3");
+    assert.equal(h.reflector.stats.streamedLists, 1);
+    assert.equal(h.reflector.stats.lists, 1);
+    assert.equal(h.reflector.stats.listPages, 0);
+    // The same stream carries the changes from there on.
+    h.server.create(pvc("d"));
+    h.server.delete("ns/a");
+    await until(() => h.reflector.lastSyncResourceVersion === h.server.resourceVersion, "events");
+    assert.deepEqual(summary(h.events.slice(3)), ["add d@rv-4", "delete a@rv-5"]);
+    assert.equal(h.server.watchCalls.length, 1);
+  });
+
+  it("hands the objects to the sink only at the end bookmark", async () => {
+    // A server that sends the objects but leaves the end to the test.
+    const h = start({
+      server: { watchList: "ignored" },
+      seed: (s) => createAll(s, ["a", "b"]),
+      reflector: { streamingList: true },
+    });
+    await streaming(h, 1);
+    await settle(10);
+    assert.equal(h.replaces, 0, "nothing delivered before the end");
+    assert.equal(h.reflector.hasSynced(), false);
+    h.server.bookmark(); // a bookmark without the annotation ends nothing
+    await settle(10);
+    assert.equal(h.reflector.hasSynced(), false);
+    assert.equal(h.reflector.lastSyncResourceVersion, undefined);
+    h.server.sendRaw(endBookmark("rv-9"));
+    await h.reflector.waitForSync();
+    assert.equal(h.replaces, 1);
+    assert.deepEqual(h.store.keys(), ["ns/a", "ns/b"]);
+    assert.equal(h.reflector.lastSyncResourceVersion, "rv-9");
+  });
+
+  it("applies a change that comes before the end bookmark to the objects collected so far", async () => {
+    const h = start({
+      server: { watchList: "ignored" },
+      seed: (s) => createAll(s, ["a", "b", "c"]),
+      reflector: { streamingList: true },
+    });
+    await streaming(h, 1);
+    h.server.update("ns/a", (o) => {
+      o.spec = { n: 7 };
+    });
+    h.server.delete("ns/b");
+    h.server.sendRaw(endBookmark(h.server.resourceVersion));
+    await h.reflector.waitForSync();
+    assert.deepEqual(summary(h.events).sort(), ["add a@rv-4", "add c@rv-3"]);
+  });
+
+  it("passes each streamed object through the sink's prepare as it arrives", async () => {
+    const server = new FakeWatchServer();
+    createAll(server, ["a", "b"]);
+    const seen: string[] = [];
+    const replaced: unknown[] = [];
+    const ctl = new AbortController();
+    const reflector = new Reflector<FakeObject>({
+      client: server.client(),
+      clock: new FakeClock(),
+      random: () => 0,
+      sink: {
+        prepare: (obj) => {
+          seen.push(obj.metadata.name!);
+          return { metadata: { ...obj.metadata }, spec: { prepared: true } };
+        },
+        replace: (items) => replaced.push(...items),
+        apply() {},
+      },
+    });
+    const run = reflector.run(ctl.signal);
+    await reflector.waitForSync();
+    assert.deepEqual(seen, ["a", "b"]);
+    assert.deepEqual(
+      replaced.map((o) => (o as FakeObject).spec),
+      [{ prepared: true }, { prepared: true }],
+    );
+    ctl.abort();
+    await run;
+  });
+
+  it("calls collectGarbage after every 1,000 objects of a streaming list, and only then", async () => {
+    let collections = 0;
+    const names = Array.from({ length: 2500 }, (_, i) => `c${String(i).padStart(4, "0")}`);
+    const h = start({
+      seed: (s) => createAll(s, names),
+      reflector: { streamingList: true, collectGarbage: () => collections++ },
+    });
+    await h.reflector.waitForSync();
+    assert.equal(garbageEvery, 1000);
+    assert.equal(collections, 2, "after objects 1,000 and 2,000");
+    assert.equal(h.store.size, 2500);
+    for (let i = 0; i < 1000; i++) h.server.create(pvc(`w${i}`));
+    await until(() => h.store.size === 3500, "watch events");
+    assert.equal(collections, 2, "not for the changes that follow");
+    await h.stop();
+
+    let pagedCollections = 0;
+    const paged = start({
+      seed: (s) => createAll(s, names),
+      reflector: { streamingList: false, collectGarbage: () => pagedCollections++ },
+    });
+    await paged.reflector.waitForSync();
+    assert.equal(pagedCollections, 0, "not for lists in pages");
+  });
+
+  it("lists in pages from then on when the server refuses it (422)", async () => {
+    const h = start({
+      server: { watchList: "rejected" },
+      seed: (s) => createAll(s, ["a", "b"]),
+      reflector: { streamingList: true },
+    });
+    await h.reflector.waitForSync();
+    await streaming(h, 2);
+    assert.equal(h.server.watchCalls[0]!.sendInitialEvents, true);
+    assert.equal(h.server.listCalls.length, 1);
+    assert.equal(h.server.watchCalls[1]!.sendInitialEvents, undefined);
+    assert.equal(h.server.watchCalls[1]!.resourceVersion, "rv-2");
+    assert.equal(h.reflector.stats.streamedLists, 0);
+    assert.equal(h.reflector.stats.backoffs, 0, "no wait: the fallback is immediate");
+    assert.ok(
+      h.logger.lines.some((l) =>
+        l.includes("Streaming list of objects not supported (the server refused it"),
+      ),
+    );
+    // A relist after 410 lists in pages too: the server said no once.
+    h.server.dropWatches(transportError());
+    h.server.create(pvc("c"));
+    h.server.compact();
+    await until(() => h.reflector.stats.backoffs === 1, "back-off");
+    await h.clock.advance(800);
+    await until(() => h.reflector.stats.relists === 1, "relist");
+    assert.equal(h.server.listCalls.length, 2);
+    assert.equal(h.server.watchCalls.filter((w) => w.sendInitialEvents).length, 1);
+  });
+
+  it("lists in pages when the stream ends before the end bookmark (a server that ignores the parameters)", async () => {
+    const h = start({
+      server: { watchList: "ignored" },
+      seed: (s) => createAll(s, ["a", "b"]),
+      reflector: { streamingList: true },
+    });
+    await streaming(h, 1);
+    await h.clock.advance(300_000);
+    h.server.dropWatches(); // the server's timeout: a normal end
+    await h.reflector.waitForSync();
+    await streaming(h, 2);
+    assert.equal(h.server.listCalls.length, 1);
+    assert.equal(h.replaces, 1);
+    assert.deepEqual(summary(h.events), ["add a@rv-1", "add b@rv-2"], "each object added once");
+    assert.ok(
+      h.logger.lines.some((l) => l.includes("its stream ended before the initial events did")),
+    );
+  });
+
+  it("backs off and streams again after a failed or empty streaming list, without falling back", async () => {
+    const h = start({
+      seed: (s) => {
+        createAll(s, ["a"]);
+        s.failNextWatch(internalError());
+      },
+      reflector: { streamingList: true },
+    });
+    await until(() => h.reflector.stats.backoffs === 1, "back-off after the 500");
+    assert.equal(h.reflector.hasSynced(), false);
+    await h.clock.advance(800);
+    await h.reflector.waitForSync();
+    assert.equal(h.server.listCalls.length, 0);
+    assert.deepEqual(
+      h.server.watchCalls.map((w) => w.sendInitialEvents),
+      [true, true],
+    );
+    assert.equal(h.reflector.stats.errors, 1);
+  });
+
+  it("restarts a silent streaming list with the watchdog and streams again", async () => {
+    const h = start({
+      seed: (s) => {
+        createAll(s, ["a"]);
+        s.silenceNextWatches(1);
+      },
+      reflector: { streamingList: true, minWatchTimeoutSeconds: 60, watchdogGraceMs: 1000 },
+    });
+    await until(() => h.server.watchCalls.length === 1, "first watch");
+    await h.clock.advance(61_000);
+    await until(() => h.reflector.stats.backoffs === 1, "back-off after the watchdog");
+    assert.equal(h.reflector.stats.watchdogTimeouts, 1);
+    await h.clock.advance(800);
+    await h.reflector.waitForSync();
+    assert.equal(h.server.listCalls.length, 0);
+    assert.equal(h.store.size, 1);
+  });
+
+  it("streams the list again after 410 and replaces the store with deletes, updates and adds", async () => {
+    const h = start({
+      seed: (s) => createAll(s, ["a", "b", "c"]),
+      reflector: { streamingList: true },
+    });
+    await streaming(h, 1);
+    h.server.dropWatches(transportError());
+    h.server.delete("ns/a");
+    h.server.update("ns/b", (o) => {
+      o.spec = { n: 9 };
+    });
+    h.server.create(pvc("d"));
+    h.server.compact();
+    await until(() => h.reflector.stats.backoffs === 1, "back-off");
+    const before = h.events.length;
+    await h.clock.advance(800);
+    await until(() => h.reflector.stats.relists === 1, "relist");
+    assert.deepEqual(summary(h.events.slice(before)), [
+      "delete a@rv-1",
+      "update b@rv-5",
+      "add d@rv-6",
+    ]);
+    assert.equal(h.reflector.stats.streamedLists, 2);
+    assert.equal(h.server.listCalls.length, 0);
+    const last = h.server.watchCalls.at(-1)!;
+    assert.equal(last.sendInitialEvents, true);
+    assert.equal(last.resourceVersion, undefined);
   });
 });
 
@@ -594,6 +847,7 @@ describe("Reflector against the test API server over HTTP", () => {
         apply: (type, obj) =>
           events.push(...(type === "DELETED" ? store.delete(obj) : store.upsert(obj))),
       },
+      streamingList: false,
       ...opts,
     });
     const ctl = new AbortController();
@@ -619,6 +873,34 @@ describe("Reflector against the test API server over HTTP", () => {
       until(() => reflector.lastSyncResourceVersion === api.resourceVersion, "catching up");
     return { clock, api, store, events, reflector, count, watching, caughtUp };
   }
+
+  it("syncs by a streaming list over HTTP and goes on with the same stream", async () => {
+    const t = await startHttp(["a", "b"], { streamingList: true });
+    await t.reflector.waitForSync();
+    assert.deepEqual(t.store.keys().sort(), ["default/a", "default/b"]);
+    assert.equal(t.reflector.stats.streamedLists, 1);
+    put("c");
+    t.api.remove(res, "a", "default");
+    await t.caughtUp();
+    assert.deepEqual(t.store.keys().sort(), ["default/b", "default/c"]);
+    assert.equal(t.count("list"), 0);
+    assert.equal(t.count("watch"), 1);
+  });
+
+  it("streams the list again over HTTP after 410 and emits deletes for vanished objects", async () => {
+    const t = await startHttp(["a", "b"], { streamingList: true });
+    await t.watching(1);
+    t.api.failNext({ verb: "watch", resource: res, status: 410, inBand: true });
+    t.api.dropWatches({ graceful: true });
+    t.api.remove(res, "a", "default");
+    put("c");
+    await t.watching(3);
+    await t.caughtUp();
+    assert.equal(t.reflector.stats.streamedLists, 2);
+    assert.equal(t.count("list"), 0);
+    const tail = t.events.slice(2).map((e) => `${e.type} ${e.obj.metadata.name}`);
+    assert.deepEqual(tail, ["delete a", "add c"]);
+  });
 
   it("resumes from the last resourceVersion after a dropped connection, without a list", async () => {
     const t = await startHttp(["a"]);
