@@ -1030,7 +1030,11 @@ async function memoryRun(
   cached: number,
 ): Promise<MemResult> {
   const load = loadavg();
-  const p = startSidecar(exe, flagsFor(env, []), path.join(os.tmpdir(), "compare-mem.log"));
+  const p = startSidecar(
+    exe,
+    flagsFor(env, variant === "ours" ? OURS_FLAGS : []),
+    path.join(os.tmpdir(), `compare-mem-${variant}-${cached}.log`),
+  );
   try {
     await until("the sidecar to start", 300_000, () => {
       running(p, variant);
