@@ -97,6 +97,26 @@ function summary(events: StoreEvent<FakeObject>[]): string[] {
   return events.map((e) => `${e.type} ${e.obj.metadata.name}@${e.obj.metadata.resourceVersion}`);
 }
 
+/**
+ * With the store synced from a, b and c: drops the watch, and while it is down a vanishes, b
+ * changes, d appears and history is compacted. Returns what the relist that follows emitted.
+ */
+async function relistAfterCompaction(h: Harness): Promise<string[]> {
+  await streaming(h, 1);
+  h.server.dropWatches(transportError());
+  h.server.delete("ns/a");
+  h.server.update("ns/b", (o) => {
+    o.spec = { n: 9 };
+  });
+  h.server.create(pvc("d"));
+  h.server.compact();
+  await until(() => h.reflector.stats.backoffs === 1, "back-off");
+  const before = h.events.length;
+  await h.clock.advance(800);
+  await until(() => h.reflector.stats.relists === 1, "relist");
+  return summary(h.events.slice(before));
+}
+
 describe("Reflector", () => {
   it("lists in pages, then watches from the list's resourceVersion with bookmarks and a spread timeout", async () => {
     const h = start({
@@ -215,25 +235,9 @@ describe("Reflector", () => {
         server: { goneAs },
         seed: (s) => createAll(s, ["a", "b", "c"]),
       });
-      await streaming(h, 1);
-      h.server.dropWatches(transportError());
-      // While the watch is down: a vanishes, b changes, c stays, d appears; history is compacted.
-      h.server.delete("ns/a");
-      h.server.update("ns/b", (o) => {
-        o.spec = { n: 9 };
-      });
-      h.server.create(pvc("d"));
-      h.server.compact();
-      await until(() => h.reflector.stats.backoffs === 1, "back-off");
-      const before = h.events.length;
-      await h.clock.advance(800);
-      await until(() => h.reflector.stats.relists === 1, "relist");
+      const relisted = await relistAfterCompaction(h);
       await streaming(h, 3);
-      assert.deepEqual(summary(h.events.slice(before)), [
-        "delete a@rv-1",
-        "update b@rv-5",
-        "add d@rv-6",
-      ]);
+      assert.deepEqual(relisted, ["delete a@rv-1", "update b@rv-5", "add d@rv-6"]);
       assert.deepEqual(h.store.keys().sort(), ["ns/b", "ns/c", "ns/d"]);
       assert.equal(h.reflector.stats.gone, 1);
       assert.equal(h.server.listCalls.at(-1)!.continue, undefined);
@@ -748,23 +752,8 @@ describe("Reflector: streaming lists (sendInitialEvents)", () => {
       seed: (s) => createAll(s, ["a", "b", "c"]),
       reflector: { streamingList: true },
     });
-    await streaming(h, 1);
-    h.server.dropWatches(transportError());
-    h.server.delete("ns/a");
-    h.server.update("ns/b", (o) => {
-      o.spec = { n: 9 };
-    });
-    h.server.create(pvc("d"));
-    h.server.compact();
-    await until(() => h.reflector.stats.backoffs === 1, "back-off");
-    const before = h.events.length;
-    await h.clock.advance(800);
-    await until(() => h.reflector.stats.relists === 1, "relist");
-    assert.deepEqual(summary(h.events.slice(before)), [
-      "delete a@rv-1",
-      "update b@rv-5",
-      "add d@rv-6",
-    ]);
+    const relisted = await relistAfterCompaction(h);
+    assert.deepEqual(relisted, ["delete a@rv-1", "update b@rv-5", "add d@rv-6"]);
     assert.equal(h.reflector.stats.streamedLists, 2);
     assert.equal(h.server.listCalls.length, 0);
     const last = h.server.watchCalls.at(-1)!;
