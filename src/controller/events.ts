@@ -109,7 +109,8 @@ export function createEventRecorder(opts: EventRecorderOptions): EventRecorder {
     Normal: { queue: [], running: undefined, priority: "low" },
     Warning: { queue: [], running: undefined, priority: "normal" },
   };
-  const queued = () => lines.Normal.queue.length + lines.Warning.queue.length;
+  const allLines = Object.values(lines);
+  const queued = () => allLines.reduce((n, l) => n + l.queue.length, 0);
   const sent = new Map<string, Sent>();
   let lastNanos = 0n;
 
@@ -229,24 +230,22 @@ export function createEventRecorder(opts: EventRecorderOptions): EventRecorder {
         const count = queued();
         if (count > 0) {
           opts.logger.warn("Dropping events not written before shutdown", { count });
-          lines.Normal.queue.length = 0;
-          lines.Warning.queue.length = 0;
+          for (const l of allLines) l.queue.length = 0;
         }
       };
       const running = () => {
-        const r = [lines.Normal.running, lines.Warning.running].filter((p) => p !== undefined);
+        const r = allLines.map((l) => l.running).filter((p) => p !== undefined);
         return r.length > 0 ? Promise.all(r) : undefined;
       };
       if (signal?.aborted) onAbort();
       signal?.addEventListener("abort", onAbort, { once: true });
+      // One promise for the abort, raced against each pass's loops.
+      const aborted = new Promise<void>((done) =>
+        signal?.addEventListener("abort", () => done(), { once: true }),
+      );
       try {
         for (let r = running(); r && !signal?.aborted; r = running()) {
-          await Promise.race([
-            r,
-            new Promise<void>((done) =>
-              signal?.addEventListener("abort", () => done(), { once: true }),
-            ),
-          ]);
+          await Promise.race([r, aborted]);
         }
       } finally {
         signal?.removeEventListener("abort", onAbort);

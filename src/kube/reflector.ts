@@ -33,7 +33,14 @@ import type { Clock, Random } from "../util/clock.ts";
 import type { Logger } from "../util/log.ts";
 import { nullLogger } from "../util/log.ts";
 import type { ResourceClient, WatchOptions } from "./api.ts";
-import { isGone, isKubeApiError, isTooManyRequests, KubeApiError } from "./errors.ts";
+import {
+  isBadRequest,
+  isGone,
+  isInvalid,
+  isKubeApiError,
+  isTooManyRequests,
+  KubeApiError,
+} from "./errors.ts";
 import type { KubeObject, Status, WatchEvent } from "./objects.ts";
 import { objectKey } from "./store.ts";
 
@@ -45,12 +52,8 @@ export interface ErrorPredicates {
   isTooManyRequests(e: unknown): boolean;
   /** The server's Retry-After, in seconds, when it sent one. */
   retryAfterSeconds(e: unknown): number | undefined;
-  /** The request was refused as invalid (400, 422). Default: a {@link KubeApiError} with either. */
-  isRejected?(e: unknown): boolean;
-}
-
-function isRejectedRequest(e: unknown): boolean {
-  return isKubeApiError(e) && (e.status === 400 || e.status === 422);
+  /** The request was refused as invalid: 400 Bad Request or 422 Invalid. */
+  isRejected(e: unknown): boolean;
 }
 
 /** The client's {@link KubeApiError} predicates. */
@@ -58,6 +61,7 @@ export const defaultErrorPredicates: ErrorPredicates = {
   isGone,
   isTooManyRequests,
   retryAfterSeconds: (e) => (isKubeApiError(e) ? e.retryAfterSeconds : undefined),
+  isRejected: (e) => isBadRequest(e) || isInvalid(e),
 };
 
 export interface BackoffOptions {
@@ -695,7 +699,7 @@ export class Reflector<T extends KubeObject> {
     } catch (e) {
       if (signal.aborted) return { kind: "aborted" };
       if (watchdogFired) return { kind: "watchdog" };
-      if (streaming && events === 0 && (this.#errors.isRejected ?? isRejectedRequest)(e)) {
+      if (streaming && events === 0 && this.#errors.isRejected(e)) {
         return { kind: "rejected", cause: e };
       }
       if (this.#errors.isGone(e)) return { kind: "gone", cause: e };
