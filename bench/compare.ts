@@ -61,6 +61,8 @@ const CACHED = (args.get("cached") ?? "5000,20000")
   .map(Number)
   .sort((a, b) => a - b);
 const STARTUP = Number(args.get("startup") ?? 5);
+/** Seconds between "controller started" and the idle RSS sample. */
+const IDLE_S = Number(args.get("idle-s") ?? 3);
 /** Which sidecars to run (profiling runs only ours). */
 const VARIANTS = (args.get("variants") ?? "ours,upstream").split(",");
 /** Extra arguments before the flags, e.g. `--cpu-prof-md --cpu-prof-dir=/tmp src/main.ts` with --ours=bun. */
@@ -699,7 +701,7 @@ async function provisionRun(
     return p.lines.some((l) => READY.test(l));
   });
   const probeMs = (env.proxy.firstCall ?? Number.NaN) - p.spawnedAt;
-  await new Promise((r) => setTimeout(r, 3000));
+  await new Promise((r) => setTimeout(r, IDLE_S * 1000));
   const idle = procStatus(p.pid);
   const rssIdleMiB = idle.rssKiB / 1024;
   log(

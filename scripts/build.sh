@@ -26,6 +26,9 @@
 #                     when `git status` shows changes; "unknown" outside a git work tree)
 #   BYTECODE          "0" builds the executables without --bytecode (default "1": bytecode cuts
 #                     their start-up by more than half; see bench/README.md)
+#   JIT_POLICY        the JIT policy the executables start with (`--compile-jit-policy`, default
+#                     "32"): JavaScriptCore's tier-up thresholds times 32 until the controllers run,
+#                     when the sidecar sets the normal policy (src/runtime/jit.ts); "1" turns it off
 #   BUN_X64_RUNTIME   a Bun executable for linux-x64, used as the runtime of that target instead of
 #   BUN_ARM64_RUNTIME the one Bun downloads for a cross-compile (`--compile-executable-path`); it
 #                     must be the same Bun version as the one building
@@ -194,6 +197,11 @@ build_exe() { # $1 = linux-x64 | linux-arm64
     --no-compile-autoload-dotenv --no-compile-autoload-bunfig)
   # Bytecode defaults to CommonJS, where a top-level await (examples/hostdir-driver) is an error.
   [ "${BYTECODE:-1}" = 0 ] || args+=(--bytecode --format=esm)
+  # Start-up code (module evaluation, the CSI descriptors, flags, the handshake, the initial
+  # lists) runs once: compiling it costs time and the JIT's memory without paying back. 32 idled
+  # 4 MiB lower than 1 (and lower than 8, 128 or 1000) with a faster first Probe (bench/README.md,
+  # "JIT policy"). The normal policy comes back once the controllers run.
+  args+=("--compile-jit-policy=${JIT_POLICY:-32}")
   if [ -n "$runtime" ]; then
     [ -x "$runtime" ] || { say "build: $runtime_var=$runtime is not an executable file"; return 1; }
     args+=("--compile-executable-path=$runtime")

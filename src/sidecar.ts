@@ -56,6 +56,7 @@ import {
 import { migratedProvisionerNames } from "./migration/registry.ts";
 import { provisionerIdentity } from "./provision/names.ts";
 import type { ProvisionerConfig } from "./provision/request.ts";
+import { normalJitPolicy } from "./runtime/jit.ts";
 import { collectGarbage, releaseMemory } from "./runtime/memory.ts";
 import type { ServedServer } from "./runtime/serve.ts";
 import type { Clock, Random } from "./util/clock.ts";
@@ -489,8 +490,12 @@ function buildControllers(config: Config, deps: RunDeps, p: Parts): Manager {
       text: "Started provisioning controller",
       fields: { driver: p.info.name, workers },
     },
-    // Start-up's garbage (module evaluation, the initial lists) goes back to the system once.
-    onStarted: releaseMemory,
+    // Start-up is over: the JIT compiles as usual from now on, and start-up's garbage (module
+    // evaluation, the initial lists) goes back to the system once.
+    onStarted: () => {
+      normalJitPolicy();
+      releaseMemory();
+    },
   });
 }
 
