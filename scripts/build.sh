@@ -199,8 +199,8 @@ build_exe() { # $1 = linux-x64 | linux-arm64
   [ "${BYTECODE:-1}" = 0 ] || args+=(--bytecode --format=esm)
   # Start-up code (module evaluation, the CSI descriptors, flags, the handshake, the initial
   # lists) runs once: compiling it costs time and the JIT's memory without paying back. 32 idled
-  # 4 MiB lower than 1 (and lower than 8, 128 or 1000) with a faster first Probe (bench/README.md,
-  # "JIT policy"). The normal policy comes back once the controllers run.
+  # 3-4 MiB lower than 1, and lower than 8, 16, 64, 128 or 1000, with a faster first Probe
+  # (bench/README.md, "JIT policy"). The normal policy comes back once the controllers run.
   args+=("--compile-jit-policy=${JIT_POLICY:-32}")
   if [ -n "$runtime" ]; then
     [ -x "$runtime" ] || { say "build: $runtime_var=$runtime is not an executable file"; return 1; }
